@@ -1,0 +1,333 @@
+//! Freshet's durable, partitioned, replayable log: the storage engine every
+//! other part of Freshet reads. No sockets: the Kafka front end and the
+//! in-process consumers call into it.
+//!
+//! On disk, under the data directory:
+//! `log/{topic}/topic.json` and `log/{topic}/{partition}/{base_offset:020}.log`
+//! with `.index` and `.timeindex` beside each sealed segment,
+//! `log/{topic}/{partition}/recovery-point`, and `log/.clean-shutdown` after
+//! a clean close.
+
+pub mod batch;
+mod config;
+mod error;
+mod files;
+mod flusher;
+mod index;
+mod partition;
+mod segment;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use freshet_core::{Clock, SystemClock, limits};
+use serde::{Deserialize, Serialize};
+
+pub use crate::config::{Durability, TopicConfig, validate_topic_name};
+pub use crate::error::{BatchError, LogError, Result};
+pub use crate::files::FileCache;
+pub use crate::index::SegmentIndex;
+pub use crate::partition::{AppendInfo, Partition, PartitionRecovery, ReadResult};
+pub use crate::stats::{FSYNC_BUCKETS_MICROS, LogStats};
+
+use crate::flusher::Flusher;
+
+const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const TOPIC_META_FILE: &str = "topic.json";
+const DELETED_PREFIX: &str = ".deleted-";
+
+/// How the log runs (as opposed to what each topic holds).
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub clock: Arc<dyn Clock>,
+    pub index_interval_bytes: u64,
+    pub open_segment_files_max: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            index_interval_bytes: limits::INDEX_INTERVAL_BYTES,
+            open_segment_files_max: limits::OPEN_SEGMENT_FILES_MAX,
+        }
+    }
+}
+
+/// What partitions share: handles, the flusher, the clock, counters.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub files: Arc<FileCache>,
+    pub flusher: Arc<Flusher>,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Arc<LogStats>,
+    pub interval_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TopicMeta {
+    name: String,
+    config: TopicConfig,
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    config: Arc<RwLock<TopicConfig>>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> TopicConfig {
+        *self.config.read().expect("config lock")
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().expect("partitions lock").clone()
+    }
+
+    pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
+        self.partitions.read().expect("partitions lock").get(id as usize).cloned().ok_or_else(|| {
+            LogError::UnknownPartition { topic: self.name.clone(), partition: id }
+        })
+    }
+
+    fn save_meta(&self) -> Result<()> {
+        let meta = TopicMeta { name: self.name.clone(), config: self.config() };
+        let json = serde_json::to_vec_pretty(&meta).expect("topic metadata serialises");
+        files::write_atomically(&self.dir.join(TOPIC_META_FILE), &json)
+    }
+}
+
+/// The log: every topic and partition under one data directory.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    shared: Arc<Shared>,
+    flusher_thread: Mutex<Option<JoinHandle<()>>>,
+    recovered_cleanly: bool,
+}
+
+impl Log {
+    /// Opens (or creates) the log under `data_dir/log`, recovering every
+    /// partition: after an unclean stop, torn or corrupt tails are cut so
+    /// each partition keeps exactly a valid prefix.
+    pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self> {
+        let dir = data_dir.join("log");
+        fs::create_dir_all(&dir).map_err(LogError::io(&dir))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if clean {
+            fs::remove_file(&marker).map_err(LogError::io(&marker))?;
+            files::sync_dir(&dir)?;
+        }
+        let (flusher, thread) = Flusher::start();
+        let shared = Arc::new(Shared {
+            files: Arc::new(FileCache::new(options.open_segment_files_max)),
+            flusher,
+            clock: options.clock,
+            stats: Arc::new(LogStats::default()),
+            interval_bytes: options.index_interval_bytes,
+        });
+        let log = Self {
+            dir: dir.clone(),
+            topics: RwLock::new(BTreeMap::new()),
+            shared,
+            flusher_thread: Mutex::new(Some(thread)),
+            recovered_cleanly: clean,
+        };
+        for entry in fs::read_dir(&dir).map_err(LogError::io(&dir))? {
+            let path = entry.map_err(LogError::io(&dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if name.starts_with(DELETED_PREFIX) {
+                fs::remove_dir_all(&path).map_err(LogError::io(&path))?;
+                continue;
+            }
+            if !path.is_dir() {
+                continue;
+            }
+            let meta_path = path.join(TOPIC_META_FILE);
+            let Ok(meta) = fs::read(&meta_path) else {
+                tracing::warn!(dir = %path.display(), "ignoring a directory without topic.json");
+                continue;
+            };
+            let meta: TopicMeta = serde_json::from_slice(&meta).map_err(|error| LogError::Corrupt {
+                path: meta_path.clone(),
+                position: 0,
+                reason: error.to_string(),
+            })?;
+            let topic = log.load_topic(&meta.name, meta.config, clean)?;
+            log.topics.write().expect("topics lock").insert(meta.name, topic);
+        }
+        tracing::info!(dir = %dir.display(), topics = log.topics.read().expect("topics lock").len(), clean, "log opened");
+        Ok(log)
+    }
+
+    /// Whether the previous run closed the log cleanly.
+    pub fn recovered_cleanly(&self) -> bool {
+        self.recovered_cleanly
+    }
+
+    pub fn stats(&self) -> &LogStats {
+        &self.shared.stats
+    }
+
+    pub fn open_segment_files(&self) -> usize {
+        self.shared.files.len()
+    }
+
+    fn load_topic(&self, name: &str, config: TopicConfig, clean: bool) -> Result<Arc<Topic>> {
+        let dir = self.dir.join(name);
+        let config = Arc::new(RwLock::new(config));
+        let mut partitions = Vec::new();
+        let count = config.read().expect("config lock").partitions;
+        for id in 0..count {
+            let (partition, recovery) = Partition::open(
+                name,
+                id,
+                &dir.join(id.to_string()),
+                Arc::clone(&config),
+                Arc::clone(&self.shared),
+                clean,
+            )?;
+            if recovery != PartitionRecovery::default() {
+                tracing::warn!(topic = name, partition = id, ?recovery, "recovered partition after an unclean stop");
+            }
+            partitions.push(Arc::new(partition));
+        }
+        Ok(Arc::new(Topic { name: name.to_string(), dir, config, partitions: RwLock::new(partitions) }))
+    }
+
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let mut topics = self.topics.write().expect("topics lock");
+        if topics.contains_key(name) {
+            return Err(LogError::TopicExists(name.to_string()));
+        }
+        let dir = self.dir.join(name);
+        fs::create_dir_all(&dir).map_err(LogError::io(&dir))?;
+        let meta = TopicMeta { name: name.to_string(), config };
+        files::write_atomically(&dir.join(TOPIC_META_FILE), &serde_json::to_vec_pretty(&meta).expect("serialises"))?;
+        files::sync_dir(&self.dir)?;
+        let topic = self.load_topic(name, config, true)?;
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions = config.partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Changes a topic's settings. Partitions may only grow; new ones start empty.
+    pub fn alter_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        config.validate()?;
+        let topic = self.topic(name)?;
+        let mut partitions = topic.partitions.write().expect("partitions lock");
+        let existing = partitions.len() as u32;
+        if config.partitions < existing {
+            return Err(LogError::InvalidConfig(format!(
+                "topic '{name}' has {existing} partitions; the count can only grow, not shrink to {}",
+                config.partitions
+            )));
+        }
+        *topic.config.write().expect("config lock") = config;
+        for id in existing..config.partitions {
+            let (partition, _) = Partition::open(
+                name,
+                id,
+                &topic.dir.join(id.to_string()),
+                Arc::clone(&topic.config),
+                Arc::clone(&self.shared),
+                true,
+            )?;
+            partitions.push(Arc::new(partition));
+        }
+        drop(partitions);
+        topic.save_meta()?;
+        Ok(topic)
+    }
+
+    /// Creates the topic, or alters it to `config` if it exists.
+    pub fn ensure_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        match self.topic(name) {
+            Ok(topic) if topic.config() == config => Ok(topic),
+            Ok(_) => self.alter_topic(name, config),
+            Err(LogError::UnknownTopic(_)) => self.create_topic(name, config),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self.topics.write().expect("topics lock").remove(name).ok_or_else(|| LogError::UnknownTopic(name.into()))?;
+        for partition in topic.partitions() {
+            partition.close()?;
+        }
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let graveyard = self.dir.join(format!("{DELETED_PREFIX}{name}-{nanos}"));
+        fs::rename(&topic.dir, &graveyard).map_err(LogError::io(&topic.dir))?;
+        files::sync_dir(&self.dir)?;
+        fs::remove_dir_all(&graveyard).map_err(LogError::io(&graveyard))?;
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned().ok_or_else(|| LogError::UnknownTopic(name.into()))
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().expect("topics lock").values().cloned().collect()
+    }
+
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        self.topic(topic)?.partition(partition)
+    }
+
+    /// Rolls aged segments and deletes those past retention, everywhere.
+    /// Returns the number of segments deleted.
+    pub fn enforce_retention(&self) -> Result<usize> {
+        let mut deleted = 0;
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                deleted += partition.enforce_retention()?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes every partition, writes indexes and the clean-shutdown
+    /// marker, and stops the flusher. Appends after this fail.
+    pub fn close(&self) -> Result<()> {
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                partition.close()?;
+            }
+        }
+        self.shared.flusher.stop();
+        if let Some(thread) = self.flusher_thread.lock().expect("flusher thread lock").take() {
+            let _ = thread.join();
+        }
+        files::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        tracing::info!(dir = %self.dir.display(), "log closed cleanly");
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Without `close` this is an unclean stop, as after a crash; only
+        // the flusher thread is ended.
+        self.shared.flusher.stop();
+        if let Some(thread) = self.flusher_thread.lock().expect("flusher thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}

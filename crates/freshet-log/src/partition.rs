@@ -1,0 +1,449 @@
+//! One partition: an ordered list of segments, the only writer to them, and
+//! the notifications readers and `acks=all` producers wait on.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use freshet_core::limits;
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::batch::{self, BatchHeader};
+use crate::config::{Durability, TopicConfig};
+use crate::error::{LogError, Result};
+use crate::files;
+use crate::segment::{self, Segment};
+
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Wall-clock time of the append (Kafka's log append time).
+    pub append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// Whole batches read from a partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Concatenated record batches, each checked before it was returned.
+    pub bytes: Vec<u8>,
+    /// One past the last offset in the partition when the read started.
+    pub end_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// What recovery did to a partition when the log opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionRecovery {
+    pub truncated_bytes: u64,
+    pub segments_dropped: usize,
+}
+
+#[derive(Debug)]
+struct WriterState {
+    closed: bool,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    topic: String,
+    id: u32,
+    dir: PathBuf,
+    config: Arc<RwLock<TopicConfig>>,
+    /// Serialises appends, rolls, retention and close.
+    writer: Mutex<WriterState>,
+    /// The segments, oldest first; readers clone the `Arc` and read lock-free.
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    log_start_offset: AtomicI64,
+    end_offset: watch::Sender<i64>,
+    durable_offset: watch::Sender<i64>,
+    flush_scheduled: AtomicBool,
+    last_sync: Mutex<Instant>,
+    waiting_readers: AtomicUsize,
+    shared: Arc<Shared>,
+}
+
+impl Partition {
+    pub(crate) fn open(
+        topic: &str,
+        id: u32,
+        dir: &Path,
+        config: Arc<RwLock<TopicConfig>>,
+        shared: Arc<Shared>,
+        clean: bool,
+    ) -> Result<(Self, PartitionRecovery)> {
+        fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).map_err(LogError::io(dir))? {
+            let path = entry.map_err(LogError::io(dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+            } else if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let recovery_point = if clean { i64::MAX } else { read_recovery_point(dir) };
+        let mut recovery = PartitionRecovery::default();
+        let mut segments: Vec<Arc<Segment>> = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let contiguous = segments.last().is_none_or(|previous| previous.next_offset() == base);
+            let prefix_broken = recovery.truncated_bytes > 0;
+            if !contiguous || prefix_broken {
+                // Keep exactly a prefix: everything after a gap or a cut goes.
+                for &dropped in &bases[i..] {
+                    tracing::warn!(topic, partition = id, base_offset = dropped, "dropping segment after a recovered gap");
+                    let _ = fs::remove_file(segment::log_path(dir, dropped));
+                    recovery.segments_dropped += 1;
+                }
+                break;
+            }
+            let sealed_before_recovery_point = bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
+            let trust_index = clean || sealed_before_recovery_point;
+            let (segment, report) = Segment::open(dir, base, shared.interval_bytes, Arc::clone(&shared.files), trust_index)?;
+            if let Some(report) = report {
+                recovery.truncated_bytes += report.truncated_bytes;
+            }
+            segments.push(Arc::new(segment));
+        }
+        if segments.is_empty() {
+            segments.push(Arc::new(Segment::create(dir, 0, shared.interval_bytes, Arc::clone(&shared.files))?));
+        }
+        let active = segments.last().expect("at least one segment");
+        active.activate()?;
+        active.sync()?;
+        let end = active.next_offset();
+        let start = segments[0].base_offset();
+        if !clean {
+            files::write_atomically(&dir.join(RECOVERY_POINT_FILE), end.to_string().as_bytes())?;
+        }
+        let partition = Self {
+            topic: topic.to_string(),
+            id,
+            dir: dir.to_path_buf(),
+            config,
+            writer: Mutex::new(WriterState { closed: false }),
+            segments: RwLock::new(Arc::new(segments)),
+            log_start_offset: AtomicI64::new(start),
+            end_offset: watch::Sender::new(end),
+            durable_offset: watch::Sender::new(end),
+            flush_scheduled: AtomicBool::new(false),
+            last_sync: Mutex::new(Instant::now()),
+            waiting_readers: AtomicUsize::new(0),
+            shared,
+        };
+        Ok((partition, recovery))
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// One past the last appended offset (Kafka's log end offset; with a
+    /// single replica also the high watermark).
+    pub fn end_offset(&self) -> i64 {
+        *self.end_offset.borrow()
+    }
+
+    /// One past the last offset known to be on stable storage.
+    pub fn durable_offset(&self) -> i64 {
+        *self.durable_offset.borrow()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.snapshot().iter().map(|s| s.size_bytes()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(&self.segments.read().expect("segments lock"))
+    }
+
+    fn publish(&self, segments: Vec<Arc<Segment>>) {
+        self.log_start_offset.store(segments[0].base_offset(), Ordering::Release);
+        *self.segments.write().expect("segments lock") = Arc::new(segments);
+    }
+
+    fn active(&self) -> Arc<Segment> {
+        Arc::clone(self.snapshot().last().expect("a partition always has an active segment"))
+    }
+
+    /// Validates and appends one or more record batches (a produce
+    /// request's record set), assigning offsets. Batches are stored as the
+    /// bytes given, but for the base offset and leader epoch.
+    pub fn append(self: &Arc<Self>, mut bytes: Vec<u8>) -> Result<AppendInfo> {
+        let config = *self.config.read().expect("config lock");
+        let mut headers: Vec<BatchHeader> = batch::split(&bytes)?.into_iter().map(|(header, _)| header).collect();
+        if headers.is_empty() {
+            return Err(crate::error::BatchError::Truncated { needed: batch::HEADER_BYTES, available: 0 }.into());
+        }
+        if let Some(large) = headers.iter().find(|h| h.size_bytes > config.max_message_bytes) {
+            return Err(LogError::BatchTooLarge { size_bytes: large.size_bytes as usize, max_bytes: config.max_message_bytes });
+        }
+        let guard = self.writer.lock().expect("writer lock");
+        if guard.closed {
+            return Err(LogError::ShuttingDown);
+        }
+        let now_ms = self.shared.clock.now_ms();
+        let mut active = self.active();
+        let too_big = active.size_bytes() + bytes.len() as u64 > config.segment_bytes;
+        let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
+        if !active.is_empty() && (too_big || too_old) {
+            self.roll_locked()?;
+            active = self.active();
+        }
+        let base_offset = active.next_offset();
+        let mut next_offset = base_offset;
+        let mut at = 0usize;
+        for header in &mut headers {
+            batch::assign_offset(&mut bytes[at..], next_offset);
+            header.base_offset = next_offset;
+            header.leader_epoch = batch::LEADER_EPOCH;
+            next_offset += header.offset_count();
+            at += header.size_bytes as usize;
+        }
+        active.append(&bytes, &headers, now_ms)?;
+        self.end_offset.send_replace(next_offset);
+        let stats = &self.shared.stats;
+        stats.batches_appended.fetch_add(headers.len() as u64, Ordering::Relaxed);
+        stats.bytes_appended.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        match config.durability {
+            Durability::EveryBatch => {
+                self.sync_timed(&active)?;
+                self.durable_offset.send_replace(next_offset);
+            }
+            Durability::None => {
+                self.durable_offset.send_replace(next_offset);
+            }
+            Durability::GroupCommit => {}
+        }
+        drop(guard);
+        if config.durability == Durability::GroupCommit {
+            self.schedule_flush(config.flush_interval_ms);
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next_offset - 1,
+            append_time_ms: now_ms,
+            log_start_offset: self.log_start_offset(),
+        })
+    }
+
+    fn sync_timed(&self, segment: &Segment) -> Result<()> {
+        let started = Instant::now();
+        segment.sync()?;
+        self.shared.stats.record_fsync(started.elapsed());
+        Ok(())
+    }
+
+    fn schedule_flush(self: &Arc<Self>, interval_ms: u64) {
+        if self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            return; // the pending flush will cover this append
+        }
+        let earliest = *self.last_sync.lock().expect("last sync lock") + Duration::from_millis(interval_ms);
+        self.shared.flusher.schedule(Arc::clone(self), earliest.max(Instant::now()));
+    }
+
+    /// Called by the flusher: fsync what has been appended so far and
+    /// release every append it covers.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_scheduled.store(false, Ordering::Release);
+        let (active, end) = {
+            let _guard = self.writer.lock().expect("writer lock");
+            (self.active(), self.end_offset())
+        };
+        self.sync_timed(&active)?;
+        *self.last_sync.lock().expect("last sync lock") = Instant::now();
+        self.durable_offset.send_if_modified(|durable| {
+            let advanced = end > *durable;
+            *durable = (*durable).max(end);
+            advanced
+        });
+        Ok(())
+    }
+
+    /// Waits until everything before `offset` is on stable storage (for
+    /// `acks=all`). Returns at once under `Durability::None`.
+    pub async fn wait_durable(&self, offset: i64) -> Result<()> {
+        let mut durable = self.durable_offset.subscribe();
+        durable.wait_for(|&durable| durable >= offset).await.map(|_| ()).map_err(|_| LogError::ShuttingDown)
+    }
+
+    /// Waits until the partition holds data at `offset`, or the timeout
+    /// passes. Returns whether data is there. Waiters per partition are
+    /// bounded; past the bound this returns at once.
+    pub async fn wait_for_data(&self, offset: i64, timeout: Duration) -> bool {
+        if self.end_offset() > offset {
+            return true;
+        }
+        if self.waiting_readers.fetch_add(1, Ordering::AcqRel) >= limits::WAITING_READERS_PER_PARTITION_MAX {
+            self.waiting_readers.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let _waiting = Waiting(&self.waiting_readers);
+        let mut end = self.end_offset.subscribe();
+        matches!(tokio::time::timeout(timeout, end.wait_for(|&end| end > offset)).await, Ok(Ok(_)))
+    }
+
+    pub fn waiting_readers(&self) -> usize {
+        self.waiting_readers.load(Ordering::Acquire)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to
+    /// `max_bytes` but at least one batch if any is there.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let end = self.end_offset();
+        let segments = self.snapshot();
+        let start = segments[0].base_offset();
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let mut bytes = Vec::new();
+        let mut next = offset;
+        let mut at = segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
+        while at < segments.len() && next < end && bytes.len() < max_bytes {
+            let segment = &segments[at];
+            match segment.read(next, max_bytes, &mut bytes) {
+                Ok(Some(after)) => {
+                    next = after;
+                    if after < segment.next_offset() {
+                        break; // the budget ran out inside this segment
+                    }
+                }
+                Ok(None) => {}
+                Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    // Retention deleted the segment while we read it.
+                    let start = self.log_start_offset();
+                    return Err(LogError::OffsetOutOfRange { offset, start, end });
+                }
+                Err(error) => return Err(error),
+            }
+            at += 1;
+        }
+        Ok(ReadResult { bytes, end_offset: end, log_start_offset: start })
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp`: its
+    /// base offset and max timestamp. `None` if every batch is older.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        for segment in self.snapshot().iter() {
+            if let Some(found) = segment.find_by_timestamp(timestamp)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Seals the active segment and starts a new one. Caller holds `writer`.
+    fn roll_locked(&self) -> Result<()> {
+        let mut segments = (*self.snapshot()).clone();
+        let active = segments.last().expect("active segment");
+        let started = Instant::now();
+        active.seal()?;
+        self.shared.stats.record_fsync(started.elapsed());
+        let next_offset = active.next_offset();
+        let fresh = Segment::create(&self.dir, next_offset, self.shared.interval_bytes, Arc::clone(&self.shared.files))?;
+        segments.push(Arc::new(fresh));
+        self.publish(segments);
+        // Everything before the new segment is synced: recovery may trust it.
+        files::write_atomically(&self.dir.join(RECOVERY_POINT_FILE), next_offset.to_string().as_bytes())?;
+        self.durable_offset.send_if_modified(|durable| {
+            let advanced = next_offset > *durable;
+            *durable = (*durable).max(next_offset);
+            advanced
+        });
+        self.shared.stats.segments_rolled.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(topic = %self.topic, partition = self.id, base_offset = next_offset, "rolled segment");
+        Ok(())
+    }
+
+    /// Rolls the active segment if it is older than `segment_ms`, deletes
+    /// whole segments past the time or size retention. Returns the number
+    /// of segments deleted.
+    pub fn enforce_retention(&self) -> Result<usize> {
+        let config = *self.config.read().expect("config lock");
+        let now_ms = self.shared.clock.now_ms();
+        let guard = self.writer.lock().expect("writer lock");
+        if guard.closed {
+            return Ok(0);
+        }
+        let active = self.active();
+        let cutoff_ms = config.retention_ms.map(|ms| now_ms.saturating_sub(ms));
+        let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
+        let expired = cutoff_ms.is_some_and(|cutoff| active.max_timestamp() < cutoff);
+        if !active.is_empty() && (too_old || expired) {
+            self.roll_locked()?;
+        }
+        let mut segments = (*self.snapshot()).clone();
+        let mut deleted = Vec::new();
+        if let Some(cutoff) = cutoff_ms {
+            while segments.len() > 1 && segments[0].max_timestamp() < cutoff {
+                deleted.push(segments.remove(0));
+            }
+        }
+        if let Some(retention_bytes) = config.retention_bytes {
+            let mut total: u64 = segments.iter().map(|s| s.size_bytes()).sum();
+            while segments.len() > 1 && total - segments[0].size_bytes() >= retention_bytes {
+                total -= segments[0].size_bytes();
+                deleted.push(segments.remove(0));
+            }
+        }
+        if deleted.is_empty() {
+            return Ok(0);
+        }
+        self.publish(segments);
+        drop(guard);
+        for segment in &deleted {
+            tracing::info!(topic = %self.topic, partition = self.id, base_offset = segment.base_offset(), "retention deleted segment");
+            segment.delete()?;
+        }
+        self.shared.stats.segments_deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
+        Ok(deleted.len())
+    }
+
+    /// Syncs and indexes the active segment so the next open trusts it,
+    /// and refuses further appends.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut guard = self.writer.lock().expect("writer lock");
+        if guard.closed {
+            return Ok(());
+        }
+        guard.closed = true;
+        let active = self.active();
+        active.sync()?;
+        active.write_index()?;
+        let end = self.end_offset();
+        files::write_atomically(&self.dir.join(RECOVERY_POINT_FILE), end.to_string().as_bytes())?;
+        self.durable_offset.send_replace(end);
+        Ok(())
+    }
+}
+
+fn read_recovery_point(dir: &Path) -> i64 {
+    fs::read_to_string(dir.join(RECOVERY_POINT_FILE)).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0)
+}

@@ -1,0 +1,368 @@
+//! One segment: a file of record batches named by its base offset, with its
+//! sparse offset and time index. Appends are positional writes past the
+//! visible end; readers only ever see bytes the index already covers.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::batch::{self, BatchHeader, HEADER_BYTES, LEADER_EPOCH};
+use crate::error::{LogError, Result};
+use crate::files::{self, FileCache};
+use crate::index::SegmentIndex;
+
+/// Bytes read at once when scanning a segment during recovery.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+fn offset_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// What a recovery scan of one segment found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScanReport {
+    /// Bytes cut off the end because they were torn or corrupt.
+    pub truncated_bytes: u64,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    base_offset: i64,
+    path: PathBuf,
+    dir: PathBuf,
+    index: RwLock<SegmentIndex>,
+    /// The write handle while this is the active segment; sealed segments
+    /// are read through the shared, bounded [`FileCache`].
+    writer: RwLock<Option<Arc<File>>>,
+    /// Wall-clock time of the first append, for rolling by age.
+    first_append_ms: RwLock<Option<i64>>,
+    files: Arc<FileCache>,
+}
+
+impl Segment {
+    /// Creates a new, empty active segment.
+    pub fn create(dir: &Path, base_offset: i64, interval_bytes: u64, files: Arc<FileCache>) -> Result<Self> {
+        let path = log_path(dir, base_offset);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(LogError::io(&path))?;
+        files::sync_dir(dir)?;
+        Ok(Self::assemble(dir, base_offset, SegmentIndex::new(base_offset, interval_bytes), Some(file), files))
+    }
+
+    fn assemble(
+        dir: &Path,
+        base_offset: i64,
+        index: SegmentIndex,
+        writer: Option<File>,
+        files: Arc<FileCache>,
+    ) -> Self {
+        Self {
+            base_offset,
+            path: log_path(dir, base_offset),
+            dir: dir.to_path_buf(),
+            index: RwLock::new(index),
+            writer: RwLock::new(writer.map(Arc::new)),
+            first_append_ms: RwLock::new(None),
+            files,
+        }
+    }
+
+    /// Opens an existing segment. With `trust_index`, a valid index file
+    /// pair that covers the whole file is used as is; otherwise, or when the
+    /// files are damaged, every batch is read and checked, and the file is
+    /// truncated before the first torn or corrupt one.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        interval_bytes: u64,
+        files: Arc<FileCache>,
+        trust_index: bool,
+    ) -> Result<(Self, Option<ScanReport>)> {
+        let path = log_path(dir, base_offset);
+        let length = fs::metadata(&path).map_err(LogError::io(&path))?.len();
+        if trust_index {
+            let offset_file = fs::read(offset_index_path(dir, base_offset)).unwrap_or_default();
+            let time_file = fs::read(time_index_path(dir, base_offset)).unwrap_or_default();
+            if let Some(index) = SegmentIndex::decode(base_offset, interval_bytes, length, &offset_file, &time_file) {
+                return Ok((Self::assemble(dir, base_offset, index, None, files), None));
+            }
+            tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
+        }
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(LogError::io(&path))?;
+        let (index, report) = scan(&file, &path, base_offset, interval_bytes, length)?;
+        if report.truncated_bytes > 0 {
+            file.set_len(index.covered_bytes()).map_err(LogError::io(&path))?;
+            file.sync_all().map_err(LogError::io(&path))?;
+        }
+        // A rebuilt index may differ from the files on disk; drop them so a
+        // later trusted open cannot pick up a stale pair.
+        let _ = fs::remove_file(offset_index_path(dir, base_offset));
+        let _ = fs::remove_file(time_index_path(dir, base_offset));
+        Ok((Self::assemble(dir, base_offset, index, None, files), Some(report)))
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.index.read().expect("index lock").next_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.index.read().expect("index lock").covered_bytes()
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.index.read().expect("index lock").max_timestamp()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size_bytes() == 0
+    }
+
+    pub fn first_append_ms(&self) -> Option<i64> {
+        *self.first_append_ms.read().expect("first append lock")
+    }
+
+    /// Makes this the active segment: opens its write handle.
+    pub fn activate(&self) -> Result<()> {
+        let file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(LogError::io(&self.path))?;
+        *self.writer.write().expect("writer lock") = Some(Arc::new(file));
+        Ok(())
+    }
+
+    fn read_handle(&self) -> Result<Arc<File>> {
+        if let Some(file) = self.writer.read().expect("writer lock").as_ref() {
+            return Ok(Arc::clone(file));
+        }
+        self.files.open(&self.path)
+    }
+
+    /// Appends already-validated batches (offsets assigned) at the end.
+    /// The caller serialises appends to one partition.
+    pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<()> {
+        let writer = self.writer.read().expect("writer lock").clone().expect("append to the active segment only");
+        let position = self.size_bytes();
+        writer.write_all_at(bytes, position).map_err(LogError::io(&self.path))?;
+        let mut first = self.first_append_ms.write().expect("first append lock");
+        first.get_or_insert(now_ms);
+        drop(first);
+        let mut index = self.index.write().expect("index lock");
+        let mut at = position;
+        for header in headers {
+            index.observe(at, header);
+            at += u64::from(header.size_bytes);
+        }
+        Ok(())
+    }
+
+    /// Flushes appended bytes to stable storage.
+    pub fn sync(&self) -> Result<()> {
+        if let Some(writer) = self.writer.read().expect("writer lock").clone() {
+            writer.sync_data().map_err(LogError::io(&self.path))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index files describing the segment as it is now.
+    pub fn write_index(&self) -> Result<()> {
+        let (offsets, times) = self.index.read().expect("index lock").encode();
+        files::write_atomically(&offset_index_path(&self.dir, self.base_offset), &offsets)?;
+        files::write_atomically(&time_index_path(&self.dir, self.base_offset), &times)?;
+        Ok(())
+    }
+
+    /// Seals the segment: no more appends; its data is synced and its index
+    /// written, and its handle moves to the shared cache.
+    pub fn seal(&self) -> Result<()> {
+        self.sync()?;
+        self.write_index()?;
+        *self.writer.write().expect("writer lock") = None;
+        Ok(())
+    }
+
+    /// Deletes the segment's files. Readers holding its handle finish.
+    pub fn delete(&self) -> Result<()> {
+        self.files.forget(&self.path);
+        for path in [
+            self.path.clone(),
+            offset_index_path(&self.dir, self.base_offset),
+            time_index_path(&self.dir, self.base_offset),
+        ] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(LogError::Io { path, source: error }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends to `out` whole batches starting with the one that holds
+    /// `offset`, up to `max_bytes` (but at least one batch when `out` is
+    /// empty). Returns the offset after the last batch copied, or `None`
+    /// when the segment holds nothing at or after `offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize, out: &mut Vec<u8>) -> Result<Option<i64>> {
+        let (mut position, end) = {
+            let index = self.index.read().expect("index lock");
+            if offset >= index.next_offset() {
+                return Ok(None);
+            }
+            (index.position_for_offset(offset), index.covered_bytes())
+        };
+        let file = self.read_handle()?;
+        // Skip batches that end before `offset` (at most one index interval).
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        let first = loop {
+            if position >= end {
+                return Ok(None);
+            }
+            file.read_exact_at(&mut header_bytes, position).map_err(LogError::io(&self.path))?;
+            let header = batch::parse_header(&header_bytes).map_err(|error| self.corrupt(position, error.to_string()))?;
+            if header.last_offset() >= offset {
+                break header;
+            }
+            position += u64::from(header.size_bytes);
+        };
+        let budget = max_bytes.saturating_sub(out.len());
+        let wanted = if out.is_empty() { budget.max(first.size_bytes as usize) } else { budget };
+        let length = wanted.min((end - position) as usize);
+        if length < first.size_bytes as usize {
+            return Ok(Some(first.base_offset)); // the next batch does not fit
+        }
+        let start = out.len();
+        out.resize(start + length, 0);
+        file.read_exact_at(&mut out[start..], position).map_err(LogError::io(&self.path))?;
+        // Keep whole batches only, each checked before it is served.
+        let mut at = start;
+        let mut expected_base = first.base_offset;
+        while out.len() - at >= HEADER_BYTES {
+            let header = batch::parse_header(&out[at..]).map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
+            let size = header.size_bytes as usize;
+            if out.len() - at < size {
+                break;
+            }
+            let checked = batch::validate(&out[at..at + size]).map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
+            if checked.base_offset != expected_base || checked.leader_epoch != LEADER_EPOCH {
+                let reason = format!("batch has base offset {} and epoch {}, expected offset {expected_base}", checked.base_offset, checked.leader_epoch);
+                return Err(self.corrupt(position + (at - start) as u64, reason));
+            }
+            expected_base = checked.last_offset() + 1;
+            at += size;
+        }
+        out.truncate(at);
+        Ok(Some(expected_base))
+    }
+
+    /// Base offset and max timestamp of the first batch whose max timestamp
+    /// is at least `timestamp`.
+    pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let (mut position, end) = {
+            let index = self.index.read().expect("index lock");
+            if index.max_timestamp() < timestamp {
+                return Ok(None);
+            }
+            (index.position_for_timestamp(timestamp), index.covered_bytes())
+        };
+        let file = self.read_handle()?;
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        while position < end {
+            file.read_exact_at(&mut header_bytes, position).map_err(LogError::io(&self.path))?;
+            let header = batch::parse_header(&header_bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
+            if header.max_timestamp >= timestamp {
+                return Ok(Some((header.base_offset, header.max_timestamp)));
+            }
+            position += u64::from(header.size_bytes);
+        }
+        Ok(None)
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> LogError {
+        LogError::Corrupt { path: self.path.clone(), position, reason }
+    }
+}
+
+/// Reads every batch of a segment file, checking each one's header, CRC,
+/// offset continuity and epoch, and builds the index of the valid prefix.
+fn scan(file: &File, path: &Path, base_offset: i64, interval_bytes: u64, length: u64) -> Result<(SegmentIndex, ScanReport)> {
+    let mut index = SegmentIndex::new(base_offset, interval_bytes);
+    let mut buffer: Vec<u8> = Vec::with_capacity(SCAN_CHUNK_BYTES);
+    let mut buffer_position = 0u64; // file position of buffer[0]
+    let mut position = 0u64;
+    let mut reason = None;
+    while position < length {
+        let needed_from = (position - buffer_position) as usize;
+        // Make sure the buffer holds at least the header at `position`.
+        if buffer.len() < needed_from + HEADER_BYTES {
+            refill(file, path, &mut buffer, &mut buffer_position, position, HEADER_BYTES, length)?;
+        }
+        let at = (position - buffer_position) as usize;
+        if buffer.len() - at < HEADER_BYTES {
+            reason = Some(format!("torn batch header at byte {position}"));
+            break;
+        }
+        let header = match batch::parse_header(&buffer[at..]) {
+            Ok(header) => header,
+            Err(error) => {
+                reason = Some(format!("bad batch header at byte {position}: {error}"));
+                break;
+            }
+        };
+        let size = header.size_bytes as usize;
+        if buffer.len() - at < size {
+            refill(file, path, &mut buffer, &mut buffer_position, position, size, length)?;
+        }
+        let at = (position - buffer_position) as usize;
+        if buffer.len() - at < size {
+            reason = Some(format!("torn batch at byte {position}: {size} bytes expected, {} present", buffer.len() - at));
+            break;
+        }
+        let checked = match batch::validate(&buffer[at..at + size]) {
+            Ok(checked) => checked,
+            Err(error) => {
+                reason = Some(format!("bad batch at byte {position}: {error}"));
+                break;
+            }
+        };
+        if checked.base_offset != index.next_offset() || checked.leader_epoch != LEADER_EPOCH {
+            reason = Some(format!(
+                "batch at byte {position} has base offset {} and epoch {}, expected offset {}",
+                checked.base_offset,
+                checked.leader_epoch,
+                index.next_offset()
+            ));
+            break;
+        }
+        index.observe(position, &checked);
+        position += size as u64;
+    }
+    let truncated_bytes = length - index.covered_bytes();
+    if let Some(reason) = &reason {
+        tracing::warn!(segment = %path.display(), truncated_bytes, %reason, "truncating segment before a torn or corrupt batch");
+    }
+    Ok((index, ScanReport { truncated_bytes, reason }))
+}
+
+/// Refills `buffer` so it starts at `position` and holds at least `needed`
+/// bytes (or up to the end of the file).
+fn refill(file: &File, path: &Path, buffer: &mut Vec<u8>, buffer_position: &mut u64, position: u64, needed: usize, length: u64) -> Result<()> {
+    let want = needed.max(SCAN_CHUNK_BYTES).min((length - position) as usize);
+    buffer.resize(want, 0);
+    file.read_exact_at(buffer, position).map_err(LogError::io(path))?;
+    *buffer_position = position;
+    Ok(())
+}

@@ -66,12 +66,6 @@ impl TopicConfig {
         if self.max_message_bytes < 64 || self.max_message_bytes > limits::BATCH_BYTES_MAX {
             return fail(format!("max_message_bytes must be 64..={}, got {}", limits::BATCH_BYTES_MAX, self.max_message_bytes));
         }
-        if u64::from(self.max_message_bytes) > self.segment_bytes {
-            return fail(format!(
-                "max_message_bytes ({}) must not exceed segment_bytes ({})",
-                self.max_message_bytes, self.segment_bytes
-            ));
-        }
         if self.segment_ms <= 0 {
             return fail(format!("segment_ms must be positive, got {}", self.segment_ms));
         }

@@ -102,28 +102,35 @@ impl SegmentIndex {
         self.next_offset = header.last_offset() + 1;
     }
 
-    /// Byte position from which to scan for `offset`: the last indexed batch
-    /// whose base offset is at most `offset`.
-    pub fn position_for_offset(&self, offset: i64) -> u64 {
+    /// Where to start scanning for `offset`: the byte position and base
+    /// offset of the last indexed batch whose base offset is at most `offset`.
+    pub fn position_for_offset(&self, offset: i64) -> (u64, i64) {
         let Ok(relative) = u32::try_from(offset - self.base_offset) else {
-            return 0;
+            return (0, self.base_offset);
         };
         let after = self.offsets.partition_point(|entry| entry.relative_offset <= relative);
         match after {
-            0 => 0,
-            n => u64::from(self.offsets[n - 1].position),
+            0 => (0, self.base_offset),
+            n => {
+                let entry = self.offsets[n - 1];
+                (u64::from(entry.position), self.base_offset + i64::from(entry.relative_offset))
+            }
         }
     }
 
-    /// Byte position from which to scan for the first batch whose max
-    /// timestamp is at least `timestamp`. Everything before it is older.
-    pub fn position_for_timestamp(&self, timestamp: i64) -> u64 {
+    /// Where to start scanning for the first batch whose max timestamp is
+    /// at least `timestamp` (byte position and base offset there).
+    /// Everything before it is older.
+    pub fn position_for_timestamp(&self, timestamp: i64) -> (u64, i64) {
         // Entries are non-decreasing in timestamp: the last one strictly
         // older than `timestamp` bounds everything up to its batch.
         let after = self.times.partition_point(|entry| entry.timestamp < timestamp);
         match after {
-            0 => 0,
-            n => u64::from(self.times[n - 1].position),
+            0 => (0, self.base_offset),
+            n => {
+                let entry = self.times[n - 1];
+                (u64::from(entry.position), self.base_offset + i64::from(entry.relative_offset))
+            }
         }
     }
 
@@ -275,7 +282,7 @@ mod tests {
         let (index, layout) = build(1_000, &batches);
         for &(base, position, _) in &layout {
             for target in [base, base + 1] {
-                let start = index.position_for_offset(target);
+                let (start, _) = index.position_for_offset(target);
                 assert!(start <= position || target > base, "started past the batch holding {target}");
                 // The scan from `start` reaches the batch within one interval plus a batch.
                 let batch_start = layout.iter().rev().find(|(b, _, _)| *b <= target).unwrap().1;
@@ -290,7 +297,7 @@ mod tests {
         let batches: Vec<(usize, i64)> = (0..300).map(|i| (2, 5 * i as i64 + if i % 10 == 3 { 50 } else { 0 })).collect();
         let (index, layout) = build(600, &batches);
         for target in (0..1_600).step_by(7) {
-            let start = index.position_for_timestamp(target);
+            let (start, _) = index.position_for_timestamp(target);
             for &(_, position, timestamp) in &layout {
                 if position < start {
                     assert!(timestamp < target, "skipped a batch at {position} with ts {timestamp} >= {target}");

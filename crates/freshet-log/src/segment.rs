@@ -217,26 +217,28 @@ impl Segment {
     /// empty). Returns the offset after the last batch copied, or `None`
     /// when the segment holds nothing at or after `offset`.
     pub fn read(&self, offset: i64, max_bytes: usize, out: &mut Vec<u8>) -> Result<Option<i64>> {
-        let (mut position, end) = {
+        let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
             if offset >= index.next_offset() {
                 return Ok(None);
             }
-            (index.position_for_offset(offset), index.covered_bytes())
+            let (position, base) = index.position_for_offset(offset);
+            (position, base, index.covered_bytes())
         };
         let file = self.read_handle()?;
-        // Skip batches that end before `offset` (at most one index interval).
+        // Skip batches that end before `offset` (at most one index interval),
+        // checking that offsets run on without a gap.
         let mut header_bytes = [0u8; HEADER_BYTES];
         let first = loop {
             if position >= end {
                 return Ok(None);
             }
-            file.read_exact_at(&mut header_bytes, position).map_err(LogError::io(&self.path))?;
-            let header = batch::parse_header(&header_bytes).map_err(|error| self.corrupt(position, error.to_string()))?;
+            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
                 break header;
             }
             position += u64::from(header.size_bytes);
+            expected_base = header.last_offset() + 1;
         };
         let budget = max_bytes.saturating_sub(out.len());
         let wanted = if out.is_empty() { budget.max(first.size_bytes as usize) } else { budget };
@@ -249,7 +251,6 @@ impl Segment {
         file.read_exact_at(&mut out[start..], position).map_err(LogError::io(&self.path))?;
         // Keep whole batches only, each checked before it is served.
         let mut at = start;
-        let mut expected_base = first.base_offset;
         while out.len() - at >= HEADER_BYTES {
             let header = batch::parse_header(&out[at..]).map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
             let size = header.size_bytes as usize;
@@ -271,24 +272,40 @@ impl Segment {
     /// Base offset and max timestamp of the first batch whose max timestamp
     /// is at least `timestamp`.
     pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        let (mut position, end) = {
+        let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
             if index.max_timestamp() < timestamp {
                 return Ok(None);
             }
-            (index.position_for_timestamp(timestamp), index.covered_bytes())
+            let (position, base) = index.position_for_timestamp(timestamp);
+            (position, base, index.covered_bytes())
         };
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
         while position < end {
-            file.read_exact_at(&mut header_bytes, position).map_err(LogError::io(&self.path))?;
-            let header = batch::parse_header(&header_bytes).map_err(|e| self.corrupt(position, e.to_string()))?;
+            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
             if header.max_timestamp >= timestamp {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
             position += u64::from(header.size_bytes);
+            expected_base = header.last_offset() + 1;
         }
         Ok(None)
+    }
+
+    /// Reads the batch header at `position`, which must carry `expected_base`
+    /// and the log's leader epoch (fields the CRC does not cover).
+    fn read_header(&self, file: &File, position: u64, buffer: &mut [u8; HEADER_BYTES], expected_base: i64) -> Result<BatchHeader> {
+        file.read_exact_at(buffer, position).map_err(LogError::io(&self.path))?;
+        let header = batch::parse_header(buffer).map_err(|e| self.corrupt(position, e.to_string()))?;
+        if header.base_offset != expected_base || header.leader_epoch != LEADER_EPOCH {
+            let reason = format!(
+                "batch has base offset {} and epoch {}, expected offset {expected_base}",
+                header.base_offset, header.leader_epoch
+            );
+            return Err(self.corrupt(position, reason));
+        }
+        Ok(header)
     }
 
     fn corrupt(&self, position: u64, reason: String) -> LogError {

@@ -34,6 +34,8 @@ pub struct AppendInfo {
 pub struct ReadResult {
     /// Concatenated record batches, each checked before it was returned.
     pub bytes: Vec<u8>,
+    /// The offset after the last batch returned (the next one to read).
+    pub next_offset: i64,
     /// One past the last offset in the partition when the read started.
     pub end_offset: i64,
     pub log_start_offset: i64,
@@ -271,8 +273,9 @@ impl Partition {
             let _guard = self.writer.lock().expect("writer lock");
             (self.active(), self.end_offset())
         };
-        self.sync_timed(&active)?;
+        // The interval runs from the start of one fsync to the next.
         *self.last_sync.lock().expect("last sync lock") = Instant::now();
+        self.sync_timed(&active)?;
         self.durable_offset.send_if_modified(|durable| {
             let advanced = end > *durable;
             *durable = (*durable).max(end);
@@ -345,7 +348,7 @@ impl Partition {
             }
             at += 1;
         }
-        Ok(ReadResult { bytes, end_offset: end, log_start_offset: start })
+        Ok(ReadResult { bytes, next_offset: next, end_offset: end, log_start_offset: start })
     }
 
     /// The first batch whose max timestamp is at least `timestamp`: its

@@ -1,0 +1,96 @@
+//! Freshet's server: validates the config, opens the log, creates the
+//! declared topics, runs maintenance, serves HTTP, and shuts all of it down
+//! cleanly. Front ends (Kafka, HTTP API) and pipelines are wired here.
+
+pub mod config;
+mod http;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use freshet_log::{Log, LogOptions};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use crate::config::{Config, ConfigError, ServerConfig};
+
+/// Addresses the running server actually bound (ports may have been 0).
+#[derive(Debug, Clone, Serialize)]
+pub struct BoundPorts {
+    pub http: SocketAddr,
+}
+
+/// A running server; dropping it without `shutdown` is an unclean stop.
+pub struct Server {
+    log: Arc<Log>,
+    ports: BoundPorts,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the log (recovering it if the last stop was unclean), applies
+    /// the declared topics and starts every listener.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let data_dir: PathBuf = config.server.data_dir.clone();
+        let log = tokio::task::spawn_blocking(move || Log::open(&data_dir, LogOptions::default()))
+            .await?
+            .with_context(|| format!("opening the log in {}", config.server.data_dir.display()))?;
+        let log = Arc::new(log);
+        for (name, topic) in &config.topics {
+            log.ensure_topic(name, *topic).with_context(|| format!("applying topic '{name}'"))?;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(run_maintenance(
+            Arc::clone(&log),
+            Duration::from_millis(config.server.retention_check_interval_ms),
+            stopped.clone(),
+        )));
+        let (http, http_task) = http::serve(config.server.http_listen, Arc::clone(&log), stopped.clone()).await?;
+        tasks.push(http_task);
+        tracing::info!(%http, data_dir = %config.server.data_dir.display(), "freshet is serving");
+        Ok(Self { log, ports: BoundPorts { http }, stop, tasks })
+    }
+
+    pub fn ports(&self) -> &BoundPorts {
+        &self.ports
+    }
+
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// Stops the listeners, then flushes and closes the log.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let log = Arc::clone(&self.log);
+        tokio::task::spawn_blocking(move || log.close()).await??;
+        Ok(())
+    }
+}
+
+async fn run_maintenance(log: Arc<Log>, interval: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let log = Arc::clone(&log);
+        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(deleted)) => tracing::info!(deleted, "retention deleted segments"),
+            Ok(Err(error)) => tracing::error!(%error, "retention failed"),
+            Err(error) => tracing::error!(%error, "retention task panicked"),
+        }
+    }
+}

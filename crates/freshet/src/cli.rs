@@ -1,0 +1,175 @@
+//! Commands and their flags. What the pipeline means lives in
+//! `freshet.toml`; how this process runs lives in flags and `FRESHET_*`
+//! environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use freshet_log::TopicConfig;
+use freshet_server::{Config, Server};
+
+#[derive(Debug, Parser)]
+#[command(name = "freshet", version, about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: Kafka listener, HTTP API, dashboard, metrics, and everything the config declares.
+    Serve(ServeArgs),
+    /// Start the platform with a built-in demo pipeline and print the dashboard URL.
+    Demo(DemoArgs),
+    /// Generate events (seed scenarios: iot, retail, payments, logistics) at a controlled rate.
+    Simulate(Pending),
+    /// Check a serving layer against what the simulator sent.
+    Verify(Pending),
+    /// Administer topics: create, list, describe, delete.
+    Topic(Pending),
+    /// Produce events to a topic.
+    Produce(Pending),
+    /// Consume events from a topic.
+    Consume(Pending),
+    /// List consumer groups and show their lag.
+    Group(Pending),
+    /// Query the store of a running server (SQL, or KQL with --kql).
+    Query(Pending),
+    /// Run a hot-path job locally over sample events.
+    Job(Pending),
+    /// Apply a declarative config to a running server (create-or-alter).
+    Apply(Pending),
+    /// Replay captured events into a topic.
+    Replay(Pending),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The declarative config; without one, defaults serve on loopback.
+    #[arg(long, env = "FRESHET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the log and all state live (overrides [server] data_dir).
+    #[arg(long, env = "FRESHET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    listeners: ListenerArgs,
+}
+
+#[derive(Debug, Args)]
+struct ListenerArgs {
+    /// HTTP API, dashboard, /metrics and /healthz (overrides [server] http_listen; port 0 picks one).
+    #[arg(long, env = "FRESHET_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Write the bound ports as JSON to this file once serving (for tests and scripts).
+    #[arg(long, env = "FRESHET_PORTS_FILE")]
+    ports_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Where the demo keeps its data (default: freshet-demo under the system temp dir).
+    #[arg(long, env = "FRESHET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    listeners: ListenerArgs,
+}
+
+/// Arguments of commands this build does not run yet.
+#[derive(Debug, Args)]
+struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+/// A command that exists in the interface but not yet in this build.
+#[derive(Debug)]
+pub struct NotYet(&'static str);
+
+impl std::fmt::Display for NotYet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`freshet {}` is not available in this build yet", self.0)
+    }
+}
+
+impl std::error::Error for NotYet {}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => demo(args).await,
+        // TODO(issue 4): simulate and verify.
+        Command::Simulate(_) => Err(NotYet("simulate").into()),
+        Command::Verify(_) => Err(NotYet("verify").into()),
+        // TODO(issue 3): the built-in Kafka client commands.
+        Command::Topic(_) => Err(NotYet("topic").into()),
+        Command::Produce(_) => Err(NotYet("produce").into()),
+        Command::Consume(_) => Err(NotYet("consume").into()),
+        Command::Group(_) => Err(NotYet("group").into()),
+        // TODO(issue 5): the store.
+        Command::Query(_) => Err(NotYet("query").into()),
+        // TODO(issue 6): the hot path.
+        Command::Job(_) => Err(NotYet("job").into()),
+        Command::Apply(_) => Err(NotYet("apply").into()),
+        Command::Replay(_) => Err(NotYet("replay").into()),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(data_dir) = args.data_dir {
+        config.server.data_dir = data_dir;
+    }
+    run_server(config, &args.listeners).await
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    config.server.data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
+    // TODO(issue 7): the demo pipeline (jobs, tables, views, simulator).
+    config.topics.push(("auth-events".into(), TopicConfig { partitions: 4, ..TopicConfig::default() }));
+    run_server(config, &args.listeners).await
+}
+
+async fn run_server(mut config: Config, listeners: &ListenerArgs) -> anyhow::Result<()> {
+    if let Some(http) = listeners.http_listen {
+        config.server.http_listen = http;
+    }
+    let server = Server::start(config.clone()).await?;
+    let ports = server.ports().clone();
+    if let Some(path) = &listeners.ports_file {
+        write_ports_file(path, &serde_json::to_vec(&ports)?)?;
+    }
+    println!("Freshet is running.");
+    println!("  HTTP:     http://{}/healthz", ports.http);
+    println!("  Data:     {}", config.server.data_dir.display());
+    for (name, topic) in &config.topics {
+        println!("  Topic:    {name} ({} partitions)", topic.partitions);
+    }
+    println!("Press Ctrl-C to stop.");
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping: flushing and closing the log");
+    server.shutdown().await?;
+    println!("Freshet stopped cleanly.");
+    Ok(())
+}
+
+fn write_ports_file(path: &Path, json: &[u8]) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, json).with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The real `freshet` binary: help, config errors, serving, clean shutdown
+//! on SIGTERM, and restart after SIGKILL.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_freshet");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Freshet {
+    child: Child,
+    http: String,
+}
+
+impl Freshet {
+    fn start(dir: &Path, config: &str) -> Self {
+        let config_path = dir.join("freshet.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let ports_path = dir.join("ports.json");
+        let _ = std::fs::remove_file(&ports_path);
+        let child = Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--http-listen", "127.0.0.1:0", "--ports-file"])
+            .arg(&ports_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ports = wait_for(|| std::fs::read(&ports_path).ok());
+        let ports: serde_json::Value = serde_json::from_slice(&ports).unwrap();
+        Self { child, http: ports["http"].as_str().unwrap().to_string() }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        wait_for(|| self.child.try_wait().unwrap())
+    }
+}
+
+impl Drop for Freshet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "condition not met within {DEADLINE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BINARY).args(args).output().unwrap()
+}
+
+const CONFIG: &str = r#"
+[server]
+retention_check_interval_ms = 100
+
+[[topic]]
+name = "auth-events"
+partitions = 4
+retention_ms = 3600000
+
+[[topic]]
+name = "alerts"
+durability = "every-batch"
+"#;
+
+#[test]
+fn help_lists_every_command_and_each_has_its_own_help() {
+    let output = run(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    let commands = ["serve", "demo", "simulate", "verify", "topic", "produce", "consume", "query", "job", "apply", "replay"];
+    for command in commands {
+        assert!(help.contains(command), "--help does not list {command}:\n{help}");
+        let output = run(&[command, "--help"]);
+        assert!(output.status.success(), "freshet {command} --help failed");
+    }
+}
+
+#[test]
+fn a_command_not_in_this_build_says_so_and_exits_2() {
+    let output = run(&["simulate", "--rate", "10"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not available in this build"));
+}
+
+#[test]
+fn a_bad_config_names_the_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("freshet.toml");
+    std::fs::write(&config, "[[topic]]\nname = \"t\"\npartitons = 3\n").unwrap();
+    let output = Command::new(BINARY).arg("serve").arg("--config").arg(&config).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("freshet.toml:3:") && stderr.contains("partitons"), "{stderr}");
+}
+
+#[test]
+fn serve_creates_the_declared_topics_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let freshet = Freshet::start(dir.path(), CONFIG);
+    let health = http_get(&freshet.http, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains("\"topics\":2"), "{health}");
+    let log_dir: PathBuf = dir.path().join("data/log");
+    for partition in 0..4 {
+        assert!(log_dir.join(format!("auth-events/{partition}/00000000000000000000.log")).exists());
+    }
+    assert!(log_dir.join("alerts/0").exists());
+    freshet.signal(libc::SIGTERM);
+    let status = freshet.wait();
+    assert!(status.success(), "{status:?}");
+    assert!(log_dir.join(".clean-shutdown").exists(), "a clean stop leaves the clean-shutdown marker");
+}
+
+#[test]
+fn after_sigkill_the_server_recovers_and_serves_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let freshet = Freshet::start(dir.path(), CONFIG);
+    freshet.signal(libc::SIGKILL);
+    let status = freshet.wait();
+    assert!(!status.success());
+    let log_dir = dir.path().join("data/log");
+    assert!(!log_dir.join(".clean-shutdown").exists());
+    let freshet = Freshet::start(dir.path(), CONFIG);
+    assert!(http_get(&freshet.http, "/healthz").starts_with("HTTP/1.1 200"));
+    freshet.signal(libc::SIGTERM);
+    assert!(freshet.wait().success());
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use freshet_kafka::{Broker, BrokerSettings};
 use freshet_log::{Log, LogOptions};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -21,6 +22,7 @@ pub use crate::config::{Config, ConfigError, ServerConfig};
 /// Addresses the running server actually bound (ports may have been 0).
 #[derive(Debug, Clone, Serialize)]
 pub struct BoundPorts {
+    pub kafka: SocketAddr,
     pub http: SocketAddr,
 }
 
@@ -51,10 +53,23 @@ impl Server {
             Duration::from_millis(config.server.retention_check_interval_ms),
             stopped.clone(),
         )));
+        let kafka_listener = freshet_kafka::listen(config.server.kafka_listen).await?;
+        let kafka = freshet_kafka::local_address(&kafka_listener)?;
+        let (advertised_host, advertised_port) = advertised(config.server.kafka_advertised.as_deref(), kafka)?;
+        let settings = BrokerSettings {
+            node_id: 0,
+            cluster_id: "freshet".into(),
+            advertised_host,
+            advertised_port,
+            auto_create_topics: config.server.auto_create_topics,
+            default_partitions: config.server.default_partitions,
+        };
+        let broker = Arc::new(Broker::new(Arc::clone(&log), settings));
+        tasks.push(freshet_kafka::serve(kafka_listener, broker, stopped.clone()));
         let (http, http_task) = http::serve(config.server.http_listen, Arc::clone(&log), stopped.clone()).await?;
         tasks.push(http_task);
-        tracing::info!(%http, data_dir = %config.server.data_dir.display(), "freshet is serving");
-        Ok(Self { log, ports: BoundPorts { http }, stop, tasks })
+        tracing::info!(%kafka, %http, data_dir = %config.server.data_dir.display(), "freshet is serving");
+        Ok(Self { log, ports: BoundPorts { kafka, http }, stop, tasks })
     }
 
     pub fn ports(&self) -> &BoundPorts {
@@ -75,6 +90,19 @@ impl Server {
         tokio::task::spawn_blocking(move || log.close()).await??;
         Ok(())
     }
+}
+
+/// The host and port Kafka clients are told to use: the configured
+/// `host:port`, or the address the listener bound.
+fn advertised(configured: Option<&str>, bound: SocketAddr) -> anyhow::Result<(String, u16)> {
+    let Some(configured) = configured else {
+        return Ok((bound.ip().to_string(), bound.port()));
+    };
+    let (host, port) = configured
+        .rsplit_once(':')
+        .with_context(|| format!("kafka_advertised '{configured}' must be host:port"))?;
+    let port = port.parse().with_context(|| format!("kafka_advertised '{configured}': bad port"))?;
+    Ok((host.to_string(), port))
 }
 
 async fn run_maintenance(log: Arc<Log>, interval: Duration, mut stopped: watch::Receiver<bool>) {

@@ -59,6 +59,9 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ListenerArgs {
+    /// Kafka protocol listener (overrides [server] kafka_listen; port 0 picks one).
+    #[arg(long, env = "FRESHET_KAFKA_LISTEN")]
+    kafka_listen: Option<SocketAddr>,
     /// HTTP API, dashboard, /metrics and /healthz (overrides [server] http_listen; port 0 picks one).
     #[arg(long, env = "FRESHET_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
@@ -139,12 +142,16 @@ async fn run_server(mut config: Config, listeners: &ListenerArgs) -> anyhow::Res
     if let Some(http) = listeners.http_listen {
         config.server.http_listen = http;
     }
+    if let Some(kafka) = listeners.kafka_listen {
+        config.server.kafka_listen = kafka;
+    }
     let server = Server::start(config.clone()).await?;
     let ports = server.ports().clone();
     if let Some(path) = &listeners.ports_file {
         write_ports_file(path, &serde_json::to_vec(&ports)?)?;
     }
     println!("Freshet is running.");
+    println!("  Kafka:    {} (bootstrap.servers)", ports.kafka);
     println!("  HTTP:     http://{}/healthz", ports.http);
     println!("  Data:     {}", config.server.data_dir.display());
     for (name, topic) in &config.topics {

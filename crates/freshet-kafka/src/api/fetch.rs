@@ -1,0 +1,96 @@
+//! Fetch (key 1): whole record batches from each requested partition,
+//! long-polling until `min_bytes` are there or `max_wait_ms` passes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use freshet_log::{LogError, Partition};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+
+use super::{Reply, Request};
+use crate::errors;
+
+pub(crate) fn handle(request: Request, body: FetchRequest) -> Reply {
+    Box::pin(async move {
+        let started = Instant::now();
+        let max_wait = Duration::from_millis(u64::try_from(body.max_wait_ms).unwrap_or(0));
+        let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
+        loop {
+            let (response, bytes, waitable) = collect(&request, &body);
+            let elapsed = started.elapsed();
+            if bytes >= min_bytes.max(1) || elapsed >= max_wait || waitable.is_empty() {
+                return Some(request.respond(&response));
+            }
+            // Sleep until any requested partition grows, or the wait ends.
+            let remaining = max_wait - elapsed;
+            let waits = waitable.iter().map(|(partition, offset)| Box::pin(partition.wait_for_data(*offset, remaining)));
+            futures_util::future::select_all(waits).await;
+        }
+    })
+}
+
+/// Reads every requested partition once. Returns the response, the bytes
+/// it holds, and the partitions a long poll may wait on.
+fn collect(request: &Request, body: &FetchRequest) -> (FetchResponse, usize, Vec<(Arc<Partition>, i64)>) {
+    let broker = &request.broker;
+    let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0).max(1);
+    let mut total = 0usize;
+    let mut waitable = Vec::new();
+    let mut response = FetchResponse::default();
+    for requested in &body.topics {
+        let name = requested.topic.0.to_string();
+        let topic = broker.topic(&name, false);
+        let mut topic_response = FetchableTopicResponse::default();
+        topic_response.topic = requested.topic.clone();
+        for wanted in &requested.partitions {
+            let mut data = PartitionData::default();
+            data.partition_index = wanted.partition;
+            data.preferred_read_replica = BrokerId(-1);
+            data.high_watermark = -1;
+            data.last_stable_offset = -1;
+            data.log_start_offset = -1;
+            data.records = Some(Bytes::new());
+            let partition = topic
+                .as_ref()
+                .map_err(|_| LogError::UnknownTopic(name.clone()))
+                .and_then(|topic| topic.partition(u32::try_from(wanted.partition).unwrap_or(u32::MAX)));
+            match partition {
+                Ok(partition) => {
+                    let budget = (max_bytes.saturating_sub(total)).min(usize::try_from(wanted.partition_max_bytes).unwrap_or(0));
+                    data.high_watermark = partition.end_offset();
+                    data.last_stable_offset = data.high_watermark;
+                    data.log_start_offset = partition.log_start_offset();
+                    if budget == 0 {
+                        // The response is full; this partition waits for the next fetch.
+                    } else {
+                        match partition.read(wanted.fetch_offset, budget) {
+                            Ok(read) => {
+                                data.high_watermark = read.end_offset;
+                                data.last_stable_offset = read.end_offset;
+                                data.log_start_offset = read.log_start_offset;
+                                total += read.bytes.len();
+                                if read.bytes.is_empty() {
+                                    waitable.push((Arc::clone(&partition), wanted.fetch_offset));
+                                }
+                                data.records = Some(Bytes::from(read.bytes));
+                            }
+                            Err(error) => {
+                                if !matches!(error, LogError::OffsetOutOfRange { .. }) {
+                                    tracing::warn!(topic = %name, partition = wanted.partition, %error, "fetch failed");
+                                }
+                                data.error_code = errors::code(&error);
+                            }
+                        }
+                    }
+                }
+                Err(error) => data.error_code = errors::code(&error),
+            }
+            topic_response.partitions.push(data);
+        }
+        response.responses.push(topic_response);
+    }
+    (response, total, waitable)
+}

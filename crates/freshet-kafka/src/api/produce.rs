@@ -1,0 +1,79 @@
+//! Produce (key 0): validate and append each partition's record batches,
+//! then answer at once (acks=1), after the fsync that covers them
+//! (acks=all), or not at all (acks=0).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use freshet_log::{LogError, Partition};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Reply, Request};
+use crate::errors;
+
+pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
+    let broker = Arc::clone(&request.broker);
+    let acks = body.acks;
+    let version = request.version;
+    let mut response = ProduceResponse::default();
+    // (topic index, partition index, partition, offset that must be durable)
+    let mut durable_waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    for (topic_index, topic_data) in body.topic_data.into_iter().enumerate() {
+        let name = topic_data.name.0.to_string();
+        let topic = broker.topic(&name, true);
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic_data.name;
+        for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
+            let mut partition_response = PartitionProduceResponse::default();
+            partition_response.index = data.index;
+            partition_response.base_offset = -1;
+            partition_response.log_append_time_ms = -1;
+            partition_response.log_start_offset = -1;
+            let appended = (|| {
+                let topic = topic.as_ref().map_err(|error| LogError::UnknownTopic(format!("{name}: {error}")))?;
+                let id = u32::try_from(data.index).map_err(|_| LogError::UnknownPartition { topic: name.clone(), partition: u32::MAX })?;
+                let partition = topic.partition(id)?;
+                let records = data.records.as_ref().map(|r| r.to_vec()).unwrap_or_default();
+                let info = partition.append(records)?;
+                Ok::<_, LogError>((partition, info))
+            })();
+            match appended {
+                Ok((partition, info)) => {
+                    partition_response.base_offset = info.base_offset;
+                    partition_response.log_start_offset = info.log_start_offset;
+                    if acks == -1 {
+                        durable_waits.push((topic_index, partition_index, partition, info.last_offset + 1));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(topic = %name, partition = data.index, %error, "produce rejected");
+                    partition_response.error_code = errors::code(&error);
+                    if version >= 8 {
+                        partition_response.error_message = Some(StrBytes::from_string(error.to_string()));
+                    }
+                }
+            }
+            topic_response.partition_responses.push(partition_response);
+        }
+        response.responses.push(topic_response);
+    }
+    if acks == 0 {
+        return Box::pin(async { None });
+    }
+    let timeout = Duration::from_millis(u64::try_from(body.timeout_ms).unwrap_or(0).max(1));
+    Box::pin(async move {
+        for (topic_index, partition_index, partition, offset) in durable_waits {
+            let outcome = tokio::time::timeout(timeout, partition.wait_durable(offset)).await;
+            let code = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => errors::code(&error),
+                Err(_) => ResponseError::RequestTimedOut.code(),
+            };
+            response.responses[topic_index].partition_responses[partition_index].error_code = code;
+        }
+        Some(request.respond(&response))
+    })
+}

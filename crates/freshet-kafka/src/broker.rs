@@ -1,0 +1,45 @@
+//! What every request handler shares: the log, this broker's identity and
+//! settings.
+
+use std::sync::Arc;
+
+use freshet_log::{Log, LogError, Topic, TopicConfig};
+
+/// How this broker presents itself and treats unknown topics.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// Host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub auto_create_topics: bool,
+    pub default_partitions: u32,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) log: Arc<Log>,
+    pub(crate) settings: BrokerSettings,
+}
+
+impl Broker {
+    pub fn new(log: Arc<Log>, settings: BrokerSettings) -> Self {
+        Self { log, settings }
+    }
+
+    /// The topic, created with defaults when it is unknown and `create` is
+    /// asked and allowed.
+    pub(crate) fn topic(&self, name: &str, create: bool) -> Result<Arc<Topic>, LogError> {
+        match self.log.topic(name) {
+            Err(LogError::UnknownTopic(_)) if create && self.settings.auto_create_topics => {
+                let config = TopicConfig { partitions: self.settings.default_partitions, ..TopicConfig::default() };
+                match self.log.create_topic(name, config) {
+                    Err(LogError::TopicExists(_)) => self.log.topic(name),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Log errors as Kafka error codes.
 
-use freshet_log::LogError;
+use freshet_log::{LogError, ProducerError};
 use kafka_protocol::ResponseError;
 
 pub(crate) fn code(error: &LogError) -> i16 {
@@ -14,6 +14,9 @@ pub(crate) fn code(error: &LogError) -> i16 {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Corrupt { .. } | LogError::Io { .. } => ResponseError::KafkaStorageError,
         LogError::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        LogError::Producer(ProducerError::OutOfOrderSequence { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        LogError::Producer(ProducerError::FencedEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        LogError::Producer(ProducerError::UnknownProducer { .. }) => ResponseError::UnknownProducerId,
     };
     kind.code()
 }

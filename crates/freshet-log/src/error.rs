@@ -43,6 +43,8 @@ pub enum LogError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("corrupt data in {path} at byte {position}: {reason}; the batch is not served")]
     Corrupt { path: PathBuf, position: u64, reason: String },
+    #[error("{0}")]
+    Producer(#[from] crate::producers::ProducerError),
     #[error("the log is shutting down")]
     ShuttingDown,
     #[error("I/O error on {path}: {source}")]

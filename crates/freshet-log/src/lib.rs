@@ -15,6 +15,7 @@ mod files;
 mod flusher;
 mod index;
 mod partition;
+mod producers;
 mod segment;
 mod stats;
 
@@ -32,6 +33,7 @@ pub use crate::error::{BatchError, LogError, Result};
 pub use crate::files::FileCache;
 pub use crate::index::SegmentIndex;
 pub use crate::partition::{AppendInfo, Partition, PartitionRecovery, ReadResult};
+pub use crate::producers::{ProducerError, ProducerStates, SequenceCheck};
 pub use crate::stats::{FSYNC_BUCKETS_MICROS, LogStats};
 
 use crate::flusher::Flusher;
@@ -39,6 +41,17 @@ use crate::flusher::Flusher;
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 const TOPIC_META_FILE: &str = "topic.json";
 const DELETED_PREFIX: &str = ".deleted-";
+const PRODUCER_IDS_FILE: &str = "producer-ids";
+/// Producer ids are reserved on disk this many at a time.
+const PRODUCER_ID_BLOCK: i64 = 1_000;
+
+/// Hands out producer ids that are never reused, even across crashes: ids
+/// are reserved on disk in blocks before any of the block is handed out.
+#[derive(Debug)]
+struct ProducerIds {
+    next: i64,
+    reserved_until: i64,
+}
 
 /// How the log runs (as opposed to what each topic holds).
 #[derive(Debug, Clone)]
@@ -116,6 +129,7 @@ pub struct Log {
     shared: Arc<Shared>,
     flusher_thread: Mutex<Option<JoinHandle<()>>>,
     recovered_cleanly: bool,
+    producer_ids: Mutex<ProducerIds>,
 }
 
 impl Log {
@@ -131,6 +145,7 @@ impl Log {
             fs::remove_file(&marker).map_err(LogError::io(&marker))?;
             files::sync_dir(&dir)?;
         }
+        let reserved = fs::read_to_string(dir.join(PRODUCER_IDS_FILE)).ok().and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(0);
         let (flusher, thread) = Flusher::start();
         let shared = Arc::new(Shared {
             files: Arc::new(FileCache::new(options.open_segment_files_max)),
@@ -145,6 +160,7 @@ impl Log {
             shared,
             flusher_thread: Mutex::new(Some(thread)),
             recovered_cleanly: clean,
+            producer_ids: Mutex::new(ProducerIds { next: reserved, reserved_until: reserved }),
         };
         for entry in fs::read_dir(&dir).map_err(LogError::io(&dir))? {
             let path = entry.map_err(LogError::io(&dir))?.path();
@@ -171,6 +187,19 @@ impl Log {
         }
         tracing::info!(dir = %dir.display(), topics = log.topics.read().expect("topics lock").len(), clean, "log opened");
         Ok(log)
+    }
+
+    /// A producer id never handed out before (for InitProducerId).
+    pub fn allocate_producer_id(&self) -> Result<i64> {
+        let mut ids = self.producer_ids.lock().expect("producer ids lock");
+        if ids.next >= ids.reserved_until {
+            let reserved_until = ids.next + PRODUCER_ID_BLOCK;
+            files::write_atomically(&self.dir.join(PRODUCER_IDS_FILE), reserved_until.to_string().as_bytes())?;
+            ids.reserved_until = reserved_until;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
     }
 
     /// Whether the previous run closed the log cleanly.

@@ -15,6 +15,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::{Durability, TopicConfig};
 use crate::error::{LogError, Result};
 use crate::files;
+use crate::producers::{self, ProducerStates, SequenceCheck};
 use crate::segment::{self, Segment};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -27,6 +28,9 @@ pub struct AppendInfo {
     /// Wall-clock time of the append (Kafka's log append time).
     pub append_time_ms: i64,
     pub log_start_offset: i64,
+    /// The batch was a producer's retry of one already in the log; the
+    /// offsets are the original ones and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Whole batches read from a partition.
@@ -51,6 +55,7 @@ pub struct PartitionRecovery {
 #[derive(Debug)]
 struct WriterState {
     closed: bool,
+    producers: ProducerStates,
 }
 
 #[derive(Debug)]
@@ -127,12 +132,13 @@ impl Partition {
         if !clean {
             files::write_atomically(&dir.join(RECOVERY_POINT_FILE), end.to_string().as_bytes())?;
         }
+        let producers = recover_producers(dir, &segments, start, end)?;
         let partition = Self {
             topic: topic.to_string(),
             id,
             dir: dir.to_path_buf(),
             config,
-            writer: Mutex::new(WriterState { closed: false }),
+            writer: Mutex::new(WriterState { closed: false, producers }),
             segments: RwLock::new(Arc::new(segments)),
             log_start_offset: AtomicI64::new(start),
             end_offset: watch::Sender::new(end),
@@ -201,16 +207,40 @@ impl Partition {
         if let Some(large) = headers.iter().find(|h| h.size_bytes > config.max_message_bytes) {
             return Err(LogError::BatchTooLarge { size_bytes: large.size_bytes as usize, max_bytes: config.max_message_bytes });
         }
-        let guard = self.writer.lock().expect("writer lock");
+        let mut guard = self.writer.lock().expect("writer lock");
         if guard.closed {
             return Err(LogError::ShuttingDown);
+        }
+        // Idempotent producers: a retry is answered with its first offsets;
+        // a gap or a fenced epoch is refused before anything is written.
+        let mut checks = Vec::with_capacity(headers.len());
+        for header in &headers {
+            checks.push(guard.producers.check(header)?);
+        }
+        if let [SequenceCheck::Duplicate { base_offset, last_offset }] = checks[..] {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                append_time_ms: -1,
+                log_start_offset: self.log_start_offset(),
+                duplicate: true,
+            });
+        }
+        if checks.iter().any(|c| matches!(c, SequenceCheck::Duplicate { .. })) {
+            let header = headers[0];
+            return Err(producers::ProducerError::OutOfOrderSequence {
+                producer_id: header.producer_id,
+                expected: -1,
+                got: header.base_sequence,
+            }
+            .into());
         }
         let now_ms = self.shared.clock.now_ms();
         let mut active = self.active();
         let too_big = active.size_bytes() + bytes.len() as u64 > config.segment_bytes;
         let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
         if !active.is_empty() && (too_big || too_old) {
-            self.roll_locked()?;
+            self.roll_locked(&guard)?;
             active = self.active();
         }
         let base_offset = active.next_offset();
@@ -224,6 +254,9 @@ impl Partition {
             at += header.size_bytes as usize;
         }
         active.append(&bytes, &headers, now_ms)?;
+        for header in &headers {
+            guard.producers.record(header);
+        }
         self.end_offset.send_replace(next_offset);
         let stats = &self.shared.stats;
         stats.batches_appended.fetch_add(headers.len() as u64, Ordering::Relaxed);
@@ -247,6 +280,7 @@ impl Partition {
             last_offset: next_offset - 1,
             append_time_ms: now_ms,
             log_start_offset: self.log_start_offset(),
+            duplicate: false,
         })
     }
 
@@ -363,13 +397,14 @@ impl Partition {
     }
 
     /// Seals the active segment and starts a new one. Caller holds `writer`.
-    fn roll_locked(&self) -> Result<()> {
+    fn roll_locked(&self, state: &WriterState) -> Result<()> {
         let mut segments = (*self.snapshot()).clone();
         let active = segments.last().expect("active segment");
         let started = Instant::now();
         active.seal()?;
         self.shared.stats.record_fsync(started.elapsed());
         let next_offset = active.next_offset();
+        producers::write_snapshot(&self.dir, next_offset, &state.producers)?;
         let fresh = Segment::create(&self.dir, next_offset, self.shared.interval_bytes, Arc::clone(&self.shared.files))?;
         segments.push(Arc::new(fresh));
         self.publish(segments);
@@ -400,7 +435,7 @@ impl Partition {
         let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
         let expired = cutoff_ms.is_some_and(|cutoff| active.max_timestamp() < cutoff);
         if !active.is_empty() && (too_old || expired) {
-            self.roll_locked()?;
+            self.roll_locked(&guard)?;
         }
         let mut segments = (*self.snapshot()).clone();
         let mut deleted = Vec::new();
@@ -441,10 +476,23 @@ impl Partition {
         active.sync()?;
         active.write_index()?;
         let end = self.end_offset();
+        producers::write_snapshot(&self.dir, end, &guard.producers)?;
         files::write_atomically(&self.dir.join(RECOVERY_POINT_FILE), end.to_string().as_bytes())?;
         self.durable_offset.send_replace(end);
         Ok(())
     }
+}
+
+/// Rebuilds producer state: the newest snapshot, then the headers of
+/// every batch appended after it.
+fn recover_producers(dir: &Path, segments: &[Arc<Segment>], start: i64, end: i64) -> Result<ProducerStates> {
+    let (from, mut states) = producers::load_snapshot(dir, start, end)?;
+    for segment in segments.iter().filter(|s| s.next_offset() > from) {
+        for header in segment.headers_from(from)? {
+            states.record(&header);
+        }
+    }
+    Ok(states)
 }
 
 fn read_recovery_point(dir: &Path) -> i64 {

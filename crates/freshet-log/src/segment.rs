@@ -269,6 +269,27 @@ impl Segment {
         Ok(Some(expected_base))
     }
 
+    /// Headers of the batches from the one holding `offset` to the end.
+    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+        let (mut position, mut expected_base, end) = {
+            let index = self.index.read().expect("index lock");
+            let (position, base) = index.position_for_offset(offset);
+            (position, base, index.covered_bytes())
+        };
+        let file = self.read_handle()?;
+        let mut header_bytes = [0u8; HEADER_BYTES];
+        let mut headers = Vec::new();
+        while position < end {
+            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
+            if header.last_offset() >= offset {
+                headers.push(header);
+            }
+            position += u64::from(header.size_bytes);
+            expected_base = header.last_offset() + 1;
+        }
+        Ok(headers)
+    }
+
     /// Base offset and max timestamp of the first batch whose max timestamp
     /// is at least `timestamp`.
     pub fn find_by_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {

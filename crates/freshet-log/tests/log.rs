@@ -340,3 +340,49 @@ proptest! {
         prop_assert_eq!(index, sent.len());
     }
 }
+
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize, tag: u64) -> Vec<u8> {
+    use freshet_log::batch::{self, ProducerStamp, Record};
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record { timestamp: 5, value: Some(format!("{tag}-{i}").into_bytes()), ..Default::default() })
+        .collect();
+    batch::encode(&records, ProducerStamp { producer_id, producer_epoch: epoch, base_sequence: sequence })
+}
+
+#[test]
+fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let config = TopicConfig { partitions: 1, segment_bytes: 1_024, ..TopicConfig::default() };
+    let producer_id;
+    {
+        let log = open(dir.path(), &clock, 256);
+        producer_id = log.allocate_producer_id().unwrap();
+        let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
+        for i in 0..20 {
+            let info = partition.append(idempotent_batch(producer_id, 0, i * 2, 2, i as u64)).unwrap();
+            assert!(!info.duplicate);
+        }
+        let retry = partition.append(idempotent_batch(producer_id, 0, 38, 2, 19)).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (38, 39));
+        assert_eq!(partition.end_offset(), 40, "a retry writes nothing");
+        let gap = partition.append(idempotent_batch(producer_id, 0, 45, 1, 99));
+        assert!(matches!(gap, Err(LogError::Producer(freshet_log::ProducerError::OutOfOrderSequence { expected: 40, got: 45, .. }))));
+        log.close().unwrap();
+    }
+    {
+        let log = open(dir.path(), &clock, 256);
+        let partition = log.partition("t", 0).unwrap();
+        assert!(partition.append(idempotent_batch(producer_id, 0, 36, 2, 18)).unwrap().duplicate);
+        assert!(!partition.append(idempotent_batch(producer_id, 0, 40, 2, 20)).unwrap().duplicate);
+        // Dropped without close: the state must come back from the log itself.
+    }
+    let log = open(dir.path(), &clock, 256);
+    let partition = log.partition("t", 0).unwrap();
+    let retry = partition.append(idempotent_batch(producer_id, 0, 40, 2, 20)).unwrap();
+    assert!(retry.duplicate, "a retry after an unclean restart is still recognised");
+    assert_eq!(retry.base_offset, 40);
+    assert_eq!(partition.end_offset(), 42);
+    assert!(log.allocate_producer_id().unwrap() > producer_id, "producer ids are never reused");
+}

@@ -26,7 +26,7 @@ impl Freshet {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http-listen", "127.0.0.1:0", "--ports-file"])
+            .args(["--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--ports-file"])
             .arg(&ports_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -4,6 +4,7 @@
 mod admin;
 mod api_versions;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -32,6 +33,7 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 4),
     (ApiKey::DescribeConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 1),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub(crate) fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -110,6 +112,9 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, 
         }
         ApiKey::DescribeConfigs => {
             ready(request.respond(&admin::describe_configs(&request, decode(&mut frame, api_key, version)?)))
+        }
+        ApiKey::InitProducerId => {
+            ready(request.respond(&init_producer_id::handle(&request, decode(&mut frame, api_key, version)?)))
         }
         other => return Err(format!("{other:?} is listed as supported but has no handler")),
     })

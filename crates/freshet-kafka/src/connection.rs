@@ -69,6 +69,7 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Option<By
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(error) => return Err(format!("read failed: {error}")),
     };
+    // A request header is at least key, version and correlation id.
     if size < 8 || size as usize > REQUEST_FRAME_BYTES_MAX {
         return Err(format!("frame of {size} bytes is outside 8..={REQUEST_FRAME_BYTES_MAX}"));
     }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::api::{Body, Decoded, decode_request};
 pub use crate::broker::{Broker, BrokerSettings};
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::broker::Broker;
 
@@ -76,11 +76,37 @@ fn decode<T: Decodable>(frame: &mut Bytes, api_key: ApiKey, version: i16) -> Res
     T::decode(frame, version).map_err(|error| format!("malformed {api_key:?} v{version} request: {error}"))
 }
 
-/// Decodes one request frame and starts its handler. An `Err` closes the
-/// connection: the frame is garbage, or asks for an API or version this
-/// broker does not serve (Kafka's behaviour; only ApiVersions answers an
-/// unknown version, with the supported ranges).
-pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, String> {
+/// A request decoded from its frame, before anything is done with it.
+#[derive(Debug)]
+pub enum Decoded {
+    /// ApiVersions at a version we do not know: answered with error 35.
+    UnsupportedApiVersions { correlation_id: i32 },
+    Request { header: RequestHeader, version: i16, body: Body },
+}
+
+/// The body of each API this broker serves.
+#[derive(Debug)]
+pub enum Body {
+    ApiVersions,
+    Metadata(kafka_protocol::messages::MetadataRequest),
+    Produce(kafka_protocol::messages::ProduceRequest),
+    Fetch(kafka_protocol::messages::FetchRequest),
+    ListOffsets(kafka_protocol::messages::ListOffsetsRequest),
+    CreateTopics(kafka_protocol::messages::CreateTopicsRequest),
+    DeleteTopics(kafka_protocol::messages::DeleteTopicsRequest),
+    CreatePartitions(kafka_protocol::messages::CreatePartitionsRequest),
+    DescribeConfigs(kafka_protocol::messages::DescribeConfigsRequest),
+    InitProducerId(kafka_protocol::messages::InitProducerIdRequest),
+}
+
+/// Decodes one request frame (without its size prefix). Pure: no IO, no
+/// state. An `Err` means the connection must close: the frame is garbage,
+/// or asks for an API or version this broker does not serve (Kafka's
+/// behaviour; only ApiVersions answers an unknown version).
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
+    if frame.len() < 8 {
+        return Err(format!("frame of {} bytes is too short for a request header", frame.len()));
+    }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -90,32 +116,78 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Result<Reply, 
     };
     if !(min..=max).contains(&version) {
         if api_key == ApiKey::ApiVersions {
-            return Ok(ready(api_versions::unsupported_version(correlation_id)));
+            return Ok(Decoded::UnsupportedApiVersions { correlation_id });
         }
         return Err(format!("{api_key:?} v{version} is not supported (supported: v{min}..=v{max})"));
     }
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|error| format!("malformed {api_key:?} v{version} request header: {error}"))?;
+    let frame = &mut frame;
+    let body = match api_key {
+        ApiKey::ApiVersions => Body::ApiVersions,
+        ApiKey::Metadata => Body::Metadata(decode(frame, api_key, version)?),
+        ApiKey::Produce => Body::Produce(decode(frame, api_key, version)?),
+        ApiKey::Fetch => Body::Fetch(decode(frame, api_key, version)?),
+        ApiKey::ListOffsets => Body::ListOffsets(decode(frame, api_key, version)?),
+        ApiKey::CreateTopics => Body::CreateTopics(decode(frame, api_key, version)?),
+        ApiKey::DeleteTopics => Body::DeleteTopics(decode(frame, api_key, version)?),
+        ApiKey::CreatePartitions => Body::CreatePartitions(decode(frame, api_key, version)?),
+        ApiKey::DescribeConfigs => Body::DescribeConfigs(decode(frame, api_key, version)?),
+        ApiKey::InitProducerId => Body::InitProducerId(decode(frame, api_key, version)?),
+        other => return Err(format!("{other:?} is listed as supported but has no decoder")),
+    };
+    Ok(Decoded::Request { header, version, body })
+}
+
+/// Decodes one request frame and starts its handler. Handlers run their
+/// synchronous part (appends) now, in arrival order; the reply resolves
+/// when the response is ready.
+pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Reply, String> {
+    let (header, version, body) = match decode_request(frame)? {
+        Decoded::UnsupportedApiVersions { correlation_id } => return Ok(ready(api_versions::unsupported_version(correlation_id))),
+        Decoded::Request { header, version, body } => (header, version, body),
+    };
     let request = Request { broker: Arc::clone(broker), version, correlation_id: header.correlation_id };
-    let client = header.client_id.as_ref().map(StrBytes::as_str).unwrap_or("").to_string();
-    tracing::trace!(?api_key, version, client, "request");
-    Ok(match api_key {
-        ApiKey::ApiVersions => ready(request.respond(&api_versions::handle())),
-        ApiKey::Metadata => ready(request.respond(&metadata::handle(&request, decode(&mut frame, api_key, version)?))),
-        ApiKey::Produce => produce::handle(request, decode(&mut frame, api_key, version)?),
-        ApiKey::Fetch => fetch::handle(request, decode(&mut frame, api_key, version)?),
-        ApiKey::ListOffsets => ready(request.respond(&list_offsets::handle(&request, decode(&mut frame, api_key, version)?))),
-        ApiKey::CreateTopics => ready(request.respond(&admin::create_topics(&request, decode(&mut frame, api_key, version)?))),
-        ApiKey::DeleteTopics => ready(request.respond(&admin::delete_topics(&request, decode(&mut frame, api_key, version)?))),
-        ApiKey::CreatePartitions => {
-            ready(request.respond(&admin::create_partitions(&request, decode(&mut frame, api_key, version)?)))
-        }
-        ApiKey::DescribeConfigs => {
-            ready(request.respond(&admin::describe_configs(&request, decode(&mut frame, api_key, version)?)))
-        }
-        ApiKey::InitProducerId => {
-            ready(request.respond(&init_producer_id::handle(&request, decode(&mut frame, api_key, version)?)))
-        }
-        other => return Err(format!("{other:?} is listed as supported but has no handler")),
+    Ok(match body {
+        Body::ApiVersions => ready(request.respond(&api_versions::handle())),
+        Body::Metadata(body) => ready(request.respond(&metadata::handle(&request, body))),
+        Body::Produce(body) => produce::handle(request, body),
+        Body::Fetch(body) => fetch::handle(request, body),
+        Body::ListOffsets(body) => ready(request.respond(&list_offsets::handle(&request, body))),
+        Body::CreateTopics(body) => ready(request.respond(&admin::create_topics(&request, body))),
+        Body::DeleteTopics(body) => ready(request.respond(&admin::delete_topics(&request, body))),
+        Body::CreatePartitions(body) => ready(request.respond(&admin::create_partitions(&request, body))),
+        Body::DescribeConfigs(body) => ready(request.respond(&admin::describe_configs(&request, body))),
+        Body::InitProducerId(body) => ready(request.respond(&init_producer_id::handle(&request, body))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        /// Decoding never panics and never allocates beyond the frame,
+        /// whatever follows a valid API key and version.
+        #[test]
+        fn decoding_arbitrary_bodies_never_panics(
+            api in 0usize..SUPPORTED.len(),
+            version_offset in 0i16..4,
+            rest in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let (key, min, max) = SUPPORTED[api];
+            let version = (min + version_offset).min(max);
+            let mut frame = (key as i16).to_be_bytes().to_vec();
+            frame.extend_from_slice(&version.to_be_bytes());
+            frame.extend_from_slice(&rest);
+            let _ = decode_request(Bytes::from(frame));
+        }
+
+        #[test]
+        fn decoding_arbitrary_frames_never_panics(frame in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_request(Bytes::from(frame));
+        }
+    }
 }

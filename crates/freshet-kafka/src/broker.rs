@@ -4,6 +4,10 @@
 use std::sync::Arc;
 
 use freshet_log::{Log, LogError, Topic, TopicConfig};
+use tokio::sync::watch;
+
+use crate::groups::Coordinator;
+use crate::groups::offsets::OffsetStore;
 
 /// How this broker presents itself and treats unknown topics.
 #[derive(Debug, Clone)]
@@ -21,11 +25,20 @@ pub struct BrokerSettings {
 pub struct Broker {
     pub(crate) log: Arc<Log>,
     pub(crate) settings: BrokerSettings,
+    pub(crate) coordinator: Arc<Coordinator>,
 }
 
 impl Broker {
-    pub fn new(log: Arc<Log>, settings: BrokerSettings) -> Self {
-        Self { log, settings }
+    /// Opens the broker's state in the log (committed offsets) and starts
+    /// the group coordinator's clock, which runs until `stopped`.
+    pub fn start(log: Arc<Log>, settings: BrokerSettings, stopped: watch::Receiver<bool>) -> Result<Self, LogError> {
+        let coordinator = Arc::new(Coordinator::new(OffsetStore::open(&log)?));
+        coordinator.run_ticks(stopped);
+        Ok(Self { log, settings, coordinator })
+    }
+
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
     }
 
     /// The topic, created with defaults when it is unknown and `create` is

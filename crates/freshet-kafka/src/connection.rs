@@ -33,7 +33,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
                     return;
                 }
             };
-            match api::dispatch(&broker, frame) {
+            match api::dispatch(&broker, frame, peer) {
                 Ok(reply) => {
                     if replies.send(reply).await.is_err() {
                         return;

@@ -8,6 +8,7 @@ mod api;
 mod broker;
 mod connection;
 mod errors;
+pub mod groups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

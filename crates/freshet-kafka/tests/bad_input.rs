@@ -33,7 +33,8 @@ fn start() -> Running {
             auto_create_topics: true,
             default_partitions: 1,
         };
-        freshet_kafka::serve(listener, Arc::new(Broker::new(log, settings)), stopped);
+        let broker = Broker::start(log, settings, stopped.clone()).unwrap();
+        freshet_kafka::serve(listener, Arc::new(broker), stopped);
         address
     });
     Running { address, _stop: stop, _runtime: runtime, _dir: dir }

@@ -64,7 +64,7 @@ impl Server {
             auto_create_topics: config.server.auto_create_topics,
             default_partitions: config.server.default_partitions,
         };
-        let broker = Arc::new(Broker::new(Arc::clone(&log), settings));
+        let broker = Arc::new(Broker::start(Arc::clone(&log), settings, stopped.clone()).context("opening consumer-group state")?);
         tasks.push(freshet_kafka::serve(kafka_listener, broker, stopped.clone()));
         let (http, http_task) = http::serve(config.server.http_listen, Arc::clone(&log), stopped.clone()).await?;
         tasks.push(http_task);

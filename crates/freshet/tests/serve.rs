@@ -128,7 +128,7 @@ fn serve_creates_the_declared_topics_and_stops_cleanly_on_sigterm() {
     let freshet = Freshet::start(dir.path(), CONFIG);
     let health = http_get(&freshet.http, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(health.contains("\"topics\":2"), "{health}");
+    assert!(health.contains("\"status\":\"ok\""), "{health}");
     let log_dir: PathBuf = dir.path().join("data/log");
     for partition in 0..4 {
         assert!(log_dir.join(format!("auth-events/{partition}/00000000000000000000.log")).exists());

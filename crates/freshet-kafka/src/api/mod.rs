@@ -4,6 +4,7 @@
 mod admin;
 mod api_versions;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -34,6 +35,16 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 2),
+    (ApiKey::JoinGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 3),
+    (ApiKey::Heartbeat, 0, 3),
+    (ApiKey::LeaveGroup, 0, 1),
+    (ApiKey::OffsetCommit, 2, 7),
+    (ApiKey::OffsetFetch, 1, 5),
+    (ApiKey::DescribeGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 2),
+    (ApiKey::DeleteGroups, 0, 1),
 ];
 
 pub(crate) fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
@@ -46,6 +57,9 @@ pub(crate) struct Request {
     pub broker: Arc<Broker>,
     pub version: i16,
     pub correlation_id: i32,
+    pub client_id: String,
+    /// The client's address, as Kafka's tools show it ("/127.0.0.1").
+    pub client_host: String,
 }
 
 impl Request {
@@ -97,6 +111,16 @@ pub enum Body {
     CreatePartitions(kafka_protocol::messages::CreatePartitionsRequest),
     DescribeConfigs(kafka_protocol::messages::DescribeConfigsRequest),
     InitProducerId(kafka_protocol::messages::InitProducerIdRequest),
+    FindCoordinator(kafka_protocol::messages::FindCoordinatorRequest),
+    JoinGroup(kafka_protocol::messages::JoinGroupRequest),
+    SyncGroup(kafka_protocol::messages::SyncGroupRequest),
+    Heartbeat(kafka_protocol::messages::HeartbeatRequest),
+    LeaveGroup(kafka_protocol::messages::LeaveGroupRequest),
+    OffsetCommit(kafka_protocol::messages::OffsetCommitRequest),
+    OffsetFetch(kafka_protocol::messages::OffsetFetchRequest),
+    DescribeGroups(kafka_protocol::messages::DescribeGroupsRequest),
+    ListGroups(kafka_protocol::messages::ListGroupsRequest),
+    DeleteGroups(kafka_protocol::messages::DeleteGroupsRequest),
 }
 
 /// Decodes one request frame (without its size prefix). Pure: no IO, no
@@ -134,6 +158,16 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
         ApiKey::CreatePartitions => Body::CreatePartitions(decode(frame, api_key, version)?),
         ApiKey::DescribeConfigs => Body::DescribeConfigs(decode(frame, api_key, version)?),
         ApiKey::InitProducerId => Body::InitProducerId(decode(frame, api_key, version)?),
+        ApiKey::FindCoordinator => Body::FindCoordinator(decode(frame, api_key, version)?),
+        ApiKey::JoinGroup => Body::JoinGroup(decode(frame, api_key, version)?),
+        ApiKey::SyncGroup => Body::SyncGroup(decode(frame, api_key, version)?),
+        ApiKey::Heartbeat => Body::Heartbeat(decode(frame, api_key, version)?),
+        ApiKey::LeaveGroup => Body::LeaveGroup(decode(frame, api_key, version)?),
+        ApiKey::OffsetCommit => Body::OffsetCommit(decode(frame, api_key, version)?),
+        ApiKey::OffsetFetch => Body::OffsetFetch(decode(frame, api_key, version)?),
+        ApiKey::DescribeGroups => Body::DescribeGroups(decode(frame, api_key, version)?),
+        ApiKey::ListGroups => Body::ListGroups(decode(frame, api_key, version)?),
+        ApiKey::DeleteGroups => Body::DeleteGroups(decode(frame, api_key, version)?),
         other => return Err(format!("{other:?} is listed as supported but has no decoder")),
     };
     Ok(Decoded::Request { header, version, body })
@@ -142,12 +176,18 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
 /// Decodes one request frame and starts its handler. Handlers run their
 /// synchronous part (appends) now, in arrival order; the reply resolves
 /// when the response is ready.
-pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Reply, String> {
+pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::SocketAddr) -> Result<Reply, String> {
     let (header, version, body) = match decode_request(frame)? {
         Decoded::UnsupportedApiVersions { correlation_id } => return Ok(ready(api_versions::unsupported_version(correlation_id))),
         Decoded::Request { header, version, body } => (header, version, body),
     };
-    let request = Request { broker: Arc::clone(broker), version, correlation_id: header.correlation_id };
+    let request = Request {
+        broker: Arc::clone(broker),
+        version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
     Ok(match body {
         Body::ApiVersions => ready(request.respond(&api_versions::handle())),
         Body::Metadata(body) => ready(request.respond(&metadata::handle(&request, body))),
@@ -159,6 +199,16 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Result<Reply, Stri
         Body::CreatePartitions(body) => ready(request.respond(&admin::create_partitions(&request, body))),
         Body::DescribeConfigs(body) => ready(request.respond(&admin::describe_configs(&request, body))),
         Body::InitProducerId(body) => ready(request.respond(&init_producer_id::handle(&request, body))),
+        Body::FindCoordinator(body) => ready(request.respond(&groups::find_coordinator(&request, body))),
+        Body::JoinGroup(body) => groups::join_group(request, body),
+        Body::SyncGroup(body) => groups::sync_group(request, body),
+        Body::Heartbeat(body) => ready(request.respond(&groups::heartbeat(&request, body))),
+        Body::LeaveGroup(body) => ready(request.respond(&groups::leave_group(&request, body))),
+        Body::OffsetCommit(body) => groups::offset_commit(request, body),
+        Body::OffsetFetch(body) => ready(request.respond(&groups::offset_fetch(&request, body))),
+        Body::DescribeGroups(body) => ready(request.respond(&groups::describe_groups(&request, body))),
+        Body::ListGroups(body) => ready(request.respond(&groups::list_groups(&request, body))),
+        Body::DeleteGroups(body) => groups::delete_groups(request, body),
     })
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::groups::Coordinator;
 use crate::groups::offsets::OffsetStore;
+use crate::metrics::KafkaMetrics;
 
 /// How this broker presents itself and treats unknown topics.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct Broker {
     pub(crate) log: Arc<Log>,
     pub(crate) settings: BrokerSettings,
     pub(crate) coordinator: Arc<Coordinator>,
+    pub(crate) metrics: Arc<KafkaMetrics>,
 }
 
 impl Broker {
@@ -34,11 +36,15 @@ impl Broker {
     pub fn start(log: Arc<Log>, settings: BrokerSettings, stopped: watch::Receiver<bool>) -> Result<Self, LogError> {
         let coordinator = Arc::new(Coordinator::new(OffsetStore::open(&log)?));
         coordinator.run_ticks(stopped);
-        Ok(Self { log, settings, coordinator })
+        Ok(Self { log, settings, coordinator, metrics: Arc::new(KafkaMetrics::default()) })
     }
 
     pub fn coordinator(&self) -> &Arc<Coordinator> {
         &self.coordinator
+    }
+
+    pub fn metrics(&self) -> &Arc<KafkaMetrics> {
+        &self.metrics
     }
 
     /// The topic, created with defaults when it is unknown and `create` is

@@ -16,6 +16,8 @@ use crate::broker::Broker;
 use crate::{IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX, REQUEST_FRAME_BYTES_MAX};
 
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let metrics = Arc::clone(&broker.metrics);
+    metrics.connections.inc();
     let (reader, writer) = stream.into_split();
     let (replies, mut queued) = mpsc::channel::<Reply>(IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX);
     let reading = tokio::spawn(async move {
@@ -30,6 +32,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
                 Ok(None) => return,
                 Err(reason) => {
                     tracing::info!(%peer, %reason, "closing Kafka connection");
+                    broker.metrics.connections_closed_bad_input.inc();
                     return;
                 }
             };
@@ -41,6 +44,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
                 }
                 Err(reason) => {
                     tracing::info!(%peer, %reason, "closing Kafka connection after a request it cannot serve");
+                    broker.metrics.connections_closed_bad_input.inc();
                     return;
                 }
             }
@@ -60,6 +64,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     }
     let _ = writer.flush().await;
     reading.abort();
+    metrics.connections.dec();
 }
 
 /// Reads one size-prefixed frame; `None` at a clean end of stream.

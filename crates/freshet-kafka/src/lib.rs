@@ -9,6 +9,7 @@ mod broker;
 mod connection;
 mod errors;
 pub mod groups;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 
 pub use crate::api::{Body, Decoded, decode_request};
 pub use crate::broker::{Broker, BrokerSettings};
+pub use crate::metrics::KafkaMetrics;
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const REQUEST_FRAME_BYTES_MAX: usize = 100 * 1024 * 1024;

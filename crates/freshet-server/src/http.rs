@@ -1,26 +1,35 @@
-//! The HTTP listener: `/healthz` now; the API, dashboard and `/metrics`
-//! grow here.
+//! The HTTP listener: `/healthz` and `/metrics` now; the API and
+//! dashboard grow here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use freshet_log::Log;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub log: Arc<Log>,
+    pub registry: Arc<Registry>,
+}
+
 pub(crate) async fn serve(
     address: SocketAddr,
-    log: Arc<Log>,
+    state: AppState,
     mut stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen for HTTP on {address}: {error}"))?;
     let bound = listener.local_addr()?;
-    let app = Router::new().route("/healthz", get(healthz)).with_state(log);
+    let app = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state);
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.changed().await;
@@ -32,6 +41,19 @@ pub(crate) async fn serve(
     Ok((bound, task))
 }
 
-async fn healthz(State(log): State<Arc<Log>>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok", "topics": log.topics().len() }))
+async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok", "topics": state.log.topics().len() }))
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the
+/// Prometheus text format.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        let text = crate::metrics::render(&state.registry);
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+    } else {
+        let text = crate::metrics::render_prometheus(&state.registry);
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod http;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,8 +66,10 @@ impl Server {
             default_partitions: config.server.default_partitions,
         };
         let broker = Arc::new(Broker::start(Arc::clone(&log), settings, stopped.clone()).context("opening consumer-group state")?);
+        let registry = Arc::new(metrics::registry(Arc::clone(&log), &broker));
         tasks.push(freshet_kafka::serve(kafka_listener, broker, stopped.clone()));
-        let (http, http_task) = http::serve(config.server.http_listen, Arc::clone(&log), stopped.clone()).await?;
+        let state = http::AppState { log: Arc::clone(&log), registry };
+        let (http, http_task) = http::serve(config.server.http_listen, state, stopped.clone()).await?;
         tasks.push(http_task);
         tracing::info!(%kafka, %http, data_dir = %config.server.data_dir.display(), "freshet is serving");
         Ok(Self { log, ports: BoundPorts { kafka, http }, stop, tasks })

@@ -22,6 +22,7 @@ pub(crate) fn handle(request: Request, body: FetchRequest) -> Reply {
             let (response, bytes, waitable) = collect(&request, &body);
             let elapsed = started.elapsed();
             if bytes >= min_bytes.max(1) || elapsed >= max_wait || waitable.is_empty() {
+                record(&request, &body, &response);
                 return Some(request.respond(&response));
             }
             // Sleep until any requested partition grows, or the wait ends.
@@ -30,6 +31,23 @@ pub(crate) fn handle(request: Request, body: FetchRequest) -> Reply {
             futures_util::future::select_all(waits).await;
         }
     })
+}
+
+/// Counts what a fetch delivers and the errors it answers with.
+fn record(request: &Request, body: &FetchRequest, response: &FetchResponse) {
+    let metrics = &request.broker.metrics;
+    for (requested, topic) in body.topics.iter().zip(&response.responses) {
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for (wanted, data) in requested.partitions.iter().zip(&topic.partitions) {
+            metrics.error("Fetch", data.error_code);
+            let returned = data.records.as_ref().map_or(0, |r| r.len() as u64);
+            if returned > 0 {
+                bytes += returned;
+                records += u64::try_from(data.high_watermark - wanted.fetch_offset).unwrap_or(0);
+            }
+        }
+        metrics.fetched(topic.topic.as_str(), records, bytes);
+    }
 }
 
 /// Reads every requested partition once. Returns the response, the bytes

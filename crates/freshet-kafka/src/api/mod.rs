@@ -181,6 +181,8 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::Socke
         Decoded::UnsupportedApiVersions { correlation_id } => return Ok(ready(api_versions::unsupported_version(correlation_id))),
         Decoded::Request { header, version, body } => (header, version, body),
     };
+    let api = api_name(&body);
+    let started = std::time::Instant::now();
     let request = Request {
         broker: Arc::clone(broker),
         version,
@@ -188,7 +190,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::Socke
         client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
     };
-    Ok(match body {
+    let reply = match body {
         Body::ApiVersions => ready(request.respond(&api_versions::handle())),
         Body::Metadata(body) => ready(request.respond(&metadata::handle(&request, body))),
         Body::Produce(body) => produce::handle(request, body),
@@ -209,7 +211,38 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::Socke
         Body::DescribeGroups(body) => ready(request.respond(&groups::describe_groups(&request, body))),
         Body::ListGroups(body) => ready(request.respond(&groups::list_groups(&request, body))),
         Body::DeleteGroups(body) => groups::delete_groups(request, body),
-    })
+    };
+    let metrics = Arc::clone(&broker.metrics);
+    Ok(Box::pin(async move {
+        let response = reply.await;
+        metrics.observe_request(api, started.elapsed());
+        response
+    }))
+}
+
+fn api_name(body: &Body) -> &'static str {
+    match body {
+        Body::ApiVersions => "ApiVersions",
+        Body::Metadata(_) => "Metadata",
+        Body::Produce(_) => "Produce",
+        Body::Fetch(_) => "Fetch",
+        Body::ListOffsets(_) => "ListOffsets",
+        Body::CreateTopics(_) => "CreateTopics",
+        Body::DeleteTopics(_) => "DeleteTopics",
+        Body::CreatePartitions(_) => "CreatePartitions",
+        Body::DescribeConfigs(_) => "DescribeConfigs",
+        Body::InitProducerId(_) => "InitProducerId",
+        Body::FindCoordinator(_) => "FindCoordinator",
+        Body::JoinGroup(_) => "JoinGroup",
+        Body::SyncGroup(_) => "SyncGroup",
+        Body::Heartbeat(_) => "Heartbeat",
+        Body::LeaveGroup(_) => "LeaveGroup",
+        Body::OffsetCommit(_) => "OffsetCommit",
+        Body::OffsetFetch(_) => "OffsetFetch",
+        Body::DescribeGroups(_) => "DescribeGroups",
+        Body::ListGroups(_) => "ListGroups",
+        Body::DeleteGroups(_) => "DeleteGroups",
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,10 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
             })();
             match appended {
                 Ok((partition, info)) => {
+                    if !info.duplicate {
+                        let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
+                        broker.metrics.produced(&name, (info.last_offset - info.base_offset + 1) as u64, bytes);
+                    }
                     partition_response.base_offset = info.base_offset;
                     partition_response.log_start_offset = info.log_start_offset;
                     if acks == -1 {
@@ -51,6 +55,7 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                 Err(error) => {
                     tracing::debug!(topic = %name, partition = data.index, %error, "produce rejected");
                     partition_response.error_code = errors::code(&error);
+                    broker.metrics.error("Produce", partition_response.error_code);
                     if version >= 8 {
                         partition_response.error_message = Some(StrBytes::from_string(error.to_string()));
                     }
@@ -73,6 +78,7 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                 Err(_) => ResponseError::RequestTimedOut.code(),
             };
             response.responses[topic_index].partition_responses[partition_index].error_code = code;
+            request.broker.metrics.error("Produce", code);
         }
         Some(request.respond(&response))
     })

@@ -1,0 +1,124 @@
+//! `/metrics`: everything long-running exposes its numbers here, in the
+//! Prometheus (OpenMetrics) text format. Counters kept by the log and the
+//! group coordinator are read at scrape time by a collector, so the hot
+//! paths never touch the registry.
+
+use std::sync::Arc;
+
+use freshet_kafka::groups::Coordinator;
+use freshet_log::{FSYNC_BUCKETS_MICROS, Log};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Builds the registry: the Kafka front end's metrics plus the collector
+/// of log and consumer-group numbers.
+pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker) -> Registry {
+    let mut registry = Registry::default();
+    broker.metrics().register(&mut registry);
+    registry.register_collector(Box::new(StateCollector { log, coordinator: Arc::clone(broker.coordinator()) }));
+    registry
+}
+
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("writing to a String cannot fail");
+    text
+}
+
+/// The same metrics in the Prometheus 0.0.4 text format, for scrapers and
+/// tools (such as `promtool check metrics`) that do not ask for OpenMetrics:
+/// counters are named with their `_total` sample name, and the OpenMetrics
+/// `# UNIT` and `# EOF` lines are left out.
+pub fn render_prometheus(registry: &Registry) -> String {
+    let open_metrics = render(registry);
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        text.push_str(renamed.as_deref().unwrap_or(line));
+        text.push('\n');
+    }
+    text
+}
+
+#[derive(Debug)]
+struct StateCollector {
+    log: Arc<Log>,
+    coordinator: Arc<Coordinator>,
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, value: u64) -> Result<(), std::fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, unit, metric.metric_type())?)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.log.stats();
+        let mut buckets: Vec<(f64, u64)> = FSYNC_BUCKETS_MICROS
+            .iter()
+            .zip(&stats.fsync_buckets)
+            .map(|(bound, count)| (*bound as f64 / 1e6, count.load(Relaxed)))
+            .collect();
+        buckets.push((f64::INFINITY, stats.fsync_buckets[FSYNC_BUCKETS_MICROS.len()].load(Relaxed)));
+        let sum_seconds = stats.fsync_micros_total.load(Relaxed) as f64 / 1e6;
+        let mut fsync = encoder.encode_descriptor(
+            "freshet_log_fsync_duration",
+            "Time one fsync of a segment took",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        fsync.encode_histogram::<NoLabelSet>(sum_seconds, stats.fsyncs.load(Relaxed), &buckets, None)?;
+        counter(&mut encoder, "freshet_log_appended_batches", "Record batches appended to the log", None, stats.batches_appended.load(Relaxed))?;
+        counter(&mut encoder, "freshet_log_appended", "Bytes appended to the log", Some(&Unit::Bytes), stats.bytes_appended.load(Relaxed))?;
+        counter(&mut encoder, "freshet_log_segments_rolled", "Segments sealed and rolled", None, stats.segments_rolled.load(Relaxed))?;
+        counter(&mut encoder, "freshet_log_segments_deleted", "Segments deleted by retention", None, stats.segments_deleted.load(Relaxed))?;
+
+        let partitions: Vec<_> = self.log.topics().iter().flat_map(|t| t.partitions()).collect();
+        let gauges: [(&str, &str, Option<Unit>, fn(&freshet_log::Partition) -> i64); 4] = [
+            ("freshet_log_partition_end_offset", "One past the last offset of the partition", None, |p| p.end_offset()),
+            ("freshet_log_partition_start_offset", "First offset still held by the partition", None, |p| p.log_start_offset()),
+            ("freshet_log_partition_size", "Bytes of segments the partition holds", Some(Unit::Bytes), |p| p.size_bytes() as i64),
+            ("freshet_log_partition_unflushed", "Offsets appended but not yet fsynced", None, |p| p.end_offset() - p.durable_offset()),
+        ];
+        for (name, help, unit, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            for partition in &partitions {
+                let labels = [("topic", partition.topic().to_string()), ("partition", partition.id().to_string())];
+                ConstGauge::new(value(partition)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        let mut lag = encoder.encode_descriptor(
+            "freshet_kafka_consumer_group_lag",
+            "Offsets between a group's committed position and the partition's end",
+            None,
+            MetricType::Gauge,
+        )?;
+        for group in self.coordinator.offsets.groups() {
+            for ((topic, partition), committed) in self.coordinator.offsets.group(&group) {
+                let Ok(end) = self.log.partition(&topic, partition as u32).map(|p| p.end_offset()) else {
+                    continue;
+                };
+                let labels = [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
+                ConstGauge::new((end - committed.offset).max(0)).encode(lag.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

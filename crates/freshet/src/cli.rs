@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
 use freshet_server::{Config, Server};
 
+use crate::client;
+
 #[derive(Debug, Parser)]
 #[command(name = "freshet", version, about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards.")]
 pub struct Cli {
@@ -27,14 +29,16 @@ enum Command {
     Simulate(Pending),
     /// Check a serving layer against what the simulator sent.
     Verify(Pending),
-    /// Administer topics: create, list, describe, delete.
-    Topic(Pending),
-    /// Produce events to a topic.
-    Produce(Pending),
-    /// Consume events from a topic.
-    Consume(Pending),
-    /// List consumer groups and show their lag.
-    Group(Pending),
+    /// Administer topics: create, list, describe, grow, delete.
+    #[command(subcommand)]
+    Topic(client::TopicCommand),
+    /// Produce lines of standard input to a topic, one record each.
+    Produce(client::ProduceArgs),
+    /// Consume records from a topic, alone or as a member of a group.
+    Consume(client::ConsumeArgs),
+    /// List consumer groups and show their members and lag.
+    #[command(subcommand)]
+    Group(client::GroupCommand),
     /// Query the store of a running server (SQL, or KQL with --kql).
     Query(Pending),
     /// Run a hot-path job locally over sample events.
@@ -105,11 +109,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         // TODO(issue 4): simulate and verify.
         Command::Simulate(_) => Err(NotYet("simulate").into()),
         Command::Verify(_) => Err(NotYet("verify").into()),
-        // TODO(issue 3): the built-in Kafka client commands.
-        Command::Topic(_) => Err(NotYet("topic").into()),
-        Command::Produce(_) => Err(NotYet("produce").into()),
-        Command::Consume(_) => Err(NotYet("consume").into()),
-        Command::Group(_) => Err(NotYet("group").into()),
+        Command::Topic(command) => client::topic(command).await,
+        Command::Produce(args) => client::produce(args).await,
+        Command::Consume(args) => client::consume(args).await,
+        Command::Group(command) => client::group(command).await,
         // TODO(issue 5): the store.
         Command::Query(_) => Err(NotYet("query").into()),
         // TODO(issue 6): the hot path.

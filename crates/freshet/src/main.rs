@@ -1,6 +1,7 @@
 //! The `freshet` binary: the command line, and how each command starts.
 
 mod cli;
+mod client;
 
 use std::process::ExitCode;
 

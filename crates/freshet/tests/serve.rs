@@ -1,69 +1,14 @@
 //! The real `freshet` binary: help, config errors, serving, clean shutdown
 //! on SIGTERM, and restart after SIGKILL.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_freshet");
-const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Freshet {
-    child: Child,
-    http: String,
-}
-
-impl Freshet {
-    fn start(dir: &Path, config: &str) -> Self {
-        let config_path = dir.join("freshet.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let ports_path = dir.join("ports.json");
-        let _ = std::fs::remove_file(&ports_path);
-        let child = Command::new(BINARY)
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--ports-file"])
-            .arg(&ports_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let ports = wait_for(|| std::fs::read(&ports_path).ok());
-        let ports: serde_json::Value = serde_json::from_slice(&ports).unwrap();
-        Self { child, http: ports["http"].as_str().unwrap().to_string() }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    fn wait(mut self) -> std::process::ExitStatus {
-        wait_for(|| self.child.try_wait().unwrap())
-    }
-}
-
-impl Drop for Freshet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "condition not met within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{BINARY, Freshet};
 
 fn http_get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();

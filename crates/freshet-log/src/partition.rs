@@ -464,6 +464,31 @@ impl Partition {
         Ok(deleted.len())
     }
 
+    /// Deletes whole sealed segments holding only offsets below `offset`
+    /// (Kafka's DeleteRecords at segment granularity). The log start offset
+    /// moves to the first segment kept. Returns the number deleted.
+    pub fn delete_before(&self, offset: i64) -> Result<usize> {
+        let guard = self.writer.lock().expect("writer lock");
+        if guard.closed {
+            return Ok(0);
+        }
+        let mut segments = (*self.snapshot()).clone();
+        let mut deleted = Vec::new();
+        while segments.len() > 1 && segments[1].base_offset() <= offset {
+            deleted.push(segments.remove(0));
+        }
+        if deleted.is_empty() {
+            return Ok(0);
+        }
+        self.publish(segments);
+        drop(guard);
+        for segment in &deleted {
+            segment.delete()?;
+        }
+        self.shared.stats.segments_deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
+        Ok(deleted.len())
+    }
+
     /// Syncs and indexes the active segment so the next open trusts it,
     /// and refuses further appends.
     pub(crate) fn close(&self) -> Result<()> {

@@ -11,6 +11,11 @@ use freshet_log::{Durability, Log, LogError, Partition, TopicConfig};
 use serde::{Deserialize, Serialize};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The topic is compacted once it holds this many records more than
+/// four times the live offsets.
+const COMPACT_AFTER_RECORDS: i64 = 100_000;
+/// Records per batch when the live offsets are rewritten.
+const COMPACT_BATCH_RECORDS: usize = 1_000;
 /// Bytes read at once while replaying the offsets topic.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
@@ -45,7 +50,7 @@ impl OffsetStore {
             partitions: 1,
             retention_ms: None,
             retention_bytes: None,
-            segment_bytes: 16 * 1024 * 1024,
+            segment_bytes: 8 * 1024 * 1024,
             durability: Durability::GroupCommit,
             ..TopicConfig::default()
         };
@@ -96,7 +101,44 @@ impl OffsetStore {
             }
             info
         };
-        self.partition.wait_durable(info.last_offset + 1).await
+        self.partition.wait_durable(info.last_offset + 1).await?;
+        self.compact_if_due()
+    }
+
+    /// Keeps the offsets topic bounded: when it holds far more records than
+    /// live offsets, the live offsets are written again and every segment
+    /// wholly before that rewrite is deleted. Replaying the rest still ends
+    /// in the same state, since the rewrite comes last.
+    fn compact_if_due(&self) -> Result<(), LogError> {
+        let committed = self.committed.lock().expect("offsets lock");
+        let live: usize = committed.values().map(|offsets| offsets.len()).sum();
+        let held = self.partition.end_offset() - self.partition.log_start_offset();
+        if held < COMPACT_AFTER_RECORDS + 4 * live as i64 {
+            return Ok(());
+        }
+        let records: Vec<Record> = committed
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets.iter().map(move |((topic, partition), value)| Record {
+                    timestamp: value.commit_time_ms,
+                    key: Some(key_bytes(group, topic, *partition)),
+                    value: Some(serde_json::to_vec(value).expect("offsets serialise")),
+                    headers: Vec::new(),
+                })
+            })
+            .collect();
+        let rewrite_start = self.partition.end_offset();
+        for chunk in records.chunks(COMPACT_BATCH_RECORDS) {
+            self.partition.append(batch::encode(chunk, ProducerStamp::none()))?;
+        }
+        let deleted = self.partition.delete_before(rewrite_start)?;
+        tracing::info!(live, held, deleted_segments = deleted, "compacted {OFFSETS_TOPIC}");
+        Ok(())
+    }
+
+    /// Records the offsets topic holds now (for tests and metrics).
+    pub fn records_held(&self) -> i64 {
+        self.partition.end_offset() - self.partition.log_start_offset()
     }
 
     pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
@@ -160,5 +202,43 @@ fn apply(committed: &mut HashMap<String, GroupOffsets>, record: &Record) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use freshet_log::LogOptions;
+
+    fn committed(offset: i64) -> Committed {
+        Committed { offset, leader_epoch: -1, metadata: Some(format!("m{offset}")), commit_time_ms: 1 }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commits_survive_reopening_and_the_topic_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+            let store = OffsetStore::open(&log).unwrap();
+            // Many commits of few partitions: far more records than live offsets.
+            for round in 0..2_500i64 {
+                let commits = (0..60).map(|p| ("orders".to_string(), p, committed(round))).collect();
+                store.commit("readers", commits).await.unwrap();
+            }
+            store.commit("other", vec![("orders".into(), 0, committed(7))]).await.unwrap();
+            store.commit("gone", vec![("orders".into(), 1, committed(9))]).await.unwrap();
+            assert!(store.delete_group("gone").await.unwrap());
+            assert!(store.records_held() < COMPACT_AFTER_RECORDS + 4 * 61 + 60 * 2_500 / 10, "held {}", store.records_held());
+            log.close().unwrap();
+        }
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let store = OffsetStore::open(&log).unwrap();
+        assert_eq!(store.fetch("readers", "orders", 59), Some(committed(2_499)));
+        assert_eq!(store.fetch("other", "orders", 0), Some(committed(7)));
+        assert_eq!(store.fetch("gone", "orders", 1), None);
+        let mut groups = store.groups();
+        groups.sort();
+        assert_eq!(groups, ["other", "readers"]);
+        assert!(log.partition(OFFSETS_TOPIC, 0).unwrap().log_start_offset() > 0, "old segments were deleted");
     }
 }

@@ -1,0 +1,266 @@
+//! Kafka produce and consume throughput and end-to-end latency against the
+//! real `freshet` binary with librdkafka (the `rdkafka` crate), next to the
+//! disk (`fio`) and loopback (`iperf3`) limits measured in the same run.
+//!
+//! Run: `cargo bench -p freshet --bench kafka`
+//! Options (environment): `FRESHET_BENCH_DIR` (data directory, default
+//! `target/bench-kafka`), `FRESHET_BENCH_MIB` (data per throughput case,
+//! default 512).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 4;
+
+struct Server {
+    child: Child,
+    kafka: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path) -> Server {
+    let ports = dir.join("ports.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["serve", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--ports-file")
+        .arg(&ports)
+        .env("FRESHET_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start freshet");
+    let started = Instant::now();
+    let text = loop {
+        if let Ok(text) = std::fs::read_to_string(&ports) {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "freshet did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ports: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Server { child, kafka: ports["kafka"].as_str().unwrap().to_string() }
+}
+
+fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("enable.idempotence", if acks == "all" { "true" } else { "false" })
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("compression.type", "none")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `count` records of `size` bytes; returns the seconds taken
+/// until every one is acknowledged.
+fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) -> f64 {
+    let producer = producer(bootstrap, acks);
+    let payload = vec![b'x'; size];
+    let started = Instant::now();
+    for i in 0..count {
+        let key = (i as u32 % 1024).to_be_bytes();
+        let mut record = BaseRecord::to(topic).payload(&payload[..]).key(&key[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(300)).expect("flush");
+    started.elapsed().as_secs_f64()
+}
+
+/// Reads `count` records from the start; returns (seconds, payload bytes).
+fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.wait.max.ms", "10")
+        .set("queued.max.messages.kbytes", "1048576")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let started = Instant::now();
+    let (mut seen, mut bytes) = (0usize, 0usize);
+    while seen < count {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            seen += 1;
+            bytes += message.payload().map_or(0, |p| p.len());
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "consume stalled at {seen}/{count}");
+    }
+    (started.elapsed().as_secs_f64(), bytes)
+}
+
+/// Sends `rate` records/s for `seconds` with acks=all and measures the time
+/// from send to a consumer receiving each one; returns p50, p99, p99.9 in ms.
+fn latency(bootstrap: &str, topic: &str, rate: usize, seconds: u64) -> (f64, f64, f64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "latency")
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.min.bytes", "1")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::End).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // let the consumer reach the end
+    let epoch = Instant::now();
+    let total = rate * seconds as usize;
+    let sender = {
+        let bootstrap = bootstrap.to_string();
+        let topic = topic.to_string();
+        std::thread::spawn(move || {
+            let producer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("acks", "all")
+                .set("linger.ms", "0")
+                .create::<ThreadedProducer<DefaultProducerContext>>()
+                .unwrap();
+            let interval = Duration::from_secs_f64(1.0 / rate as f64);
+            for i in 0..total {
+                let due = interval * i as u32;
+                if let Some(wait) = due.checked_sub(epoch.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+                let sent_us = epoch.elapsed().as_micros() as u64;
+                let payload = sent_us.to_be_bytes();
+                let _ = producer.send(BaseRecord::<(), [u8]>::to(&topic).payload(&payload[..]));
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+        })
+    };
+    let mut latencies_us = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+    while latencies_us.len() < total && Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let sent_us = u64::from_be_bytes(message.payload().unwrap()[..8].try_into().unwrap());
+            latencies_us.push(epoch.elapsed().as_micros() as u64 - sent_us);
+        }
+    }
+    sender.join().unwrap();
+    latencies_us.sort_unstable();
+    let at = |q: f64| latencies_us[((latencies_us.len() as f64 * q) as usize).min(latencies_us.len() - 1)] as f64 / 1000.0;
+    (at(0.5), at(0.99), at(0.999))
+}
+
+fn fio_mb_s(dir: &Path, mib: usize) -> Option<f64> {
+    let file = dir.join("fio.dat");
+    let output = Command::new("fio")
+        .args(["--name=seq", "--rw=write", "--bs=1M", "--ioengine=psync", "--end_fsync=1", "--output-format=json"])
+        .arg(format!("--size={mib}M"))
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    Some(json["jobs"][0]["write"]["bw_bytes"].as_f64()? / 1e6)
+}
+
+fn iperf3_mb_s() -> Option<f64> {
+    let port = "15201";
+    let mut server = Command::new("iperf3").args(["-s", "-1", "-p", port]).stdout(Stdio::null()).spawn().ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let output = Command::new("iperf3").args(["-c", "127.0.0.1", "-p", port, "-t", "5", "-J"]).output().ok()?;
+    let _ = server.wait();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    Some(json["end"]["sum_received"]["bits_per_second"].as_f64()? / 8e6)
+}
+
+fn main() {
+    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-kafka".into()));
+    let mib: usize = std::env::var("FRESHET_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let disk_before = fio_mb_s(&dir, mib);
+    let loopback = iperf3_mb_s();
+    let server = start_server(&dir);
+    let admin: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &server.kafka).create().unwrap();
+    drop(admin);
+
+    println!("| case | records | produce s | records/s | MB/s | consume MB/s |");
+    println!("|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for size in [100usize, 1024] {
+        for acks in ["1", "all"] {
+            let topic = format!("bench-{size}-{acks}");
+            let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
+                .args(["topic", "create", &topic, "-p", &PARTITIONS.to_string(), "-b", &server.kafka])
+                .output()
+                .unwrap();
+            assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+            let count = (mib << 20) / size;
+            let seconds = produce(&server.kafka, &topic, acks, size, count);
+            let (consume_seconds, consumed_bytes) = consume(&server.kafka, &topic, count);
+            let produce_mb_s = (count * size) as f64 / 1e6 / seconds;
+            let consume_mb_s = consumed_bytes as f64 / 1e6 / consume_seconds;
+            println!(
+                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} |",
+                count as f64 / seconds
+            );
+            rows.push((size, acks, produce_mb_s, consume_mb_s));
+        }
+    }
+    let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["topic", "create", "latency", "-p", &PARTITIONS.to_string(), "-b", &server.kafka])
+        .output()
+        .unwrap();
+    assert!(create.status.success());
+    let (p50, p99, p999) = latency(&server.kafka, "latency", 5_000, 10);
+    drop(server);
+    let disk_after = fio_mb_s(&dir, mib);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
+    let disk = match (disk_before, disk_after) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (a, b) => a.or(b),
+    };
+    println!();
+    println!("End-to-end latency, acks=all, 5,000 records/s for 10 s: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms");
+    println!();
+    println!("| limit (same run) | MB/s |");
+    println!("|---|---|");
+    println!("| fio sequential write 1 MiB, fsync at end: before {} / after {} | {} |", fmt(disk_before), fmt(disk_after), fmt(disk));
+    println!("| iperf3 loopback TCP | {} |", fmt(loopback));
+    println!();
+    println!("| case | produce / disk | consume / loopback |");
+    println!("|---|---|---|");
+    for (size, acks, produce_mb_s, consume_mb_s) in rows {
+        let ratio = |v: f64, limit: Option<f64>| limit.map_or("n/a".into(), |l| format!("{:.2}", v / l));
+        println!("| {size} B, acks={acks} | {} | {} |", ratio(produce_mb_s, disk), ratio(consume_mb_s, loopback));
+    }
+}

@@ -451,13 +451,26 @@ impl Partition {
                 deleted.push(segments.remove(0));
             }
         }
+        self.drop_segments(guard, segments, deleted, "retention")
+    }
+
+    /// Publishes `kept` as the segment list and deletes the files of
+    /// `deleted` once the writer lock is released. Readers still holding a
+    /// deleted segment finish their read.
+    fn drop_segments(
+        &self,
+        guard: std::sync::MutexGuard<'_, WriterState>,
+        kept: Vec<Arc<Segment>>,
+        deleted: Vec<Arc<Segment>>,
+        reason: &str,
+    ) -> Result<usize> {
         if deleted.is_empty() {
             return Ok(0);
         }
-        self.publish(segments);
+        self.publish(kept);
         drop(guard);
         for segment in &deleted {
-            tracing::info!(topic = %self.topic, partition = self.id, base_offset = segment.base_offset(), "retention deleted segment");
+            tracing::info!(topic = %self.topic, partition = self.id, base_offset = segment.base_offset(), reason, "deleted segment");
             segment.delete()?;
         }
         self.shared.stats.segments_deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
@@ -477,16 +490,7 @@ impl Partition {
         while segments.len() > 1 && segments[1].base_offset() <= offset {
             deleted.push(segments.remove(0));
         }
-        if deleted.is_empty() {
-            return Ok(0);
-        }
-        self.publish(segments);
-        drop(guard);
-        for segment in &deleted {
-            segment.delete()?;
-        }
-        self.shared.stats.segments_deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
-        Ok(deleted.len())
+        self.drop_segments(guard, segments, deleted, "deleted before an offset")
     }
 
     /// Syncs and indexes the active segment so the next open trusts it,

@@ -96,7 +96,7 @@ impl Coordinator {
         let waiting = {
             let mut slots = self.slots.lock().expect("groups lock");
             if !slots.contains_key(group_id) && slots.len() >= GROUPS_MAX {
-                return rejected_join(ResponseError::GroupMaxSizeReached, &args.member_id);
+                return JoinOutcome::error(ResponseError::GroupMaxSizeReached, &args.member_id);
             }
             let slot = slots.entry(group_id.to_string()).or_default();
             let (answer, member_id, completed) = slot.group(group_id).join(args, Instant::now());
@@ -113,7 +113,7 @@ impl Coordinator {
         };
         match waiting {
             Err(answer) => answer,
-            Ok((member_id, receiver)) => receiver.await.unwrap_or_else(|_| rejected_join(ResponseError::RebalanceInProgress, &member_id)),
+            Ok((member_id, receiver)) => receiver.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id)),
         }
     }
 
@@ -121,7 +121,7 @@ impl Coordinator {
         let waiting = {
             let mut slots = self.slots.lock().expect("groups lock");
             let Some(slot) = slots.get_mut(group_id) else {
-                return rejected_sync(ResponseError::UnknownMemberId);
+                return SyncOutcome::error(ResponseError::UnknownMemberId);
             };
             let (answer, completed) = slot.group(group_id).sync(member_id, generation, assignments, Instant::now());
             let waiting = match answer {
@@ -137,7 +137,7 @@ impl Coordinator {
         };
         match waiting {
             Err(answer) => answer,
-            Ok(receiver) => receiver.await.unwrap_or_else(|_| rejected_sync(ResponseError::RebalanceInProgress)),
+            Ok(receiver) => receiver.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress)),
         }
     }
 
@@ -229,20 +229,4 @@ impl Coordinator {
             Err(error) => crate::errors::code(&error),
         }
     }
-}
-
-fn rejected_join(error: ResponseError, member_id: &str) -> JoinOutcome {
-    JoinOutcome {
-        error_code: error.code(),
-        generation: -1,
-        protocol_type: None,
-        protocol: None,
-        leader: String::new(),
-        member_id: member_id.to_string(),
-        members: Vec::new(),
-    }
-}
-
-fn rejected_sync(error: ResponseError) -> SyncOutcome {
-    SyncOutcome { error_code: error.code(), protocol_type: None, protocol: None, assignment: Bytes::new() }
 }

@@ -87,7 +87,7 @@ pub struct JoinOutcome {
 }
 
 impl JoinOutcome {
-    fn error(code: ResponseError, member_id: &str) -> Self {
+    pub fn error(code: ResponseError, member_id: &str) -> Self {
         Self {
             error_code: code.code(),
             generation: -1,
@@ -109,7 +109,7 @@ pub struct SyncOutcome {
 }
 
 impl SyncOutcome {
-    fn error(code: ResponseError) -> Self {
+    pub fn error(code: ResponseError) -> Self {
         Self { error_code: code.code(), protocol_type: None, protocol: None, assignment: Bytes::new() }
     }
 }

@@ -154,3 +154,36 @@ def test_kafka_python_and_aiokafka_groups_commit_and_list(freshet):
     assert outcome["kp-group"] == "OK", outcome
     assert "kp-group" not in [group["group_id"] for group in admin.list_groups()]
     admin.close()
+
+
+def test_a_static_member_restarting_gets_its_partitions_back_without_a_rebalance(freshet):
+    admin = AdminClient({"bootstrap.servers": freshet.bootstrap})
+    admin.create_topics([NewTopic("static", num_partitions=4)])["static"].result(10)
+    extra = {"group.instance.id": "pod-a", "session.timeout.ms": 30000}
+    first = group_consumer(freshet.bootstrap, "statics", **extra)
+    other = group_consumer(freshet.bootstrap, "statics", **{"group.instance.id": "pod-b", "session.timeout.ms": 30000})
+    revoked = []
+    first.subscribe(["static"])
+    other.subscribe(["static"], on_revoke=lambda consumer, partitions: revoked.append(len(partitions)))
+
+    def assigned(consumers):
+        for consumer in consumers:
+            consumer.poll(0.1)
+        return sorted(len(c.assignment()) for c in consumers)
+
+    wait_for(lambda: assigned([first, other]) == [2, 2], "two static members sharing four partitions")
+    before = sorted(p.partition for p in first.assignment())
+    revoked.clear()
+    # A static member closing does not leave the group (KIP-345): it comes
+    # back under the same instance id and takes its old partitions.
+    first.close()
+    again = group_consumer(freshet.bootstrap, "statics", **extra)
+    again.subscribe(["static"])
+    wait_for(lambda: assigned([again, other]) == [2, 2], "the restarted member's partitions back")
+    assert sorted(p.partition for p in again.assignment()) == before
+    described = admin.describe_consumer_groups(["statics"])["statics"].result(10)
+    assert len(described.members) == 2
+    assert {m.group_instance_id for m in described.members} == {"pod-a", "pod-b"}
+    assert [n for n in revoked if n] == [], "the other member kept its partitions throughout"
+    again.close()
+    other.close()

@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p freshet-log --bench log_append`
 //! Options (environment): `FRESHET_BENCH_DIR` (default `target/bench-log`,
-//! on the disk under test), `FRESHET_BENCH_MIB` (data per case, default 512).
+//! on the disk under test), `FRESHET_BENCH_MIB` (data per case, default
+//! 512), `FRESHET_BENCH_ROUNDS` (paired rounds per case, default 3).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,75 +37,60 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
-    // The disk is measured before and after the log, and the log compared
-    // with the mean, so drift during the run shows instead of hiding.
-    let fio_jobs = |dir: &Path| {
-        (
-            fio(dir, mib, &["--end_fsync=1"]),
-            fio(dir, mib / 4, &["--fdatasync=1"]),
-            fio(dir, mib, &[&format!("--fdatasync={}", GROUP_COMMIT_BATCHES)]),
-        )
-    };
-    let fio_before = fio_jobs(&dir);
-    println!("| case | appended | append MB/s | records/s | read MB/s | fsyncs |");
-    println!("|---|---|---|---|---|---|");
-    let mut results = Vec::new();
+    // The disk here drifts by 2-3x within minutes, so each case is paired
+    // with fio writing the same pattern right before and right after it,
+    // over several rounds; the write-up uses the median of the paired ratios.
+    let rounds: usize = std::env::var("FRESHET_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let grouped = fio(&dir, mib, &[&format!("--fdatasync={GROUP_COMMIT_BATCHES}")]);
+    let memory = memory_copy_mb_s(mib << 20);
+    println!("| case | round | append MB/s | fio MB/s (before, after) | ratio | records/s | read MB/s | read / memory | fsyncs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
     for record_bytes in [100, 1024] {
         for durability in [Durability::None, Durability::GroupCommit, Durability::EveryBatch] {
             // fsync per batch is bounded by the disk's fsync rate: use less data.
-            let bytes = if durability == Durability::EveryBatch { mib / 4 } else { mib } << 20;
+            let case_mib = if durability == Durability::EveryBatch { mib / 4 } else { mib };
+            let reference: Vec<&str> = if durability == Durability::EveryBatch { vec!["--fdatasync=1"] } else { vec!["--end_fsync=1"] };
             let case = Case { record_bytes, durability };
-            let result = run_case(&dir, &case, bytes, &runtime);
-            println!(
-                "| {} B records, {:?} | {} MiB | {:.0} | {:.0} | {:.0} | {} |",
-                record_bytes,
-                durability,
-                bytes >> 20,
-                result.append_mb_s,
-                result.records_s,
-                result.read_mb_s,
-                result.fsyncs
-            );
-            results.push((record_bytes, durability, result));
+            let mut ratios = Vec::new();
+            for round in 1..=rounds {
+                let before = fio(&dir, case_mib, &reference);
+                let result = run_case(&dir, &case, case_mib << 20, &runtime);
+                let after = fio(&dir, case_mib, &reference);
+                let fio_mean = match (before, after) {
+                    (Some(a), Some(b)) => Some((a + b) / 2.0),
+                    _ => None,
+                };
+                let ratio = fio_mean.map(|f| result.append_mb_s / f);
+                if let Some(ratio) = ratio {
+                    ratios.push(ratio);
+                }
+                println!(
+                    "| {record_bytes} B, {durability:?} | {round} | {:.0} | {} ({}, {}) | {} | {:.0} | {:.0} | {:.2} | {} |",
+                    result.append_mb_s,
+                    fmt(fio_mean),
+                    fmt(before),
+                    fmt(after),
+                    ratio.map_or("n/a".into(), |r| format!("{r:.2}")),
+                    result.records_s,
+                    result.read_mb_s,
+                    result.read_mb_s / memory,
+                    result.fsyncs
+                );
+            }
+            ratios.sort_by(f64::total_cmp);
+            summary.push((record_bytes, durability, ratios.get(ratios.len() / 2).copied()));
         }
     }
-
     println!();
-    println!("fio, same disk, same pattern ({} KiB sequential writes, psync):", BATCH_BYTES / 1024);
-    println!("| fio job | MB/s before | MB/s after | mean |");
-    println!("|---|---|---|---|");
-    let fio_after = fio_jobs(&dir);
-    let mean = |a: Option<f64>, b: Option<f64>| Some((a? + b?) / 2.0);
-    let fio_buffered = mean(fio_before.0, fio_after.0);
-    let fio_fdatasync = mean(fio_before.1, fio_after.1);
-    let fio_grouped = mean(fio_before.2, fio_after.2);
-    println!("| buffered write, fsync at end | {} | {} | {} |", fmt(fio_before.0), fmt(fio_after.0), fmt(fio_buffered));
-    println!("| fdatasync after every write | {} | {} | {} |", fmt(fio_before.1), fmt(fio_after.1), fmt(fio_fdatasync));
-    println!(
-        "| fdatasync after every {GROUP_COMMIT_BATCHES} writes (~1 MiB, what one group commit covers) | {} | {} | {} |",
-        fmt(fio_before.2),
-        fmt(fio_after.2),
-        fmt(fio_grouped)
-    );
-    let memory = memory_copy_mb_s(mib << 20);
-    println!("| (memory) copy of a {mib} MiB buffer, the bound for reads from page cache | | | {memory:.0} |");
+    println!("Paired with: fio buffered sequential write + fsync at end (None, GroupCommit); fio fdatasync after every write (EveryBatch).");
+    println!("fio with fdatasync every {GROUP_COMMIT_BATCHES} writes (~1 MiB, about one group commit): {} MB/s", fmt(grouped));
+    println!("memory copy of {mib} MiB (the bound for reads from page cache): {memory:.0} MB/s");
     println!();
-    println!("Ratios: append / fio buffered (the disk's sequential bandwidth); append / fio with the same fsync pattern; read / memory copy");
-    println!("| case | append / fio buffered | append / fio same fsyncs | read / memory |");
-    println!("|---|---|---|---|");
-    let ratio = |value: f64, reference: Option<f64>| reference.map_or("n/a".into(), |r| format!("{:.2}", value / r));
-    for (record_bytes, durability, result) in &results {
-        let same_pattern = match durability {
-            Durability::EveryBatch => fio_fdatasync,
-            Durability::GroupCommit => fio_grouped,
-            Durability::None => fio_buffered,
-        };
-        println!(
-            "| {record_bytes} B records, {durability:?} | {} | {} | {:.2} |",
-            ratio(result.append_mb_s, fio_buffered),
-            ratio(result.append_mb_s, same_pattern),
-            result.read_mb_s / memory
-        );
+    println!("| case | median append / fio over {rounds} rounds |");
+    println!("|---|---|");
+    for (record_bytes, durability, median) in summary {
+        println!("| {record_bytes} B, {durability:?} | {} |", median.map_or("n/a".into(), |m| format!("{m:.2}")));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
 use freshet_server::{Config, Server};
 
-use crate::client;
+use crate::{client, simulate};
 
 #[derive(Debug, Parser)]
 #[command(name = "freshet", version, about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards.")]
@@ -25,10 +25,10 @@ enum Command {
     Serve(ServeArgs),
     /// Start the platform with a built-in demo pipeline and print the dashboard URL.
     Demo(DemoArgs),
-    /// Generate events (seed scenarios: iot, retail, payments, logistics) at a controlled rate.
-    Simulate(Pending),
-    /// Check a serving layer against what the simulator sent.
-    Verify(Pending),
+    /// Generate events (iot, retail, payments, logistics, nexmark) at a controlled rate, with duplicates, late and malformed ones.
+    Simulate(simulate::SimulateArgs),
+    /// Check a serving layer against the manifest of what the simulator sent.
+    Verify(simulate::VerifyArgs),
     /// Administer topics: create, list, describe, grow, delete.
     #[command(subcommand)]
     Topic(client::TopicCommand),
@@ -106,9 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Demo(args) => demo(args).await,
-        // TODO(issue 4): simulate and verify.
-        Command::Simulate(_) => Err(NotYet("simulate").into()),
-        Command::Verify(_) => Err(NotYet("verify").into()),
+        Command::Simulate(args) => simulate::simulate(args).await,
+        Command::Verify(args) => simulate::verify(args).await,
         Command::Topic(command) => client::topic(command).await,
         Command::Produce(args) => client::produce(args).await,
         Command::Consume(args) => client::consume(args).await,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod simulate;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,367 @@
+//! `freshet simulate` and `freshet verify`: the seed 004 event generator
+//! wired to its sinks (a Kafka-protocol broker, a JSON-lines file or
+//! standard output, or nothing, to measure generation), with rate control,
+//! a progress bar and a manifest; and the check of a topic against that
+//! manifest.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use freshet_sim::manifest::Observed;
+use freshet_sim::{Generated, Generator, Manifest, Options, Scenario};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// iot (seed 004's event), retail, payments, logistics or nexmark.
+    #[arg(long, default_value = "iot")]
+    scenario: Scenario,
+    /// Events per second; 0 sends as fast as the sink takes them.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    /// How long to send, e.g. 60s, 5m (default: until --count, else 60s).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// How many events to send (duplicates and malformed ones included).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Topic to produce to (default: the scenario's, e.g. auth-events for payments).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Kafka bootstrap servers: Freshet's Kafka listener or any Kafka-protocol broker.
+    #[arg(long, short = 'b', env = "FRESHET_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Write JSON lines to this file ('-' for standard output) instead of a broker.
+    #[arg(long, conflicts_with = "null")]
+    output: Option<PathBuf>,
+    /// Generate but send nowhere (to measure the generator).
+    #[arg(long)]
+    null: bool,
+    /// Devices, stores, BINs or depots.
+    #[arg(long, default_value_t = 1_000)]
+    keys: u64,
+    /// Seed of the generator: the same seed and --start give the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first event: 'now' or milliseconds since the epoch.
+    #[arg(long, default_value = "now")]
+    start: String,
+    /// Fraction of events that repeat an earlier event byte for byte.
+    #[arg(long, default_value_t = 0.001)]
+    duplicates: f64,
+    /// Fraction of events whose event time is --late-by in the past.
+    #[arg(long, default_value_t = 0.0)]
+    late: f64,
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    late_by: Duration,
+    /// Fraction of events whose event time is moved back by up to --disorder.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order: f64,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    disorder: Duration,
+    /// Fraction of events that are not valid JSON.
+    #[arg(long, default_value_t = 0.0)]
+    malformed: f64,
+    /// Producer acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "lz4")]
+    compression: String,
+    /// Where to write the manifest of what was sent.
+    #[arg(long, default_value = "freshet-manifest.json")]
+    manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The manifest `freshet simulate` wrote.
+    #[arg(long, default_value = "freshet-manifest.json")]
+    manifest: PathBuf,
+    /// Topic to check (default: the manifest's).
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, short = 'b', env = "FRESHET_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Give up reading after this long.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1_000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3_600.0,
+        _ => return Err(format!("'{text}': unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the delivery callback needs of an event to count it.
+struct Sent {
+    event: Generated,
+}
+
+/// Counts acknowledged events into the manifest as the broker confirms them.
+struct Delivery {
+    manifest: Arc<Mutex<Manifest>>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = Box<Sent>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => self.manifest.lock().expect("manifest lock").record(&sent.event, now_ms()),
+            Err((error, _)) => {
+                self.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%error, "an event was not delivered");
+            }
+        }
+    }
+}
+
+enum Sink {
+    Null,
+    Lines(Box<dyn Write>),
+    Kafka { producer: ThreadedProducer<Delivery>, topic: String },
+}
+
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let start_us = match args.start.as_str() {
+        "now" => now_ms() * 1_000,
+        text => text.parse::<i64>().context("--start: 'now' or milliseconds since the epoch")? * 1_000,
+    };
+    let options = Options {
+        scenario: args.scenario,
+        seed: args.seed,
+        keys: args.keys,
+        rate_per_s: args.rate,
+        start_us,
+        duplicates: args.duplicates,
+        late: args.late,
+        late_by_ms: args.late_by.as_millis() as i64,
+        out_of_order: args.out_of_order,
+        disorder_ms: args.disorder.as_millis() as i64,
+        malformed: args.malformed,
+    };
+    options.validate().map_err(anyhow::Error::msg)?;
+    let count = args.count.unwrap_or(u64::MAX);
+    let duration = args.duration.or(if args.count.is_none() { Some(Duration::from_secs(60)) } else { None });
+    let topic = args.topic.clone().unwrap_or_else(|| args.scenario.default_topic().to_string());
+    let destination = match (&args.output, args.null) {
+        (_, true) => "null".to_string(),
+        (Some(path), _) => path.display().to_string(),
+        (None, _) => format!("kafka://{}/{topic}", args.bootstrap),
+    };
+    let manifest = Arc::new(Mutex::new(Manifest::new(args.scenario.name(), args.seed, &destination, now_ms())));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut sink = if args.null {
+        Sink::Null
+    } else if let Some(path) = &args.output {
+        let writer: Box<dyn Write> = if path.as_os_str() == "-" {
+            Box::new(std::io::BufWriter::new(std::io::stdout()))
+        } else {
+            Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?))
+        };
+        Sink::Lines(writer)
+    } else {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", &args.bootstrap)
+            .set("acks", &args.acks)
+            .set("enable.idempotence", if args.acks == "all" { "true" } else { "false" })
+            .set("compression.type", &args.compression)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("log_level", "3")
+            .create_with_context(Delivery { manifest: Arc::clone(&manifest), errors: Arc::clone(&errors) })
+            .context("creating the Kafka producer")?;
+        Sink::Kafka { producer, topic: topic.clone() }
+    };
+
+    let progress = ProgressBar::new(if count == u64::MAX { 0 } else { count });
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} sent {pos} ({per_sec}) {msg}").expect("valid template"),
+    );
+    let mut generator = Generator::new(options);
+    let started = Instant::now();
+    let mut sent = 0u64;
+    // Null and file sinks count as delivered at once.
+    let mut local = Manifest::new(args.scenario.name(), args.seed, &destination, now_ms());
+    while sent < count && duration.is_none_or(|d| started.elapsed() < d) {
+        if args.rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / args.rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed())
+                && ahead > Duration::from_millis(1)
+            {
+                std::thread::sleep(ahead);
+            }
+        }
+        let event = generator.next_event();
+        match &mut sink {
+            Sink::Null => {
+                std::hint::black_box(&event);
+                local.record(&event, 0);
+            }
+            Sink::Lines(writer) => {
+                writer.write_all(&event.payload)?;
+                writer.write_all(b"\n")?;
+                local.record(&event, now_ms());
+            }
+            Sink::Kafka { producer, topic } => {
+                // librdkafka copies key and payload; the delivery callback
+                // gets the event's identity back to count it.
+                let Generated { key, payload, event_id, event_time_us, injection } = event;
+                let identity = Generated { key: key.clone(), payload: Vec::new(), event_id, event_time_us, injection };
+                let mut opaque = Box::new(Sent { event: identity });
+                loop {
+                    let record = BaseRecord::with_opaque_to(topic, opaque).payload(&payload[..]).key(key.as_bytes());
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((error, returned)) => {
+                            if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                                bail!("producing: {error}");
+                            }
+                            opaque = returned.delivery_opaque;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                    }
+                }
+            }
+        }
+        sent += 1;
+        if sent.is_multiple_of(1_024) {
+            progress.set_position(sent);
+            progress.set_message(format!("errors {}", errors.load(std::sync::atomic::Ordering::Relaxed)));
+        }
+    }
+    let manifest = match sink {
+        Sink::Kafka { producer, .. } => {
+            producer.flush(Duration::from_secs(60)).context("waiting for the broker to acknowledge everything")?;
+            drop(producer);
+            Arc::try_unwrap(manifest).map_err(|_| anyhow::anyhow!("manifest still shared"))?.into_inner().expect("manifest lock")
+        }
+        Sink::Lines(mut writer) => {
+            writer.flush()?;
+            local.send_finished_ms = now_ms();
+            local
+        }
+        Sink::Null => {
+            local.send_finished_ms = now_ms();
+            local
+        }
+    };
+    progress.finish_and_clear();
+    let mut manifest = manifest;
+    manifest.send_errors = errors.load(std::sync::atomic::Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    std::fs::write(&args.manifest, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", args.manifest.display()))?;
+    eprintln!(
+        "sent {} events to {destination} in {elapsed:.1}s ({:.0}/s): {} unique, {} duplicates, {} late, {} out of order, {} malformed, {} errors; manifest {}",
+        manifest.sent,
+        manifest.sent as f64 / elapsed.max(1e-9),
+        manifest.unique,
+        manifest.duplicates,
+        manifest.late,
+        manifest.out_of_order,
+        manifest.malformed,
+        manifest.send_errors,
+        args.manifest.display()
+    );
+    if manifest.send_errors > 0 {
+        bail!("{} events were not delivered", manifest.send_errors);
+    }
+    Ok(())
+}
+
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?)
+        .with_context(|| format!("{} is not a manifest written by freshet simulate", args.manifest.display()))?;
+    let topic = match &args.topic {
+        Some(topic) => topic.clone(),
+        None => manifest
+            .destination
+            .strip_prefix("kafka://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, topic)| topic.to_string())
+            .context("the manifest names no topic; pass --topic")?,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "freshet-verify")
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()
+        .context("creating the Kafka consumer")?;
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).context("fetching metadata")?;
+    let partitions: Vec<i32> = metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    if partitions.is_empty() {
+        bail!("topic {topic} does not exist");
+    }
+    // Read everything up to the ends as they are now.
+    let mut ends = std::collections::HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for &partition in &partitions {
+        let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+        if high > low {
+            ends.insert(partition, high);
+            assignment.add_partition_offset(&topic, partition, Offset::Offset(low))?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let mut observed = Observed::default();
+    let mut records = 0u64;
+    while !ends.is_empty() {
+        if started.elapsed() > args.timeout {
+            bail!("gave up after {:?} with {} partitions unread", args.timeout, ends.len());
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = message.context("reading the topic")?;
+        let partition = message.partition();
+        if ends.get(&partition).is_some_and(|&end| message.offset() < end) {
+            records += 1;
+            observed.add(message.payload().unwrap_or_default());
+            if message.offset() + 1 >= ends[&partition] {
+                ends.remove(&partition);
+            }
+        }
+    }
+    let read_seconds = started.elapsed().as_secs_f64();
+    let verdict = manifest.verify(&observed, false);
+    println!("topic {topic}: {records} records read in {read_seconds:.1}s ({:.0}/s)", records as f64 / read_seconds.max(1e-9));
+    println!("  sent unique {} / present unique {} / missing {} / unexpected {}", verdict.sent_unique, verdict.present_unique, verdict.missing, verdict.unexpected);
+    println!(
+        "  duplicates injected {} / present {} / beyond those injected {}",
+        verdict.duplicates_injected, verdict.duplicates_present, verdict.excess_duplicates
+    );
+    println!("  malformed sent {} / present {}", verdict.malformed_sent, verdict.malformed_present);
+    println!("  simulator rate {:.0} events/s over {:.1}s", manifest.rate_per_s(), (manifest.send_finished_ms - manifest.send_started_ms) as f64 / 1e3);
+    println!("  same set of event ids as sent: {}", if verdict.same_set { "yes" } else { "NO" });
+    if !verdict.ok {
+        bail!("verification failed: events were lost, duplicated or changed");
+    }
+    println!("OK");
+    Ok(())
+}

@@ -233,7 +233,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 // librdkafka copies key and payload; the delivery callback
                 // gets the event's identity back to count it.
                 let Generated { key, payload, event_id, event_time_us, injection } = event;
-                let identity = Generated { key: key.clone(), payload: Vec::new(), event_id, event_time_us, injection };
+                let identity = Generated { key: key.clone(), payload: Default::default(), event_id, event_time_us, injection };
                 let mut opaque = Box::new(Sent { event: identity });
                 loop {
                     let record = BaseRecord::with_opaque_to(topic, opaque).payload(&payload[..]).key(key.as_bytes());

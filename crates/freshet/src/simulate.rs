@@ -96,6 +96,11 @@ pub struct VerifyArgs {
     /// Give up reading after this long.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Start before (or while) `freshet simulate` runs: read the topic live,
+    /// measure each event's latency from send to read, and check once the
+    /// simulator has written its manifest.
+    #[arg(long)]
+    follow: bool,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -296,58 +301,83 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(&args.manifest).with_context(|| format!("reading {}", args.manifest.display()))?)
-        .with_context(|| format!("{} is not a manifest written by freshet simulate", args.manifest.display()))?;
-    let topic = match &args.topic {
-        Some(topic) => topic.clone(),
-        None => manifest
-            .destination
-            .strip_prefix("kafka://")
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(_, topic)| topic.to_string())
-            .context("the manifest names no topic; pass --topic")?,
+    let started = Instant::now();
+    let started_ms = now_ms();
+    let read_manifest = |path: &PathBuf| -> anyhow::Result<Manifest> {
+        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("{} is not a manifest written by freshet simulate", path.display()))
+    };
+    let fresh_manifest = |path: &PathBuf| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified >= std::time::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64))
+    };
+    let mut manifest = if args.follow { None } else { Some(read_manifest(&args.manifest)?) };
+    let topic = match (&args.topic, &manifest) {
+        (Some(topic), _) => topic.clone(),
+        (None, Some(manifest)) => manifest_topic(manifest)?,
+        (None, None) => bail!("--follow needs --topic (the manifest is written only when the simulator ends)"),
     };
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", "freshet-verify")
         .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "1000")
         .set("log_level", "3")
         .create()
         .context("creating the Kafka consumer")?;
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).context("fetching metadata")?;
-    let partitions: Vec<i32> = metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
-    if partitions.is_empty() {
-        bail!("topic {topic} does not exist");
-    }
-    // Read everything up to the ends as they are now.
-    let mut ends = std::collections::HashMap::new();
+    let partitions = wait_for_partitions(&consumer, &topic, args.follow, args.timeout)?;
     let mut assignment = TopicPartitionList::new();
     for &partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
-        if high > low {
-            ends.insert(partition, high);
-            assignment.add_partition_offset(&topic, partition, Offset::Offset(low))?;
-        }
+        assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let started = Instant::now();
     let mut observed = Observed::default();
     let mut records = 0u64;
-    while !ends.is_empty() {
+    let mut positions: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    let mut latencies_ms: Vec<i64> = Vec::new();
+    // The partition ends to read up to, fixed once the manifest is known.
+    let mut ends: Option<std::collections::HashMap<i32, i64>> = None;
+    loop {
         if started.elapsed() > args.timeout {
-            bail!("gave up after {:?} with {} partitions unread", args.timeout, ends.len());
+            bail!("gave up after {:?}: the topic was not read to its end", args.timeout);
+        }
+        if manifest.is_none() && fresh_manifest(&args.manifest) {
+            manifest = Some(read_manifest(&args.manifest)?);
+        }
+        if manifest.is_some() && ends.is_none() {
+            let mut marks = std::collections::HashMap::new();
+            for &partition in &partitions {
+                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+                marks.insert(partition, high);
+            }
+            ends = Some(marks);
+        }
+        if let Some(ends) = &ends
+            && ends.iter().all(|(partition, end)| positions.get(partition).copied().unwrap_or(0) >= *end)
+        {
+            break;
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
         let message = message.context("reading the topic")?;
-        let partition = message.partition();
-        if ends.get(&partition).is_some_and(|&end| message.offset() < end) {
-            records += 1;
-            observed.add(message.payload().unwrap_or_default());
-            if message.offset() + 1 >= ends[&partition] {
-                ends.remove(&partition);
-            }
+        let read_ms = now_ms();
+        positions.insert(message.partition(), message.offset() + 1);
+        if let Some(ends) = &ends
+            && message.offset() >= ends.get(&message.partition()).copied().unwrap_or(0)
+        {
+            continue; // appended after the simulator finished
+        }
+        records += 1;
+        observed.add(message.payload().unwrap_or_default());
+        // Latency only for events sent while we were watching.
+        if let Some(sent_ms) = message.timestamp().to_millis()
+            && args.follow
+            && sent_ms >= started_ms
+        {
+            latencies_ms.push(read_ms - sent_ms);
         }
     }
+    let manifest = manifest.expect("the loop ends only with a manifest");
     let read_seconds = started.elapsed().as_secs_f64();
     let verdict = manifest.verify(&observed, false);
     println!("topic {topic}: {records} records read in {read_seconds:.1}s ({:.0}/s)", records as f64 / read_seconds.max(1e-9));
@@ -358,10 +388,54 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     );
     println!("  malformed sent {} / present {}", verdict.malformed_sent, verdict.malformed_present);
     println!("  simulator rate {:.0} events/s over {:.1}s", manifest.rate_per_s(), (manifest.send_finished_ms - manifest.send_started_ms) as f64 / 1e3);
+    if latencies_ms.is_empty() {
+        println!("  latency from send to read: not measured (run with --follow while the simulator sends)");
+    } else {
+        latencies_ms.sort_unstable();
+        let at = |q: f64| latencies_ms[((latencies_ms.len() as f64 * q) as usize).min(latencies_ms.len() - 1)];
+        println!(
+            "  latency from send to read over {} events: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+            latencies_ms.len(),
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            latencies_ms[latencies_ms.len() - 1]
+        );
+    }
     println!("  same set of event ids as sent: {}", if verdict.same_set { "yes" } else { "NO" });
     if !verdict.ok {
         bail!("verification failed: events were lost, duplicated or changed");
     }
     println!("OK");
     Ok(())
+}
+
+fn manifest_topic(manifest: &Manifest) -> anyhow::Result<String> {
+    manifest
+        .destination
+        .strip_prefix("kafka://")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, topic)| topic.to_string())
+        .context("the manifest names no topic; pass --topic")
+}
+
+/// The topic's partitions; with `follow`, waits for the topic to appear.
+fn wait_for_partitions(consumer: &BaseConsumer, topic: &str, follow: bool, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    let started = Instant::now();
+    loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("fetching metadata")?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        if !partitions.is_empty() {
+            return Ok(partitions);
+        }
+        if !follow || started.elapsed() > timeout {
+            bail!("topic {topic} does not exist");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

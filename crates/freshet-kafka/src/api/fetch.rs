@@ -40,14 +40,24 @@ fn record(request: &Request, body: &FetchRequest, response: &FetchResponse) {
         let (mut records, mut bytes) = (0u64, 0u64);
         for (wanted, data) in requested.partitions.iter().zip(&topic.partitions) {
             metrics.error("Fetch", data.error_code);
-            let returned = data.records.as_ref().map_or(0, |r| r.len() as u64);
-            if returned > 0 {
-                bytes += returned;
-                records += u64::try_from(data.high_watermark - wanted.fetch_offset).unwrap_or(0);
+            let Some(returned) = data.records.as_ref().filter(|r| !r.is_empty()) else { continue };
+            bytes += returned.len() as u64;
+            if let Some(last) = last_offset(returned) {
+                records += u64::try_from(last + 1 - wanted.fetch_offset).unwrap_or(0);
             }
         }
         metrics.fetched(topic.topic.as_str(), records, bytes);
     }
+}
+
+/// The last offset in a run of whole record batches (headers only).
+fn last_offset(mut batches: &[u8]) -> Option<i64> {
+    let mut last = None;
+    while let Ok(header) = freshet_log::batch::parse_header(batches) {
+        last = Some(header.last_offset());
+        batches = batches.get(header.size_bytes as usize..)?;
+    }
+    last
 }
 
 /// Reads every requested partition once. Returns the response, the bytes

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
-use freshet_server::{Config, Server};
+use freshet_server::{BoundPorts, Config, Server};
 
 use crate::{client, simulate};
 
@@ -129,18 +129,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(data_dir) = args.data_dir {
         config.server.data_dir = data_dir;
     }
-    run_server(config, &args.listeners).await
+    run_server(config, &args.listeners, None).await
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.server.data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
-    // TODO(issue 7): the demo pipeline (jobs, tables, views, simulator).
+    // TODO(issue 7): the demo pipeline (jobs, tables, views, dashboard).
     config.topics.push(("auth-events".into(), TopicConfig { partitions: 4, ..TopicConfig::default() }));
-    run_server(config, &args.listeners).await
+    let manifest = config.server.data_dir.join("demo-manifest.json");
+    let feed = move |ports: &BoundPorts| {
+        let bootstrap = ports.kafka.to_string();
+        println!("  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)");
+        println!("  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'");
+        simulate::spawn_demo_feed(bootstrap, manifest);
+    };
+    run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
 
-async fn run_server(mut config: Config, listeners: &ListenerArgs) -> anyhow::Result<()> {
+/// Runs until SIGTERM or Ctrl-C; `started` runs once the listeners are bound.
+async fn run_server(
+    mut config: Config,
+    listeners: &ListenerArgs,
+    started: Option<Box<dyn FnOnce(&BoundPorts) + Send>>,
+) -> anyhow::Result<()> {
     if let Some(http) = listeners.http_listen {
         config.server.http_listen = http;
     }
@@ -158,6 +170,9 @@ async fn run_server(mut config: Config, listeners: &ListenerArgs) -> anyhow::Res
     println!("  Data:     {}", config.server.data_dir.display());
     for (name, topic) in &config.topics {
         println!("  Topic:    {name} ({} partitions)", topic.partitions);
+    }
+    if let Some(started) = started {
+        started(&ports);
     }
     println!("Press Ctrl-C to stop.");
     wait_for_stop_signal().await?;

@@ -81,6 +81,9 @@ pub struct SimulateArgs {
     /// Where to write the manifest of what was sent.
     #[arg(long, default_value = "freshet-manifest.json")]
     manifest: PathBuf,
+    /// Show a progress bar on a terminal.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    progress: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +104,34 @@ pub struct VerifyArgs {
     /// simulator has written its manifest.
     #[arg(long)]
     follow: bool,
+}
+
+/// Feeds `freshet demo`: the payments scenario at 200 events/s into
+/// `auth-events`, on its own thread, for as long as the process runs.
+pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) {
+    #[derive(clap::Parser)]
+    struct Feed {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+    let argv = [
+        "simulate", "--scenario", "payments", "--rate", "200", "--duration", "24h", "--keys", "20", "--bootstrap", &bootstrap,
+        "--manifest", manifest.to_str().unwrap_or("demo-manifest.json"),
+    ];
+    let feed = <Feed as clap::Parser>::parse_from(argv);
+    std::thread::Builder::new()
+        .name("demo-feed".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for the feed");
+            if let Err(error) = runtime.block_on(simulate_quietly(feed.args)) {
+                tracing::error!(%error, "the demo feed stopped");
+            }
+        })
+        .expect("spawn the demo feed");
+}
+
+async fn simulate_quietly(args: SimulateArgs) -> anyhow::Result<()> {
+    simulate(SimulateArgs { progress: false, ..args }).await
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -205,7 +236,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         Sink::Kafka { producer, topic: topic.clone() }
     };
 
-    let progress = ProgressBar::new(if count == u64::MAX { 0 } else { count });
+    let progress = if args.progress { ProgressBar::new(if count == u64::MAX { 0 } else { count }) } else { ProgressBar::hidden() };
     progress.set_style(
         ProgressStyle::with_template("{spinner} {elapsed_precise} sent {pos} ({per_sec}) {msg}").expect("valid template"),
     );

@@ -99,3 +99,29 @@ fn after_sigkill_the_server_recovers_and_serves_again() {
     freshet.signal(libc::SIGTERM);
     assert!(freshet.wait().success());
 }
+
+#[test]
+fn demo_serves_a_topic_that_the_simulator_keeps_feeding_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports_path = dir.path().join("ports.json");
+    let child = Command::new(BINARY)
+        .args(["demo", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--ports-file")
+        .arg(&ports_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ports: serde_json::Value = serde_json::from_slice(&common::wait_for(|| std::fs::read(&ports_path).ok())).unwrap();
+    let kafka = ports["kafka"].as_str().unwrap().to_string();
+    let demo = Freshet { child, http: ports["http"].as_str().unwrap().to_string(), kafka };
+    let events = demo.client(&["consume", "auth-events", "-n", "5", "-f", "%v"], "");
+    assert_eq!(events.lines().count(), 5);
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(event["BIN"].is_string() && event["Result"].is_string(), "{line}");
+    }
+    demo.signal(libc::SIGTERM);
+    assert!(demo.wait().success());
+}

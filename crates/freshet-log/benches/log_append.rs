@@ -5,7 +5,8 @@
 //! Run: `cargo bench -p freshet-log --bench log_append`
 //! Options (environment): `FRESHET_BENCH_DIR` (default `target/bench-log`,
 //! on the disk under test), `FRESHET_BENCH_MIB` (data per case, default
-//! 512), `FRESHET_BENCH_ROUNDS` (paired rounds per case, default 3).
+//! 512), `FRESHET_BENCH_ROUNDS` (paired rounds per case, default 3),
+//! `FRESHET_BENCH_FLUSH_MS` (group-commit interval, default the topic default).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,7 +120,8 @@ fn make_batch(record_bytes: usize, tag: usize) -> (Vec<u8>, usize) {
 fn run_case(dir: &Path, case: &Case, total_bytes: usize, runtime: &tokio::runtime::Runtime) -> CaseResult {
     let case_dir = dir.join(format!("log-{}-{:?}", case.record_bytes, case.durability));
     let log = Log::open(&case_dir, LogOptions::default()).unwrap();
-    let config = TopicConfig { partitions: 1, durability: case.durability, retention_ms: None, ..TopicConfig::default() };
+    let flush_interval_ms = std::env::var("FRESHET_BENCH_FLUSH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(TopicConfig::default().flush_interval_ms);
+    let config = TopicConfig { partitions: 1, durability: case.durability, retention_ms: None, flush_interval_ms, ..TopicConfig::default() };
     let partition: Arc<Partition> = log.create_topic("bench", config).unwrap().partition(0).unwrap();
     let (template, records_per_batch) = make_batch(case.record_bytes, 0);
     let batches = total_bytes / template.len();

@@ -142,17 +142,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let bootstrap = ports.kafka.to_string();
         println!("  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)");
         println!("  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'");
-        simulate::spawn_demo_feed(bootstrap, manifest);
+        let stop: Box<dyn FnOnce() + Send> = Box::new(simulate::spawn_demo_feed(bootstrap, manifest));
+        Some(stop)
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
 
-/// Runs until SIGTERM or Ctrl-C; `started` runs once the listeners are bound.
-async fn run_server(
-    mut config: Config,
-    listeners: &ListenerArgs,
-    started: Option<Box<dyn FnOnce(&BoundPorts) + Send>>,
-) -> anyhow::Result<()> {
+/// Runs once the listeners are bound; what it returns runs before shutdown.
+type OnStarted = Box<dyn FnOnce(&BoundPorts) -> Option<Box<dyn FnOnce() + Send>> + Send>;
+
+/// Runs until SIGTERM or Ctrl-C.
+async fn run_server(mut config: Config, listeners: &ListenerArgs, started: Option<OnStarted>) -> anyhow::Result<()> {
     if let Some(http) = listeners.http_listen {
         config.server.http_listen = http;
     }
@@ -171,11 +171,12 @@ async fn run_server(
     for (name, topic) in &config.topics {
         println!("  Topic:    {name} ({} partitions)", topic.partitions);
     }
-    if let Some(started) = started {
-        started(&ports);
-    }
+    let before_shutdown = started.and_then(|started| started(&ports));
     println!("Press Ctrl-C to stop.");
     wait_for_stop_signal().await?;
+    if let Some(before_shutdown) = before_shutdown {
+        tokio::task::spawn_blocking(before_shutdown).await?;
+    }
     tracing::info!("stopping: flushing and closing the log");
     server.shutdown().await?;
     println!("Freshet stopped cleanly.");

@@ -84,6 +84,9 @@ pub struct SimulateArgs {
     /// Show a progress bar on a terminal.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, hide = true)]
     progress: bool,
+    /// Set to stop sending early (used by `freshet demo`).
+    #[arg(skip)]
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Args)]
@@ -107,8 +110,9 @@ pub struct VerifyArgs {
 }
 
 /// Feeds `freshet demo`: the payments scenario at 200 events/s into
-/// `auth-events`, on its own thread, for as long as the process runs.
-pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) {
+/// `auth-events`, on its own thread. The returned function stops it and
+/// waits until everything sent is acknowledged.
+pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) -> impl FnOnce() + Send {
     #[derive(clap::Parser)]
     struct Feed {
         #[command(flatten)]
@@ -119,19 +123,21 @@ pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) {
         "--manifest", manifest.to_str().unwrap_or("demo-manifest.json"),
     ];
     let feed = <Feed as clap::Parser>::parse_from(argv);
-    std::thread::Builder::new()
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let args = SimulateArgs { progress: false, stop: Some(Arc::clone(&stop)), ..feed.args };
+    let thread = std::thread::Builder::new()
         .name("demo-feed".into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for the feed");
-            if let Err(error) = runtime.block_on(simulate_quietly(feed.args)) {
+            if let Err(error) = runtime.block_on(simulate(args)) {
                 tracing::error!(%error, "the demo feed stopped");
             }
         })
         .expect("spawn the demo feed");
-}
-
-async fn simulate_quietly(args: SimulateArgs) -> anyhow::Result<()> {
-    simulate(SimulateArgs { progress: false, ..args }).await
+    move || {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = thread.join();
+    }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -245,7 +251,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let mut sent = 0u64;
     // Null and file sinks count as delivered at once.
     let mut local = Manifest::new(args.scenario.name(), args.seed, &destination, now_ms());
-    while sent < count && duration.is_none_or(|d| started.elapsed() < d) {
+    let stopped = || args.stop.as_ref().is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed));
+    while sent < count && duration.is_none_or(|d| started.elapsed() < d) && !stopped() {
         if args.rate > 0 {
             let due = Duration::from_secs_f64(sent as f64 / args.rate as f64);
             if let Some(ahead) = due.checked_sub(started.elapsed())

@@ -63,7 +63,7 @@ struct RawTopic {
 }
 
 /// How this server runs and what it serves, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub topics: Vec<(String, TopicConfig)>,
@@ -91,12 +91,6 @@ impl Default for ServerConfig {
             default_partitions: 1,
             retention_check_interval_ms: 30_000,
         }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self { server: ServerConfig::default(), topics: Vec::new() }
     }
 }
 

@@ -90,7 +90,8 @@ impl Collector for StateCollector {
         counter(&mut encoder, "freshet_log_segments_deleted", "Segments deleted by retention", None, stats.segments_deleted.load(Relaxed))?;
 
         let partitions: Vec<_> = self.log.topics().iter().flat_map(|t| t.partitions()).collect();
-        let gauges: [(&str, &str, Option<Unit>, fn(&freshet_log::Partition) -> i64); 4] = [
+        type PartitionGauge = (&'static str, &'static str, Option<Unit>, fn(&freshet_log::Partition) -> i64);
+        let gauges: [PartitionGauge; 4] = [
             ("freshet_log_partition_end_offset", "One past the last offset of the partition", None, |p| p.end_offset()),
             ("freshet_log_partition_start_offset", "First offset still held by the partition", None, |p| p.log_start_offset()),
             ("freshet_log_partition_size", "Bytes of segments the partition holds", Some(Unit::Bytes), |p| p.size_bytes() as i64),

@@ -224,8 +224,8 @@ pub fn write_event(
             let device = format!("contoso://device-id-{key_index}");
             event.string("eventId", event_id);
             let mut complex = event.object("complexData");
-            for i in 0..23 {
-                complex.hundredths(MORE_DATA[i], rng.random_range(0..10_000));
+            for field in MORE_DATA {
+                complex.hundredths(field, rng.random_range(0..10_000));
             }
             complex.end();
             // Device 0 is a vibration sensor that drifts upwards during the anomaly.
@@ -233,7 +233,7 @@ pub fn write_event(
             event.hundredths("value", rng.random_range(0..10_000) + drift);
             event.string("deviceId", &device);
             event.integer("deviceSequenceNumber", sequence);
-            event.string("type", if key_index % 2 == 0 { "TEMP" } else { "CO2" });
+            event.string("type", if key_index.is_multiple_of(2) { "TEMP" } else { "CO2" });
             event.time("createdAt", event_time_us);
             event.end();
             device

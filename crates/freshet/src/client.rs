@@ -192,7 +192,7 @@ pub async fn topic(command: TopicCommand) -> anyhow::Result<()> {
             let metadata = consumer.fetch_metadata(Some(&name), TIMEOUT).context("fetching metadata")?;
             let topic = metadata.topics().first().context("no metadata returned")?;
             if let Some(error) = topic.error() {
-                bail!("topic {name}: {:?}", rdkafka::types::RDKafkaRespErr::from(error));
+                bail!("topic {name}: {error:?}");
             }
             println!("topic {name}: {} partitions", topic.partitions().len());
             println!("{:>9} {:>8} {:>14} {:>14}", "PARTITION", "LEADER", "START", "END");

@@ -1,6 +1,7 @@
 //! Kafka produce and consume throughput and end-to-end latency against the
-//! real `freshet` binary with librdkafka (the `rdkafka` crate), next to the
-//! disk (`fio`) and loopback (`iperf3`) limits measured in the same run.
+//! real `freshet` binary with librdkafka (the `rdkafka` crate: two producer
+//! threads, one consumer thread per partition), next to the disk (`fio`)
+//! and loopback (`iperf3`) limits measured in the same run.
 //!
 //! Run: `cargo bench -p freshet --bench kafka`
 //! Options (environment): `FRESHET_BENCH_DIR` (data directory, default
@@ -69,55 +70,78 @@ fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerCont
         .expect("producer")
 }
 
-/// Produces `count` records of `size` bytes; returns the seconds taken
-/// until every one is acknowledged.
+/// Producer threads, each with its own librdkafka producer.
+const PRODUCERS: usize = 2;
+
+/// Produces `count` records of `size` bytes from `PRODUCERS` threads;
+/// returns the seconds taken until every one is acknowledged.
 fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) -> f64 {
-    let producer = producer(bootstrap, acks);
-    let payload = vec![b'x'; size];
     let started = Instant::now();
-    for i in 0..count {
-        let key = (i as u32 % 1024).to_be_bytes();
-        let mut record = BaseRecord::to(topic).payload(&payload[..]).key(&key[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_micros(200));
+    let threads: Vec<_> = (0..PRODUCERS)
+        .map(|thread| {
+            let (bootstrap, topic, acks) = (bootstrap.to_string(), topic.to_string(), acks.to_string());
+            let share = count / PRODUCERS + usize::from(thread < count % PRODUCERS);
+            std::thread::spawn(move || {
+                let producer = producer(&bootstrap, &acks);
+                let payload = vec![b'x'; size];
+                for i in 0..share {
+                    let key = ((i * PRODUCERS + thread) as u32 % 1024).to_be_bytes();
+                    let mut record = BaseRecord::to(&topic).payload(&payload[..]).key(&key[..]);
+                    loop {
+                        match producer.send(record) {
+                            Ok(()) => break,
+                            Err((_, returned)) => {
+                                record = returned;
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                        }
+                    }
                 }
-            }
-        }
+                producer.flush(Duration::from_secs(300)).expect("flush");
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("producer thread");
     }
-    producer.flush(Duration::from_secs(300)).expect("flush");
     started.elapsed().as_secs_f64()
 }
 
-/// Reads `count` records from the start; returns (seconds, payload bytes).
+/// Reads `count` records from the start with one consumer thread per
+/// partition; returns (seconds, payload bytes).
 fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench")
-        .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.wait.max.ms", "10")
-        .set("queued.max.messages.kbytes", "1048576")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
     let started = Instant::now();
-    let (mut seen, mut bytes) = (0usize, 0usize);
-    while seen < count {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            seen += 1;
-            bytes += message.payload().map_or(0, |p| p.len());
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "consume stalled at {seen}/{count}");
-    }
+    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count));
+    let threads: Vec<_> = (0..PARTITIONS)
+        .map(|partition| {
+            let (bootstrap, topic, remaining) = (bootstrap.to_string(), topic.to_string(), std::sync::Arc::clone(&remaining));
+            std::thread::spawn(move || {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("group.id", "bench")
+                    .set("enable.auto.commit", "false")
+                    .set("fetch.max.bytes", "104857600")
+                    .set("max.partition.fetch.bytes", "16777216")
+                    .set("fetch.wait.max.ms", "10")
+                    .set("queued.max.messages.kbytes", "1048576")
+                    .create()
+                    .expect("consumer");
+                let mut assignment = TopicPartitionList::new();
+                assignment.add_partition_offset(&topic, partition, Offset::Beginning).unwrap();
+                consumer.assign(&assignment).unwrap();
+                let mut bytes = 0usize;
+                while remaining.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+                        remaining.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        bytes += message.payload().map_or(0, |p| p.len());
+                    }
+                    assert!(started.elapsed() < Duration::from_secs(300), "consume stalled");
+                }
+                bytes
+            })
+        })
+        .collect();
+    let bytes = threads.into_iter().map(|t| t.join().expect("consumer thread")).sum();
     (started.elapsed().as_secs_f64(), bytes)
 }
 

@@ -526,6 +526,15 @@ mod tests {
         (member_id, completed)
     }
 
+    /// A group whose one member has joined and synced generation 1.
+    fn stable_group_of_one(now: Instant) -> (Group, String) {
+        let mut group = Group::new("g");
+        let (_, completed) = join_new(&mut group, now);
+        let member = completed.joins[0].0.clone();
+        group.sync(&member, 1, vec![], now);
+        (group, member)
+    }
+
     #[test]
     fn one_member_joins_syncs_and_becomes_stable() {
         let now = Instant::now();
@@ -575,10 +584,7 @@ mod tests {
     #[test]
     fn members_that_miss_the_rebalance_deadline_or_their_session_are_dropped() {
         let now = Instant::now();
-        let mut group = Group::new("g");
-        let (_, completed) = join_new(&mut group, now);
-        let first = completed.joins[0].0.clone();
-        group.sync(&first, 1, vec![], now);
+        let (mut group, first) = stable_group_of_one(now);
         let (answer, _, _) = group.join(args("", "range"), now);
         let second = answer.unwrap().member_id;
         group.join(args(&second, "range"), now);
@@ -614,10 +620,7 @@ mod tests {
     #[test]
     fn a_follower_rejoining_unchanged_keeps_the_generation() {
         let now = Instant::now();
-        let mut group = Group::new("g");
-        let (_, completed) = join_new(&mut group, now);
-        let leader = completed.joins[0].0.clone();
-        group.sync(&leader, 1, vec![], now);
+        let (mut group, leader) = stable_group_of_one(now);
         let (answer, _, _) = group.join(args("", "range"), now);
         let (_, follower, _) = group.join(args(&answer.unwrap().member_id, "range"), now);
         group.join(args(&leader, "range"), now);

@@ -12,13 +12,13 @@ use lru::LruCache;
 use crate::error::{LogError, Result};
 
 /// Makes a directory entry change (create, rename, delete) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or
 /// the new content, never a mix: write a temporary file, fsync, rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let temporary = path.with_extension("tmp");
     let mut file = File::create(&temporary).map_err(LogError::io(&temporary))?;
     file.write_all(bytes).map_err(LogError::io(&temporary))?;

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::{Durability, TopicConfig, validate_topic_name};
 pub use crate::error::{BatchError, LogError, Result};
-pub use crate::files::FileCache;
+pub use crate::files::{FileCache, sync_dir, write_atomically};
 pub use crate::index::SegmentIndex;
 pub use crate::partition::{AppendInfo, Partition, PartitionRecovery, ReadResult};
 pub use crate::producers::{ProducerError, ProducerStates, SequenceCheck};

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use freshet_log::{Durability, TopicConfig, validate_topic_name};
+use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec, parse_period};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -25,6 +26,8 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     topic: Vec<Spanned<RawTopic>>,
+    #[serde(default)]
+    table: Vec<Spanned<RawTable>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -62,11 +65,52 @@ struct RawTopic {
     flush_interval_ms: Option<u64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    /// The topic the table reads.
+    topic: String,
+    /// The table's consumer group; `freshet-store-{name}` by default.
+    group: Option<String>,
+    columns: Vec<RawColumn>,
+    /// The event-time column (a datetime column).
+    time_column: Option<String>,
+    /// Drop events whose value in this column was seen within `dedup_window`.
+    dedup_key: Option<String>,
+    dedup_window: Option<String>,
+    /// Soft-delete period, from ingestion time (`30d`); forever if absent.
+    retention: Option<String>,
+    /// Hot window kept in memory (`1d`); everything if absent.
+    hot_cache: Option<String>,
+    /// Widest event-time range of one extent (`1h`, default `1d`).
+    extent_span: Option<String>,
+    dead_letter_topic: Option<String>,
+    /// Seal the buffer into an extent at this many rows…
+    seal_rows: Option<usize>,
+    /// …or when its oldest row is this old.
+    seal_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    name: String,
+    /// Dotted path in the JSON event; the name by default.
+    path: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    default: Option<toml::Value>,
+    #[serde(default)]
+    required: bool,
+}
+
 /// How this server runs and what it serves, validated.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub topics: Vec<(String, TopicConfig)>,
+    pub tables: Vec<TableSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -163,8 +207,63 @@ impl Config {
             config.validate().map_err(|e| error(e.to_string()))?;
             topics.push((raw.name, config));
         }
-        Ok(Self { server, topics })
+        let mut tables: Vec<TableSpec> = Vec::new();
+        for spanned in raw.table {
+            let line = line_of(spanned.span().start);
+            let raw = spanned.into_inner();
+            let name = raw.name.clone();
+            let error = |message: String| ConfigError { file: file.to_string(), line, message: format!("[[table]] '{name}': {message}") };
+            if tables.iter().any(|t| t.name == raw.name) {
+                return Err(error("declared twice".into()));
+            }
+            let spec = table_spec(raw).map_err(error)?;
+            tables.push(spec);
+        }
+        Ok(Self { server, topics, tables })
     }
+}
+
+fn table_spec(raw: RawTable) -> Result<TableSpec, String> {
+    validate_topic_name(&raw.topic).map_err(|e| format!("topic: {e}"))?;
+    let period = |key: &str, value: &Option<String>| value.as_deref().map(parse_period).transpose().map_err(|e| format!("{key}: {e}"));
+    let mut columns = Vec::new();
+    for column in raw.columns {
+        let kind = ColumnType::parse(&column.kind)
+            .ok_or_else(|| format!("column '{}': unknown type '{}'; use one of {}", column.name, column.kind, ColumnType::NAMES))?;
+        let path = column.path.as_deref().unwrap_or(&column.name).split('.').map(str::to_string).collect();
+        let default = column
+            .default
+            .map(|value| serde_json::to_value(value).map_err(|e| format!("column '{}': default: {e}", column.name)))
+            .transpose()?;
+        columns.push(ColumnSpec { name: column.name, path, kind, default, required: column.required });
+    }
+    let mut spec = TableSpec::new(&raw.name, &raw.topic, columns);
+    if let Some(group) = raw.group {
+        spec.group = group;
+    }
+    spec.time_column = raw.time_column;
+    spec.dedup = match (raw.dedup_key, period("dedup_window", &raw.dedup_window)?) {
+        (Some(column), window) => Some(DedupSpec { column, window_ms: window.unwrap_or(10 * 60_000) }),
+        (None, Some(_)) => return Err("dedup_window needs a dedup_key".into()),
+        (None, None) => None,
+    };
+    spec.retention_ms = period("retention", &raw.retention)?;
+    spec.hot_ms = period("hot_cache", &raw.hot_cache)?;
+    if let Some(span) = period("extent_span", &raw.extent_span)? {
+        spec.extent_span_ms = span;
+    }
+    if let Some(topic) = raw.dead_letter_topic {
+        validate_topic_name(&topic).map_err(|e| format!("dead_letter_topic: {e}"))?;
+        spec.dead_letter_topic = topic;
+    }
+    if let Some(rows) = raw.seal_rows {
+        spec.seal.max_rows = rows;
+    }
+    if let Some(age) = period("seal_interval", &raw.seal_interval)? {
+        spec.seal.max_age_ms = age;
+    }
+    spec.validate()?;
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -212,6 +311,38 @@ partitions = 1
         assert!(error.to_string().starts_with("freshet.toml:6:"), "{error}");
         let error = Config::parse("[sever]\n", "f.toml").unwrap_err();
         assert!(error.to_string().contains("sever") && error.line == 1, "{error}");
+    }
+
+    #[test]
+    fn tables_take_columns_paths_and_policies() {
+        let text = r#"
+[[table]]
+name = "telemetry"
+topic = "iot"
+time_column = "createdAt"
+dedup_key = "eventId"
+retention = "7d"
+hot_cache = "1h"
+columns = [
+  { name = "eventId", type = "string", required = true },
+  { name = "md0", path = "complexData.moreData0", type = "real", default = 0.0 },
+  { name = "createdAt", type = "datetime" },
+]
+"#;
+        let config = Config::parse(text, "freshet.toml").unwrap();
+        let table = &config.tables[0];
+        assert_eq!(table.group, "freshet-store-telemetry");
+        assert_eq!(table.columns[1].path, vec!["complexData".to_string(), "moreData0".to_string()]);
+        assert_eq!(table.columns[1].default, Some(serde_json::json!(0.0)));
+        assert_eq!(table.dedup, Some(DedupSpec { column: "eventId".into(), window_ms: 600_000 }));
+        assert_eq!(table.retention_ms, Some(7 * 86_400_000));
+        assert_eq!(table.hot_ms, Some(3_600_000));
+        let bad = "\n[[table]]\nname = \"t\"\ntopic = \"x\"\ncolumns = [{ name = \"a\", type = \"decimal\" }]\n";
+        let error = Config::parse(bad, "f.toml").unwrap_err();
+        assert_eq!(error.line, 2, "{error}");
+        assert!(error.message.contains("unknown type 'decimal'"), "{error}");
+        let bad = "[[table]]\nname = \"t\"\ntopic = \"x\"\nretention = \"soon\"\ncolumns = [{ name = \"a\", type = \"long\" }]\n";
+        assert!(Config::parse(bad, "f.toml").unwrap_err().message.contains("retention"));
     }
 
     #[test]

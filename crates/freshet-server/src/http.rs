@@ -1,5 +1,6 @@
-//! The HTTP listener: `/healthz` and `/metrics` now; the API and
-//! dashboard grow here.
+//! The HTTP listener: `/healthz`, `/metrics` and the JSON API under
+//! `/api/v1` (query, tables, topics, produce). Errors are
+//! `{"error": {"code", "message"}}` with a fitting status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +9,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use freshet_log::Log;
+use freshet_store::Store;
+
+#[path = "api.rs"]
+mod api;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +23,7 @@ use tokio::task::JoinHandle;
 pub(crate) struct AppState {
     pub log: Arc<Log>,
     pub registry: Arc<Registry>,
+    pub store: Arc<Store>,
 }
 
 pub(crate) async fn serve(
@@ -29,7 +35,15 @@ pub(crate) async fn serve(
         .await
         .map_err(|error| anyhow::anyhow!("cannot listen for HTTP on {address}: {error}"))?;
     let bound = listener.local_addr()?;
-    let app = Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state);
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/query", post(api::query))
+        .route("/api/v1/tables", get(api::tables))
+        .route("/api/v1/topics", get(api::topics))
+        .route("/api/v1/topics/{topic}/events", post(api::produce))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .with_state(state);
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.changed().await;

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use freshet_kafka::{Broker, BrokerSettings};
-use freshet_log::{Log, LogOptions};
+use freshet_core::SystemClock;
+use freshet_kafka::groups::offsets::Committed;
+use freshet_log::{Log, LogOptions, TopicConfig};
+use freshet_store::{QueryLimits, Store};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,6 +33,7 @@ pub struct BoundPorts {
 /// A running server; dropping it without `shutdown` is an unclean stop.
 pub struct Server {
     log: Arc<Log>,
+    store: Arc<Store>,
     ports: BoundPorts,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -66,13 +70,14 @@ impl Server {
             default_partitions: config.server.default_partitions,
         };
         let broker = Arc::new(Broker::start(Arc::clone(&log), settings, stopped.clone()).context("opening consumer-group state")?);
-        let registry = Arc::new(metrics::registry(Arc::clone(&log), &broker));
+        let store = open_store(&config, &log, &broker).await?;
+        let registry = Arc::new(metrics::registry(Arc::clone(&log), &broker, Arc::clone(&store)));
         tasks.push(freshet_kafka::serve(kafka_listener, broker, stopped.clone()));
-        let state = http::AppState { log: Arc::clone(&log), registry };
+        let state = http::AppState { log: Arc::clone(&log), registry, store: Arc::clone(&store) };
         let (http, http_task) = http::serve(config.server.http_listen, state, stopped.clone()).await?;
         tasks.push(http_task);
         tracing::info!(%kafka, %http, data_dir = %config.server.data_dir.display(), "freshet is serving");
-        Ok(Self { log, ports: BoundPorts { kafka, http }, stop, tasks })
+        Ok(Self { log, store, ports: BoundPorts { kafka, http }, stop, tasks })
     }
 
     pub fn ports(&self) -> &BoundPorts {
@@ -83,16 +88,71 @@ impl Server {
         &self.log
     }
 
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Stops the listeners, then flushes and closes the log.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.shutdown()).await?;
         let log = Arc::clone(&self.log);
         tokio::task::spawn_blocking(move || log.close()).await??;
         Ok(())
     }
+}
+
+/// Opens the store and applies the declared tables; each table's committed
+/// positions are also written as its consumer group's offsets, so lag shows
+/// in `freshet group describe` like any consumer's.
+async fn open_store(config: &Config, log: &Arc<Log>, broker: &Arc<Broker>) -> anyhow::Result<Arc<Store>> {
+    for table in &config.tables {
+        if log.topic(&table.topic).is_err() {
+            let topic = TopicConfig { partitions: config.server.default_partitions, ..TopicConfig::default() };
+            log.ensure_topic(&table.topic, topic).with_context(|| format!("creating topic '{}' for table '{}'", table.topic, table.name))?;
+        }
+    }
+    let data_dir = config.server.data_dir.clone();
+    let log_for_store = Arc::clone(log);
+    let runtime = tokio::runtime::Handle::current();
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&data_dir, log_for_store, Arc::new(SystemClock), QueryLimits::default(), runtime)
+    })
+    .await?
+    .context("opening the store")?;
+    let store = Arc::new(store);
+    let coordinator = Arc::clone(broker.coordinator());
+    let runtime = tokio::runtime::Handle::current();
+    store.set_commit_hook(Arc::new(move |group: &str, topic: &str, positions: &std::collections::BTreeMap<u32, i64>| {
+        let commits = positions
+            .iter()
+            .map(|(&partition, &offset)| {
+                let committed = Committed { offset, leader_epoch: -1, metadata: Some("freshet store".into()), commit_time_ms: now_ms() };
+                (topic.to_string(), partition as i32, committed)
+            })
+            .collect();
+        let coordinator = Arc::clone(&coordinator);
+        let group = group.to_string();
+        runtime.spawn(async move {
+            if let Err(error) = coordinator.offsets.commit(&group, commits).await {
+                tracing::warn!(%group, %error, "recording the table's committed offsets failed");
+            }
+        });
+    }));
+    for table in config.tables.clone() {
+        let name = table.name.clone();
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || store.apply(table)).await?.with_context(|| format!("applying table '{name}'"))?;
+    }
+    Ok(store)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The host and port Kafka clients are told to use: the configured

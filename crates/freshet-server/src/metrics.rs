@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use freshet_kafka::groups::Coordinator;
 use freshet_log::{FSYNC_BUCKETS_MICROS, Log};
+use freshet_store::Store;
+use freshet_store::stats::FRESHNESS_BUCKETS_MS;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -16,10 +18,11 @@ use prometheus_client::registry::{Registry, Unit};
 
 /// Builds the registry: the Kafka front end's metrics plus the collector
 /// of log and consumer-group numbers.
-pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker) -> Registry {
+pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker, store: Arc<Store>) -> Registry {
     let mut registry = Registry::default();
     broker.metrics().register(&mut registry);
     registry.register_collector(Box::new(StateCollector { log, coordinator: Arc::clone(broker.coordinator()) }));
+    registry.register_collector(Box::new(StoreCollector { store }));
     registry
 }
 
@@ -119,6 +122,67 @@ impl Collector for StateCollector {
                 let labels = [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
                 ConstGauge::new((end - committed.offset).max(0)).encode(lag.encode_family(&labels)?)?;
             }
+        }
+        Ok(())
+    }
+}
+
+/// Per-table numbers of the store, read at scrape time.
+#[derive(Debug)]
+struct StoreCollector {
+    store: Arc<Store>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let tables = self.store.tables();
+        type TableCounter = (&'static str, &'static str, Option<Unit>, fn(&freshet_store::stats::TableStats) -> u64);
+        let counters: [TableCounter; 7] = [
+            ("freshet_store_ingested_rows", "Rows ingested into the table", None, |s| s.rows_ingested.load(Relaxed)),
+            ("freshet_store_ingested", "Bytes of events ingested into the table", Some(Unit::Bytes), |s| s.bytes_ingested.load(Relaxed)),
+            ("freshet_store_duplicates_dropped", "Events dropped because their dedup key was seen within the window", None, |s| s.duplicates_dropped.load(Relaxed)),
+            ("freshet_store_dead_letters", "Events that did not map and went to the dead-letter topic", None, |s| s.dead_letters.load(Relaxed)),
+            ("freshet_store_events_missed", "Events deleted by topic retention before the table read them", None, |s| s.events_missed.load(Relaxed)),
+            ("freshet_store_seals", "Buffer seals into extents", None, |s| s.seals.load(Relaxed)),
+            ("freshet_store_merges", "Merges of small extents", None, |s| s.merges.load(Relaxed)),
+        ];
+        for (name, help, unit, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
+            for table in &tables {
+                ConstCounter::new(value(&table.stats)).encode(family.encode_family(&[("table", table.name().to_string())])?)?;
+            }
+        }
+        let infos: Vec<_> = tables.iter().map(|t| t.info()).collect();
+        type TableGauge = (&'static str, &'static str, Option<Unit>, fn(&freshet_store::TableInfo) -> i64);
+        let gauges: [TableGauge; 5] = [
+            ("freshet_store_rows", "Rows the table holds (extents and buffer)", None, |i| i.rows as i64),
+            ("freshet_store_buffered_rows", "Rows in the in-memory buffer, not yet in an extent", None, |i| i.buffered_rows as i64),
+            ("freshet_store_extents", "Extents of the table", None, |i| i.extents as i64),
+            ("freshet_store_extent_size", "Bytes of the table's extents on disk", Some(Unit::Bytes), |i| i.extent_bytes as i64),
+            ("freshet_store_ingestion_lag", "Events in the source topic the table has not read yet", None, |i| i.lag as i64),
+        ];
+        for (name, help, unit, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            for info in &infos {
+                ConstGauge::new(value(info)).encode(family.encode_family(&[("table", info.name.clone())])?)?;
+            }
+        }
+        let mut freshness = encoder.encode_descriptor(
+            "freshet_store_freshness",
+            "Time from an event's log timestamp until queries can see it",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for table in &tables {
+            let (counts, sum_ms, count) = table.stats.freshness.read();
+            let buckets: Vec<(f64, u64)> = counts
+                .iter()
+                .enumerate()
+                .map(|(at, n)| (FRESHNESS_BUCKETS_MS.get(at).map_or(f64::INFINITY, |ms| *ms as f64 / 1e3), *n))
+                .collect();
+            let labels = [("table", table.name().to_string())];
+            freshness.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
         }
         Ok(())
     }

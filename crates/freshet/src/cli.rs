@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
 use freshet_server::{BoundPorts, Config, Server};
+use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec};
 
-use crate::{client, simulate};
+use crate::{client, query, simulate};
 
 #[derive(Debug, Parser)]
 #[command(name = "freshet", version, about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards.")]
@@ -40,7 +41,7 @@ enum Command {
     #[command(subcommand)]
     Group(client::GroupCommand),
     /// Query the store of a running server (SQL, or KQL with --kql).
-    Query(Pending),
+    Query(query::QueryArgs),
     /// Run a hot-path job locally over sample events.
     Job(Pending),
     /// Apply a declarative config to a running server (create-or-alter).
@@ -112,8 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => client::produce(args).await,
         Command::Consume(args) => client::consume(args).await,
         Command::Group(command) => client::group(command).await,
-        // TODO(issue 5): the store.
-        Command::Query(_) => Err(NotYet("query").into()),
+        Command::Query(args) => tokio::task::spawn_blocking(move || query::query(args)).await?,
         // TODO(issue 6): the hot path.
         Command::Job(_) => Err(NotYet("job").into()),
         Command::Apply(_) => Err(NotYet("apply").into()),
@@ -137,15 +137,42 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.server.data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
     // TODO(issue 7): the demo pipeline (jobs, tables, views, dashboard).
     config.topics.push(("auth-events".into(), TopicConfig { partitions: 4, ..TopicConfig::default() }));
+    config.tables.push(demo_auth_table());
     let manifest = config.server.data_dir.join("demo-manifest.json");
     let feed = move |ports: &BoundPorts| {
         let bootstrap = ports.kafka.to_string();
         println!("  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)");
         println!("  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'");
+        println!(
+            "  Query:    freshet query --server http://{} \"SELECT BIN, count(*) AS n, avg(CASE WHEN Result = 'DECLINE' THEN 1.0 ELSE 0.0 END) AS decline_rate FROM auth GROUP BY BIN ORDER BY decline_rate DESC LIMIT 5\"",
+            ports.http
+        );
         let stop: Box<dyn FnOnce() + Send> = Box::new(simulate::spawn_demo_feed(bootstrap, manifest));
         Some(stop)
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
+}
+
+/// The demo's raw table of payment authorisations (seed 001's `AuthEvents`).
+fn demo_auth_table() -> TableSpec {
+    let column = |name: &str, kind: ColumnType| ColumnSpec { name: name.into(), path: vec![name.into()], kind, default: None, required: false };
+    let mut spec = TableSpec::new(
+        "auth",
+        "auth-events",
+        vec![
+            ColumnSpec { required: true, ..column("eventId", ColumnType::String) },
+            column("BIN", ColumnType::String),
+            column("MerchantId", ColumnType::String),
+            column("Result", ColumnType::String),
+            column("Amount", ColumnType::Real),
+            column("EventTime", ColumnType::Datetime),
+        ],
+    );
+    spec.time_column = Some("EventTime".into());
+    spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 10 * 60_000 });
+    spec.extent_span_ms = 3_600_000;
+    spec.seal.max_age_ms = 10_000;
+    spec
 }
 
 /// Runs once the listeners are bound; what it returns runs before shutdown.

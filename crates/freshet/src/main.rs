@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod query;
 mod simulate;
 
 use std::process::ExitCode;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use freshet_sim::manifest::Observed;
-use freshet_sim::{Generated, Generator, Manifest, Options, Scenario};
+use freshet_sim::{Generated, Generator, Injection, Manifest, Options, Scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -47,6 +47,10 @@ pub struct SimulateArgs {
     /// Generate but send nowhere (to measure the generator).
     #[arg(long)]
     null: bool,
+    /// Send over HTTP to this Freshet server (`POST /api/v1/topics/{topic}/events`,
+    /// 500 events a request) instead of Kafka, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with_all = ["null", "output"])]
+    http: Option<String>,
     /// Devices, stores, BINs or depots.
     #[arg(long, default_value_t = 1_000)]
     keys: u64,
@@ -188,6 +192,64 @@ enum Sink {
     Null,
     Lines(Box<dyn Write>),
     Kafka { producer: ThreadedProducer<Delivery>, topic: String },
+    Http(HttpSink),
+}
+
+/// Events posted as JSON lines, a request per `HTTP_BATCH` events; an
+/// event is counted once its request succeeded. Malformed events go alone,
+/// and the endpoint refusing them is the expected answer.
+struct HttpSink {
+    agent: ureq::Agent,
+    url: String,
+    body: Vec<u8>,
+    batch: Vec<Generated>,
+}
+
+const HTTP_BATCH: usize = 500;
+
+impl HttpSink {
+    fn send(&mut self, event: Generated, manifest: &mut Manifest, errors: &std::sync::atomic::AtomicU64) -> anyhow::Result<()> {
+        if event.injection == Injection::Malformed {
+            let response = self.agent.post(&self.url).header("Content-Type", "application/x-ndjson").send(&event.payload[..]);
+            match response {
+                Ok(r) if r.status().as_u16() == 400 => manifest.record(&event, now_ms()),
+                Ok(r) => bail!("the server took a malformed event with status {}", r.status()),
+                Err(error) => bail!("posting to {}: {error}", self.url),
+            }
+            return Ok(());
+        }
+        self.body.extend_from_slice(&event.payload);
+        self.body.push(b'\n');
+        self.batch.push(event);
+        if self.batch.len() >= HTTP_BATCH {
+            self.flush(manifest, errors)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, manifest: &mut Manifest, errors: &std::sync::atomic::AtomicU64) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let response = self.agent.post(&self.url).header("Content-Type", "application/x-ndjson").send(&self.body[..]);
+        match response {
+            Ok(r) if r.status().is_success() => {
+                let now = now_ms();
+                for event in &self.batch {
+                    manifest.record(event, now);
+                }
+            }
+            Ok(mut r) => {
+                let reason = r.body_mut().read_to_string().unwrap_or_default();
+                errors.fetch_add(self.batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(status = %r.status(), %reason, "the server refused a batch of events");
+            }
+            Err(error) => bail!("posting to {}: {error}", self.url),
+        }
+        self.body.clear();
+        self.batch.clear();
+        Ok(())
+    }
 }
 
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -212,15 +274,19 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let count = args.count.unwrap_or(u64::MAX);
     let duration = args.duration.or(if args.count.is_none() { Some(Duration::from_secs(60)) } else { None });
     let topic = args.topic.clone().unwrap_or_else(|| args.scenario.default_topic().to_string());
-    let destination = match (&args.output, args.null) {
-        (_, true) => "null".to_string(),
-        (Some(path), _) => path.display().to_string(),
-        (None, _) => format!("kafka://{}/{topic}", args.bootstrap),
+    let destination = match (&args.output, args.null, &args.http) {
+        (_, true, _) => "null".to_string(),
+        (Some(path), _, _) => path.display().to_string(),
+        (None, _, Some(http)) => format!("{}/api/v1/topics/{topic}/events", http.trim_end_matches('/')),
+        (None, _, None) => format!("kafka://{}/{topic}", args.bootstrap),
     };
     let manifest = Arc::new(Mutex::new(Manifest::new(args.scenario.name(), args.seed, &destination, now_ms())));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut sink = if args.null {
         Sink::Null
+    } else if args.http.is_some() {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Sink::Http(HttpSink { agent, url: destination.clone(), body: Vec::new(), batch: Vec::new() })
     } else if let Some(path) = &args.output {
         let writer: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(std::io::BufWriter::new(std::io::stdout()))
@@ -272,6 +338,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
                 writer.write_all(b"\n")?;
                 local.record(&event, now_ms());
             }
+            Sink::Http(http) => http.send(event, &mut local, &errors)?,
             Sink::Kafka { producer, topic } => {
                 // librdkafka copies key and payload; the delivery callback
                 // gets the event's identity back to count it.
@@ -307,6 +374,11 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
         Sink::Lines(mut writer) => {
             writer.flush()?;
+            local.send_finished_ms = now_ms();
+            local
+        }
+        Sink::Http(mut http) => {
+            http.flush(&mut local, &errors)?;
             local.send_finished_ms = now_ms();
             local
         }

@@ -1,0 +1,303 @@
+//! The store, measured in one run: ingestion rows/s from the log,
+//! freshness under a steady 100 k events/s, and ten analytical queries over
+//! the simulator's payments events, timed next to DuckDB querying the
+//! table's own Parquet extents.
+//!
+//! Run: `cargo bench -p freshet-store --bench store`
+//! Needs `python3` with `duckdb` (`pip install duckdb`) for the peer column.
+//! Options (environment): `FRESHET_BENCH_DIR` (default `target/bench-store`),
+//! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
+//! (events/s of the freshness phase, default 100,000),
+//! `FRESHET_BENCH_LIVE_SECONDS` (default 15).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_core::{Clock, SystemClock};
+use freshet_log::batch::{self, ProducerStamp, Record};
+use freshet_log::{Durability, Log, LogOptions, TopicConfig};
+use freshet_sim::generator::{Generator, Options};
+use freshet_sim::scenario::Scenario;
+use freshet_store::{ColumnSpec, ColumnType, QueryLimits, Store, TableSpec};
+
+const START_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+const EVENTS_PER_SECOND_OF_EVENT_TIME: u64 = 10_000;
+const PARTITIONS: u32 = 4;
+
+/// (name, Freshet SQL, DuckDB SQL). Both read a relation named `auth`.
+fn queries(point_id: &str) -> Vec<(&'static str, String, String)> {
+    let same = |name: &'static str, sql: &str| (name, sql.to_string(), sql.to_string());
+    let from = "2026-01-01 00:10:00+00";
+    let to = "2026-01-01 00:15:00+00";
+    vec![
+        same("count", "SELECT count(*) FROM auth"),
+        same("filtered count", "SELECT count(*) FROM auth WHERE Result = 'DECLINE'"),
+        same("top BINs", "SELECT BIN, count(*) AS n FROM auth GROUP BY BIN ORDER BY n DESC, BIN LIMIT 10"),
+        same(
+            "per minute",
+            "SELECT date_trunc('minute', EventTime) AS m, count(*) AS n, avg(Amount) AS a FROM auth GROUP BY m ORDER BY m",
+        ),
+        same(
+            "decline rate by BIN and minute",
+            "SELECT BIN, date_trunc('minute', EventTime) AS m, avg(CASE WHEN Result = 'DECLINE' THEN 1.0 ELSE 0.0 END) AS rate \
+             FROM auth GROUP BY BIN, m ORDER BY rate DESC, BIN, m LIMIT 10",
+        ),
+        same("distinct merchants", "SELECT count(DISTINCT MerchantId) FROM auth"),
+        (
+            "approx distinct merchants",
+            "SELECT approx_distinct(MerchantId) FROM auth".into(),
+            "SELECT approx_count_distinct(MerchantId) FROM auth".into(),
+        ),
+        (
+            "p99 amount by BIN",
+            "SELECT BIN, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY Amount) AS p99 FROM auth GROUP BY BIN ORDER BY BIN LIMIT 10".into(),
+            "SELECT BIN, approx_quantile(Amount, 0.99) AS p99 FROM auth GROUP BY BIN ORDER BY BIN LIMIT 10".into(),
+        ),
+        same(
+            "time range",
+            &format!("SELECT count(*), sum(Amount) FROM auth WHERE EventTime >= TIMESTAMP '{from}' AND EventTime < TIMESTAMP '{to}'"),
+        ),
+        same("point lookup", &format!("SELECT * FROM auth WHERE eventId = '{point_id}'")),
+    ]
+}
+
+fn payments_table(name: &str, topic: &str) -> TableSpec {
+    let column = |name: &str, kind: ColumnType| ColumnSpec { name: name.into(), path: vec![name.into()], kind, default: None, required: false };
+    let mut spec = TableSpec::new(
+        name,
+        topic,
+        vec![
+            column("eventId", ColumnType::String),
+            column("BIN", ColumnType::String),
+            column("MerchantId", ColumnType::String),
+            column("Result", ColumnType::String),
+            column("Amount", ColumnType::Real),
+            column("EventTime", ColumnType::Datetime),
+        ],
+    );
+    spec.time_column = Some("EventTime".into());
+    spec.extent_span_ms = 10 * 60_000;
+    spec.seal.max_age_ms = 5_000;
+    spec
+}
+
+/// Appends `count` payments events, keyed by BIN, 1,000 to a batch.
+fn fill(log: &Log, topic: &str, count: u64, seed: u64) -> (u64, String) {
+    let partitions = log.topic(topic).unwrap().partitions();
+    let mut generator = Generator::new(Options {
+        scenario: Scenario::Payments,
+        seed,
+        keys: 1_000,
+        rate_per_s: EVENTS_PER_SECOND_OF_EVENT_TIME,
+        start_us: START_US,
+        duplicates: 0.0,
+        late: 0.0,
+        late_by_ms: 0,
+        out_of_order: 0.0,
+        disorder_ms: 0,
+        malformed: 0.0,
+    });
+    let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];
+    let mut bytes = 0u64;
+    let mut point_id = String::new();
+    let now = SystemClock.now_ms();
+    for at in 0..count {
+        let event = generator.next_event();
+        if at == count / 3 {
+            point_id = event.event_id.clone().unwrap();
+        }
+        bytes += event.payload.len() as u64;
+        let partition = (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
+        pending[partition].push(Record { timestamp: now, key: Some(event.key.into_bytes()), value: Some(event.payload.to_vec()), headers: Vec::new() });
+        if pending[partition].len() == 1_000 {
+            partitions[partition].append(batch::encode(&pending[partition], ProducerStamp::none())).unwrap();
+            pending[partition].clear();
+        }
+    }
+    for (partition, records) in pending.iter().enumerate() {
+        if !records.is_empty() {
+            partitions[partition].append(batch::encode(records, ProducerStamp::none())).unwrap();
+        }
+    }
+    (bytes, point_id)
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-store".into()));
+    let events: u64 = env("FRESHET_BENCH_EVENTS", 20_000_000);
+    let live_rate: u64 = env("FRESHET_BENCH_LIVE_RATE", 100_000);
+    let live_seconds: u64 = env("FRESHET_BENCH_LIVE_SECONDS", 15);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let log = Arc::new(Log::open(&dir, LogOptions::default()).unwrap());
+    let topic = TopicConfig { partitions: PARTITIONS, durability: Durability::None, ..TopicConfig::default() };
+    log.ensure_topic("auth-events", topic).unwrap();
+    log.ensure_topic("auth-live", topic).unwrap();
+    println!("machine: {} cores; {events} payments events; freshness at {live_rate}/s for {live_seconds} s", cores());
+
+    let started = Instant::now();
+    let (bytes, point_id) = fill(&log, "auth-events", events, 1);
+    println!("log filled: {:.1} s, {:.2} GB of JSON (not part of the measurement)", started.elapsed().as_secs_f64(), bytes as f64 / 1e9);
+
+    let limits = QueryLimits::default();
+    let store = Store::open(&dir, log.clone(), Arc::new(SystemClock), limits, runtime.handle().clone()).unwrap();
+
+    // Ingestion: from apply until every row is queryable.
+    let started = Instant::now();
+    store.apply(payments_table("auth", "auth-events")).unwrap();
+    let table = store.table("auth").unwrap();
+    while table.info().rows < events {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "ingestion: {events} rows in {seconds:.1} s = {:.0} rows/s ({:.0} MB/s of JSON) on one ingestion thread",
+        events as f64 / seconds,
+        bytes as f64 / seconds / 1e6
+    );
+    table.seal().unwrap();
+    while table.merge_small_extents().unwrap() > 0 {}
+    let info = table.info();
+    println!("extents: {} ({:.2} GB of Parquet)", info.extents, info.extent_bytes as f64 / 1e9);
+
+    // Freshness: a steady stream into a second table, log timestamp to queryable.
+    store.apply(payments_table("auth_live", "auth-live")).unwrap();
+    let live = store.table("auth_live").unwrap();
+    produce_steadily(&log, "auth-live", live_rate, live_seconds);
+    std::thread::sleep(Duration::from_secs(1));
+    let (p50, p99) = (live.stats.freshness.quantile_bound(0.50), live.stats.freshness.quantile_bound(0.99));
+    println!(
+        "freshness at {live_rate}/s: p50 <= {} ms, p99 <= {} ms (bucket bounds) over {} events",
+        p50.unwrap_or(0),
+        p99.unwrap_or(0),
+        live.stats.freshness.read().2
+    );
+
+    // Queries: hot (in memory), cold (from the extents' Parquet), DuckDB on the same files.
+    let queries = queries(&point_id);
+    let hot: Vec<f64> = queries.iter().map(|(_, sql, _)| best_of_3(&runtime, &store, sql)).collect();
+    let mut cold_spec = payments_table("auth", "auth-events");
+    cold_spec.hot_ms = Some(1);
+    store.apply(cold_spec).unwrap();
+    let cold_table = store.table("auth").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    cold_table.refresh_hot_cache().unwrap();
+    assert_eq!(cold_table.info().hot_extents, 0);
+    let cold: Vec<f64> = queries.iter().map(|(_, sql, _)| best_of_3(&runtime, &store, sql)).collect();
+    let duck = duckdb_times(&dir.join("store/auth/extents"), &queries);
+    println!("\n| query | Freshet hot (ms) | Freshet cold (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (at, (name, _, _)) in queries.iter().enumerate() {
+        let duck = duck.as_ref().map(|d| d[at]);
+        let ratio = |ours: f64| duck.map_or("n/a".to_string(), |d| format!("{:.2}", ours / d));
+        println!(
+            "| {name} | {:.1} | {:.1} | {} | {} | {} |",
+            hot[at],
+            cold[at],
+            duck.map_or("n/a".into(), |d| format!("{d:.1}")),
+            ratio(hot[at]),
+            ratio(cold[at])
+        );
+    }
+    if let Some(duck) = &duck {
+        let geo = |ours: &[f64]| (ours.iter().zip(duck).map(|(o, d)| (o / d).ln()).sum::<f64>() / ours.len() as f64).exp();
+        println!("\ngeometric mean of ratios: hot {:.2}, cold {:.2}", geo(&hot), geo(&cold));
+    }
+    store.shutdown();
+    log.close().unwrap();
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Best of three runs after one warm-up, in ms (ClickBench's "hot" figure).
+fn best_of_3(runtime: &tokio::runtime::Runtime, store: &Store, sql: &str) -> f64 {
+    let run = || {
+        let started = Instant::now();
+        runtime.block_on(store.query(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        started.elapsed().as_secs_f64() * 1000.0
+    };
+    run();
+    (0..3).map(|_| run()).fold(f64::INFINITY, f64::min)
+}
+
+/// Appends `rate` events per second for `seconds`, stamped with the time
+/// they were appended, in 100 slices a second.
+fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
+    let partitions = log.topic(topic).unwrap().partitions();
+    let mut generator = Generator::new(Options {
+        scenario: Scenario::Payments,
+        seed: 2,
+        keys: 1_000,
+        rate_per_s: rate,
+        start_us: SystemClock.now_ms() * 1000,
+        duplicates: 0.0,
+        late: 0.0,
+        late_by_ms: 0,
+        out_of_order: 0.0,
+        disorder_ms: 0,
+        malformed: 0.0,
+    });
+    let per_slice = (rate / 100).max(1);
+    let started = Instant::now();
+    for slice in 0..seconds * 100 {
+        let due = started + Duration::from_millis(slice * 10);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let now = SystemClock.now_ms();
+        let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];
+        for _ in 0..per_slice {
+            let event = generator.next_event();
+            let partition = (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
+            pending[partition].push(Record { timestamp: now, key: None, value: Some(event.payload.to_vec()), headers: Vec::new() });
+        }
+        for (partition, records) in pending.iter().enumerate() {
+            if !records.is_empty() {
+                partitions[partition].append(batch::encode(records, ProducerStamp::none())).unwrap();
+            }
+        }
+    }
+}
+
+/// DuckDB's best of three (after a warm-up) per query, over the extents'
+/// Parquet files; `None` when python3 or duckdb is missing.
+fn duckdb_times(extents: &Path, queries: &[(&str, String, String)]) -> Option<Vec<f64>> {
+    let script = r#"
+import json, sys, time
+import duckdb
+glob, queries = sys.argv[1], json.loads(sys.argv[2])
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+con.execute(f"CREATE VIEW auth AS SELECT * FROM read_parquet('{glob}')")
+times = []
+for sql in queries:
+    con.execute(sql).fetchall()
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        con.execute(sql).fetchall()
+        best = min(best, time.perf_counter() - started)
+    times.append(best * 1000.0)
+print(json.dumps(times))
+"#;
+    let python = std::env::var("FRESHET_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let sql: Vec<&String> = queries.iter().map(|(_, _, duck)| duck).collect();
+    let output = Command::new(python)
+        .args(["-c", script, &format!("{}/*.parquet", extents.display()), &serde_json::to_string(&sql).unwrap()])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("DuckDB run failed: {}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}

@@ -1,0 +1,168 @@
+//! Extents: immutable Parquet files of a table's rows, and the manifest
+//! that lists them together with the source positions they account for.
+//!
+//! The manifest is the table's commit point. An extent file is written and
+//! made durable first; then a new manifest naming it and the positions after
+//! its rows replaces the old one atomically. After a crash the table resumes
+//! reading at the manifest's positions, so every event is in exactly one
+//! listed extent or is read again; files no manifest names are removed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// What the manifest knows of one extent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtentMeta {
+    pub id: u64,
+    pub rows: u64,
+    /// Size of the Parquet file.
+    pub bytes: u64,
+    pub min_ingestion_ms: i64,
+    pub max_ingestion_ms: i64,
+    /// Event-time range (µs), when the table has a time column.
+    pub min_event_us: Option<i64>,
+    pub max_event_us: Option<i64>,
+    pub created_ms: i64,
+}
+
+impl ExtentMeta {
+    pub fn file_name(id: u64) -> String {
+        format!("{id:020}.parquet")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub next_extent_id: u64,
+    /// Next source offset per partition: everything before it is in an
+    /// extent, was a duplicate, or went to the dead-letter topic.
+    pub positions: BTreeMap<u32, i64>,
+    pub extents: Vec<ExtentMeta>,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+impl Manifest {
+    /// Loads the manifest of the table in `dir` (empty if none) and removes
+    /// extent files it does not list (left by a crash before their commit).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let extents_dir = dir.join("extents");
+        fs::create_dir_all(&extents_dir).map_err(StoreError::io(&extents_dir))?;
+        let path = dir.join(MANIFEST);
+        let manifest: Manifest = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
+            Err(error) => return Err(StoreError::io(&path)(error)),
+        };
+        for entry in fs::read_dir(&extents_dir).map_err(StoreError::io(&extents_dir))? {
+            let entry = entry.map_err(StoreError::io(&extents_dir))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let listed = manifest.extents.iter().any(|e| ExtentMeta::file_name(e.id) == name);
+            if !listed {
+                tracing::info!(file = %entry.path().display(), "removing an extent no manifest lists");
+                fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
+            }
+        }
+        for extent in &manifest.extents {
+            let file = extents_dir.join(ExtentMeta::file_name(extent.id));
+            if !file.exists() {
+                return Err(StoreError::Corrupt(format!("the manifest lists {} but it is missing", file.display())));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Replaces the manifest in `dir` durably.
+    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(self).expect("manifest serializes");
+        freshet_log::write_atomically(&dir.join(MANIFEST), &bytes).map_err(|e| StoreError::Io(e.to_string()))
+    }
+}
+
+pub fn extent_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("extents").join(ExtentMeta::file_name(id))
+}
+
+/// Writes `batches` as one Parquet file, durably; returns its size.
+pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+    let temporary = path.with_extension("parquet.tmp");
+    let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build();
+    let parquet_error = |e: datafusion::parquet::errors::ParquetError| StoreError::Io(format!("{}: {e}", temporary.display()));
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
+    for batch in batches {
+        writer.write(batch).map_err(parquet_error)?;
+    }
+    let file = writer.into_inner().map_err(parquet_error)?;
+    file.sync_all().map_err(StoreError::io(&temporary))?;
+    let bytes = file.metadata().map_err(StoreError::io(&temporary))?.len();
+    drop(file);
+    fs::rename(&temporary, path).map_err(StoreError::io(path))?;
+    freshet_log::sync_dir(path.parent().expect("extents live in a directory")).map_err(|e| StoreError::Io(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// Reads a whole extent into memory, shaped to `schema` (columns added to
+/// the table after the extent was written read as nulls).
+pub fn read_parquet(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>, StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let parquet_error = |e: datafusion::parquet::errors::ParquetError| StoreError::Io(format!("{}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(parquet_error)?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(parquet_error)?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        batches.push(conform(batch, schema));
+    }
+    Ok(batches)
+}
+
+/// `batch` with the columns of `schema`, by name; missing ones are nulls.
+pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> RecordBatch {
+    if batch.schema() == *schema {
+        return batch;
+    }
+    let rows = batch.num_rows();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => column.clone(),
+            _ => datafusion::arrow::array::new_null_array(field.data_type(), rows),
+        })
+        .collect();
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .expect("every table column is nullable except the ingestion time, which every extent has")
+}
+
+/// An extent as queries see it: its description, and its rows when it is
+/// in the hot cache.
+#[derive(Debug, Clone)]
+pub struct Extent {
+    pub meta: ExtentMeta,
+    pub path: PathBuf,
+    pub hot: Option<Arc<Vec<RecordBatch>>>,
+}

@@ -1,0 +1,284 @@
+//! A table as DataFusion sees it: the in-memory rows (buffer and hot
+//! extents) unioned with the cold extents read from Parquet, pruned by the
+//! query's event-time bounds and by retention.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
+
+use crate::spec::INGESTION_TIME;
+use crate::table::{Snapshot, Table};
+
+/// The DataFusion face of a [`Table`].
+#[derive(Debug)]
+pub struct StoreTable {
+    table: Arc<Table>,
+}
+
+impl StoreTable {
+    pub fn new(table: Arc<Table>) -> Self {
+        Self { table }
+    }
+}
+
+/// Inclusive event-time bounds (µs) implied by a query's filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimeBounds {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+impl TimeBounds {
+    /// Whether rows in `[lo, hi]` can match.
+    fn overlaps(&self, lo: Option<i64>, hi: Option<i64>) -> bool {
+        let (Some(lo), Some(hi)) = (lo, hi) else { return true };
+        self.min.is_none_or(|min| hi >= min) && self.max.is_none_or(|max| lo <= max)
+    }
+
+    /// Narrows the bounds by the conjuncts that compare `column` with a
+    /// timestamp literal; others are ignored (kept for row filtering).
+    pub fn from_filters(filters: &[Expr], column: &str) -> Self {
+        let mut bounds = Self::default();
+        for filter in filters {
+            bounds.narrow(filter, column);
+        }
+        bounds
+    }
+
+    fn narrow(&mut self, expr: &Expr, column: &str) {
+        match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+                self.narrow(left, column);
+                self.narrow(right, column);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (op, value) = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+                    (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
+                        Some(swapped) => (swapped, v),
+                        None => return,
+                    },
+                    _ => return,
+                };
+                let Some(micros) = micros(value) else { return };
+                match op {
+                    Operator::Gt | Operator::GtEq => self.min = Some(self.min.map_or(micros, |m| m.max(micros))),
+                    Operator::Lt | Operator::LtEq => self.max = Some(self.max.map_or(micros, |m| m.min(micros))),
+                    Operator::Eq => {
+                        self.min = Some(self.min.map_or(micros, |m| m.max(micros)));
+                        self.max = Some(self.max.map_or(micros, |m| m.min(micros)));
+                    }
+                    _ => {}
+                }
+            }
+            Expr::Between(between) if !between.negated => {
+                if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) =
+                    (between.expr.as_ref(), between.low.as_ref(), between.high.as_ref())
+                    && c.name == column
+                {
+                    if let Some(lo) = micros(lo) {
+                        self.min = Some(self.min.map_or(lo, |m| m.max(lo)));
+                    }
+                    if let Some(hi) = micros(hi) {
+                        self.max = Some(self.max.map_or(hi, |m| m.min(hi)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn micros(value: &ScalarValue) -> Option<i64> {
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema().clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let snapshot = self.table.snapshot();
+        plan_scan(state, &snapshot, projection, filters).await
+    }
+}
+
+async fn plan_scan(
+    state: &dyn Session,
+    snapshot: &Snapshot,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = &snapshot.schema;
+    let bounds = match &snapshot.spec.time_column {
+        Some(column) => TimeBounds::from_filters(filters, column),
+        None => TimeBounds::default(),
+    };
+    let cutoff = snapshot.retention_cutoff_ms;
+    let extents: Vec<_> = snapshot
+        .extents
+        .iter()
+        .filter(|e| bounds.overlaps(e.meta.min_event_us, e.meta.max_event_us))
+        .filter(|e| cutoff.is_none_or(|cutoff| e.meta.max_ingestion_ms >= cutoff))
+        .collect();
+    // Retention filters rows at query time only where an extent straddles the cutoff.
+    let retention_filter = cutoff.filter(|&cutoff| extents.iter().any(|e| e.meta.min_ingestion_ms < cutoff));
+    let ingestion_index = schema.fields().len() - 1;
+    let scan_projection: Option<Vec<usize>> = match (projection, retention_filter) {
+        (Some(p), Some(_)) if !p.contains(&ingestion_index) => Some(p.iter().copied().chain([ingestion_index]).collect()),
+        (p, _) => p.cloned(),
+    };
+    let target_partitions = state.config().target_partitions().max(1);
+
+    let mut in_memory: Vec<RecordBatch> = snapshot.buffer.clone();
+    let mut cold = Vec::new();
+    for extent in &extents {
+        match &extent.hot {
+            Some(batches) => in_memory.extend(batches.iter().cloned()),
+            None => cold.push(*extent),
+        }
+    }
+    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    if !in_memory.is_empty() {
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); target_partitions.min(in_memory.len())];
+        for (at, batch) in split_large(in_memory).into_iter().enumerate() {
+            let count = partitions.len();
+            partitions[at % count].push(batch);
+        }
+        inputs.push(MemorySourceConfig::try_new_exec(&partitions, schema.clone(), scan_projection.clone())?);
+    }
+    if !cold.is_empty() {
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target_partitions.min(cold.len())];
+        for (at, extent) in cold.iter().enumerate() {
+            let count = groups.len();
+            let path = extent.path.to_string_lossy().to_string();
+            groups[at % count].push(PartitionedFile::new(path, extent.meta.bytes));
+        }
+        let mut source = ParquetSource::new(schema.clone());
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
+            .with_projection_indices(scan_projection.clone())?
+            .build();
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        inputs.push(format.create_physical_plan(state, config).await?);
+    }
+    let projected = match &scan_projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => schema.clone(),
+    };
+    if inputs.is_empty() {
+        let wanted = match projection {
+            Some(p) => Arc::new(schema.project(p)?),
+            None => schema.clone(),
+        };
+        return Ok(Arc::new(EmptyExec::new(wanted)));
+    }
+    let mut plan = UnionExec::try_new(inputs)?;
+    if let Some(cutoff) = retention_filter {
+        let keep = Expr::BinaryExpr(BinaryExpr::new(
+            Box::new(col(INGESTION_TIME)),
+            Operator::GtEq,
+            Box::new(lit(ScalarValue::TimestampMillisecond(Some(cutoff), Some("UTC".into())))),
+        ));
+        let df_schema = DFSchema::try_from(projected.as_ref().clone())?;
+        plan = Arc::new(FilterExec::try_new(state.create_physical_expr(keep, &df_schema)?, plan)?);
+        if let Some(wanted) = projection
+            && !wanted.contains(&ingestion_index)
+        {
+            let exprs: Vec<_> = (0..wanted.len())
+                .map(|at| {
+                    let field = projected.field(at);
+                    let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(field.name(), at));
+                    (column, field.name().clone())
+                })
+                .collect();
+            plan = Arc::new(ProjectionExec::try_new(exprs, plan)?);
+        }
+    }
+    Ok(plan)
+}
+
+/// Slices batches to at most 64 Ki rows so that partitions balance.
+fn split_large(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    const ROWS: usize = 64 * 1024;
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let length = ROWS.min(batch.num_rows() - offset);
+            out.push(batch.slice(offset, length));
+            offset += length;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::col;
+
+    use super::*;
+
+    fn ts(us: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())))
+    }
+
+    #[test]
+    fn time_bounds_come_from_comparisons_and_between() {
+        let filters = vec![col("t").gt_eq(ts(100)), ts(500).gt(col("t")), col("x").eq(lit(1))];
+        let bounds = TimeBounds::from_filters(&filters, "t");
+        assert_eq!(bounds, TimeBounds { min: Some(100), max: Some(500) });
+        assert!(bounds.overlaps(Some(400), Some(900)));
+        assert!(!bounds.overlaps(Some(501), Some(900)));
+        assert!(!bounds.overlaps(Some(0), Some(99)));
+        let between = vec![col("t").between(ts(10), ts(20))];
+        assert_eq!(TimeBounds::from_filters(&between, "t"), TimeBounds { min: Some(10), max: Some(20) });
+        assert_eq!(TimeBounds::from_filters(&between, "other"), TimeBounds::default());
+    }
+}

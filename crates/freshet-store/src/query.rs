@@ -1,0 +1,237 @@
+//! Running SQL over the store: a DataFusion session on its own small
+//! runtime with a memory pool and a timeout, so a heavy query competes for
+//! its own threads and never for ingestion's or the hot path's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::provider::StoreTable;
+use crate::table::Table;
+
+/// Bounds on queries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueryLimits {
+    /// Threads of the query runtime (and DataFusion's target partitions).
+    pub threads: usize,
+    /// Memory all running queries may hold for sorts, joins and aggregations.
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    /// Rows returned at most; more are cut and the result says so (as in Data Explorer).
+    pub max_rows: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { threads: cores, memory_bytes: 2 << 30, timeout: Duration::from_secs(60), max_rows: 500_000 }
+    }
+}
+
+/// What went wrong with a query, said so a person can act on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    /// `syntax`, `plan`, `timeout`, `resources`, `forbidden` or `execution`.
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+}
+
+impl QueryError {
+    fn from_datafusion(error: &DataFusionError, sql: &str) -> Self {
+        let root = error.find_root();
+        let (code, mut message) = match root {
+            DataFusionError::SQL(parser, _) => ("syntax", parser.to_string()),
+            DataFusionError::ResourcesExhausted(m) => ("resources", format!("the query needs more memory than allowed: {m}")),
+            DataFusionError::Plan(m) => ("plan", m.clone()),
+            DataFusionError::SchemaError(e, _) => ("plan", e.to_string()),
+            DataFusionError::NotImplemented(m) => ("plan", format!("not supported: {m}")),
+            other => ("execution", other.to_string()),
+        };
+        if message.contains("DDL not supported") || message.contains("DML not supported") || message.contains("Statement not supported") {
+            return Self { code: "forbidden", message: "queries are read-only: only SELECT (and EXPLAIN) can run".into(), line: None, column: None };
+        }
+        let (mut line, mut column) = (None, None);
+        if let Some(span) = error.diagnostic().and_then(|d| d.span) {
+            if span.start.line > 0 {
+                line = Some(span.start.line);
+                column = Some(span.start.column);
+            }
+        }
+        if line.is_none()
+            && let Some((l, c)) = parse_position(&message)
+        {
+            line = Some(l);
+            column = Some(c);
+        }
+        if line.is_none() && code == "syntax" && message.contains("found: EOF") {
+            let (l, c) = end_position(sql);
+            line = Some(l);
+            column = Some(c);
+        }
+        if let (Some(l), Some(c)) = (line, column)
+            && !message.contains("Line:")
+        {
+            message = format!("{message} (at line {l}, column {c})");
+        }
+        Self { code, message, line, column }
+    }
+}
+
+/// Line and column (1-based) just past the last non-blank character.
+fn end_position(sql: &str) -> (u64, u64) {
+    let text = sql.trim_end();
+    let line = text.matches('\n').count() as u64 + 1;
+    let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    (line, column)
+}
+
+/// `… at Line: 1, Column: 8` as sqlparser writes it.
+fn parse_position(message: &str) -> Option<(u64, u64)> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.trim().parse().ok()?, column.parse().ok()?))
+}
+
+/// A query's answer.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    /// More rows matched than `max_rows`; the rest were cut.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+pub struct QueryEngine {
+    runtime: tokio::runtime::Runtime,
+    context: SessionContext,
+    limits: QueryLimits,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl QueryEngine {
+    pub fn new(limits: QueryLimits) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(limits.threads.max(1))
+            .thread_name("freshet-query")
+            .enable_all()
+            .build()?;
+        let mut config = SessionConfig::new()
+            .with_target_partitions(limits.threads.max(1))
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("freshet", "public");
+        // Column names keep their case (`EventTime`, `BIN`) without quotes,
+        // as in Data Explorer and Stream Analytics.
+        config.options_mut().sql_parser.enable_ident_normalization = false;
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
+            .build_arc()
+            .map_err(std::io::Error::other)?;
+        let context = SessionContext::new_with_config_rt(config, runtime_env);
+        Ok(Self { runtime, context, limits })
+    }
+
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    pub fn register(&self, table: Arc<Table>) {
+        let name = table.name().to_string();
+        let _ = self.context.deregister_table(name.as_str());
+        self.context
+            .register_table(name.as_str(), Arc::new(StoreTable::new(table)))
+            .expect("the store's catalog takes tables");
+    }
+
+    pub fn deregister(&self, name: &str) {
+        let _ = self.context.deregister_table(name);
+    }
+
+    /// Plans and runs `sql` on the query runtime.
+    pub async fn execute(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let context = self.context.clone();
+        let limits = self.limits;
+        let sql = sql.to_string();
+        let task = self.runtime.spawn(async move {
+            let started = Instant::now();
+            let run = async {
+                let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+                let frame = context.sql_with_options(&sql, options).await?;
+                let mut stream = frame.execute_stream().await?;
+                let schema = stream.schema();
+                let mut batches = Vec::new();
+                let mut rows = 0;
+                let mut truncated = false;
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    if rows + batch.num_rows() > limits.max_rows {
+                        batches.push(batch.slice(0, limits.max_rows - rows));
+                        rows = limits.max_rows;
+                        truncated = true;
+                        break;
+                    }
+                    rows += batch.num_rows();
+                    batches.push(batch);
+                }
+                Ok::<_, DataFusionError>(QueryResult { schema, batches, rows, truncated, elapsed: Duration::ZERO })
+            };
+            match tokio::time::timeout(limits.timeout, run).await {
+                Err(_) => Err(QueryError {
+                    code: "timeout",
+                    message: format!("the query ran longer than {:?} and was stopped", limits.timeout),
+                    line: None,
+                    column: None,
+                }),
+                Ok(Err(error)) => Err(QueryError::from_datafusion(&error, &sql)),
+                Ok(Ok(mut result)) => {
+                    result.elapsed = started.elapsed();
+                    Ok(result)
+                }
+            }
+        });
+        task.await.unwrap_or_else(|error| {
+            Err(QueryError { code: "execution", message: format!("the query failed: {error}"), line: None, column: None })
+        })
+    }
+}
+
+impl Drop for QueryEngine {
+    fn drop(&mut self) {
+        // Queries still running are abandoned rather than waited for.
+        let runtime = std::mem::replace(&mut self.runtime, tokio::runtime::Builder::new_current_thread().build().expect("runtime"));
+        runtime.shutdown_background();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_read_from_parser_messages() {
+        assert_eq!(parse_position("Expected: an expression, found: FROM at Line: 2, Column: 8"), Some((2, 8)));
+        assert_eq!(parse_position("no position"), None);
+        assert_eq!(end_position("SELECT *\nFROM t WHERE  \n"), (2, 13));
+    }
+}

@@ -1,0 +1,742 @@
+//! One table: its ingestion loop (source → mapping → dedup → buffer), its
+//! sealing of the buffer into extents, merging, retention and the hot cache.
+//!
+//! Queries read a snapshot: the buffered batches plus the listed extents.
+//! A seal swaps buffered rows for the extent that holds them under one
+//! write lock, so a query sees every row exactly once.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use freshet_core::Clock;
+
+use crate::extent::{Extent, ExtentMeta, Manifest, extent_path, read_parquet, write_parquet};
+use crate::mapping::Mapper;
+use crate::source::{DeadLetter, DeadLetterSink, Source, SourceError, SourceRecord};
+use crate::spec::TableSpec;
+use crate::stats::TableStats;
+use crate::{CommitHook, StoreError};
+
+/// How much one read of a partition takes.
+const READ_BYTES: usize = 4 << 20;
+/// How long the loop waits for new events when there are none.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// A batch of buffered rows and the source positions after it.
+#[derive(Debug, Clone)]
+struct Buffered {
+    batch: RecordBatch,
+    positions: BTreeMap<u32, i64>,
+    ingested_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    buffer: Vec<Buffered>,
+    buffer_rows: usize,
+    manifest: Manifest,
+    hot: HashMap<u64, Arc<Vec<RecordBatch>>>,
+}
+
+/// What a query reads of a table at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub schema: SchemaRef,
+    pub spec: Arc<TableSpec>,
+    pub buffer: Vec<RecordBatch>,
+    pub extents: Vec<Extent>,
+    /// Rows ingested before this are past retention and not shown.
+    pub retention_cutoff_ms: Option<i64>,
+}
+
+pub struct Table {
+    spec: Arc<TableSpec>,
+    schema: SchemaRef,
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    state: RwLock<State>,
+    /// Held while a new manifest is computed and written (seal, merge, retention).
+    committing: Mutex<()>,
+    pub stats: TableStats,
+    stop: AtomicBool,
+    halted: AtomicBool,
+    lag: AtomicU64,
+    commit_hook: Mutex<Option<CommitHook>>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("name", &self.spec.name).finish_non_exhaustive()
+    }
+}
+
+/// Summary for `GET /api/v1/tables`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub topic: String,
+    pub group: String,
+    pub rows: u64,
+    pub buffered_rows: u64,
+    pub extents: usize,
+    pub hot_extents: usize,
+    pub extent_bytes: u64,
+    pub lag: u64,
+    pub columns: Vec<ColumnInfo>,
+    pub time_column: Option<String>,
+    pub dedup: Option<String>,
+    pub dedup_window_ms: Option<i64>,
+    pub retention_ms: Option<i64>,
+    pub hot_ms: Option<i64>,
+    pub dead_letter_topic: String,
+    pub ingested_rows: u64,
+    pub duplicates_dropped: u64,
+    pub dead_letters: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl Table {
+    /// Opens (or creates) the table's directory and loads its manifest and
+    /// hot extents.
+    pub fn open(spec: TableSpec, dir: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StoreError> {
+        spec.validate().map_err(StoreError::Invalid)?;
+        let manifest = Manifest::open(dir)?;
+        let schema = spec.schema();
+        let table = Arc::new(Self {
+            spec: Arc::new(spec),
+            schema,
+            dir: dir.to_path_buf(),
+            clock,
+            state: RwLock::new(State { manifest, ..State::default() }),
+            committing: Mutex::new(()),
+            stats: TableStats::default(),
+            stop: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            lag: AtomicU64::new(0),
+            commit_hook: Mutex::new(None),
+        });
+        table.refresh_hot_cache()?;
+        Ok(table)
+    }
+
+    pub fn set_commit_hook(&self, hook: CommitHook) {
+        *self.commit_hook.lock().expect("hook lock") = Some(hook);
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn spec(&self) -> &Arc<TableSpec> {
+        &self.spec
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The durable source positions (what the consumer group has committed).
+    pub fn committed_positions(&self) -> BTreeMap<u32, i64> {
+        self.state.read().expect("table lock").manifest.positions.clone()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.read().expect("table lock");
+        let extents = state
+            .manifest
+            .extents
+            .iter()
+            .map(|meta| Extent { meta: meta.clone(), path: extent_path(&self.dir, meta.id), hot: state.hot.get(&meta.id).cloned() })
+            .collect();
+        Snapshot {
+            schema: self.schema.clone(),
+            spec: self.spec.clone(),
+            buffer: state.buffer.iter().filter(|b| b.batch.num_rows() > 0).map(|b| b.batch.clone()).collect(),
+            extents,
+            retention_cutoff_ms: self.spec.retention_ms.map(|r| self.clock.now_ms() - r),
+        }
+    }
+
+    pub fn info(&self) -> TableInfo {
+        let state = self.state.read().expect("table lock");
+        let extent_rows: u64 = state.manifest.extents.iter().map(|e| e.rows).sum();
+        TableInfo {
+            name: self.spec.name.clone(),
+            topic: self.spec.topic.clone(),
+            group: self.spec.group.clone(),
+            rows: extent_rows + state.buffer_rows as u64,
+            buffered_rows: state.buffer_rows as u64,
+            extents: state.manifest.extents.len(),
+            hot_extents: state.hot.len(),
+            extent_bytes: state.manifest.extents.iter().map(|e| e.bytes).sum(),
+            lag: self.lag.load(Ordering::Relaxed),
+            columns: self
+                .spec
+                .columns
+                .iter()
+                .map(|c| ColumnInfo { name: c.name.clone(), path: c.path.join("."), kind: c.kind.name() })
+                .collect(),
+            time_column: self.spec.time_column.clone(),
+            dedup: self.spec.dedup.as_ref().map(|d| d.column.clone()),
+            dedup_window_ms: self.spec.dedup.as_ref().map(|d| d.window_ms),
+            retention_ms: self.spec.retention_ms,
+            hot_ms: self.spec.hot_ms,
+            dead_letter_topic: self.spec.dead_letter_topic.clone(),
+            ingested_rows: self.stats.rows_ingested.load(Ordering::Relaxed),
+            duplicates_dropped: self.stats.duplicates_dropped.load(Ordering::Relaxed),
+            dead_letters: self.stats.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks the ingestion loop to finish (it seals what it buffered).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Asks the ingestion loop to finish without sealing, as a crash
+    /// would leave it: buffered rows are read again at the next start.
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Runs ingestion until `stop`; seals what is buffered before returning.
+    pub fn run(self: &Arc<Self>, mut source: Box<dyn Source>, mut dead_letters: Box<dyn DeadLetterSink>) {
+        let mut ingest = match Ingest::new(self, dead_letters.as_mut()) {
+            Ok(ingest) => ingest,
+            Err(error) => {
+                tracing::error!(table = %self.spec.name, %error, "the table cannot start ingesting");
+                return;
+            }
+        };
+        let mut last_maintenance = self.clock.now_ms();
+        let mut records = Vec::new();
+        while !self.stop.load(Ordering::Acquire) {
+            let progressed = match ingest.poll(self, source.as_mut(), dead_letters.as_mut(), &mut records) {
+                Ok(progressed) => progressed,
+                Err(error) => {
+                    tracing::warn!(table = %self.spec.name, %error, "ingestion step failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                    false
+                }
+            };
+            let now = self.clock.now_ms();
+            if self.should_seal(now) {
+                if let Err(error) = self.seal() {
+                    tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+            if now - last_maintenance >= 1_000 {
+                last_maintenance = now;
+                if let Err(error) = self.maintain() {
+                    tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
+                }
+                let mut lag = 0;
+                for (&partition, &position) in &ingest.positions {
+                    if let Ok(end) = source.end_offset(partition) {
+                        lag += (end - position).max(0) as u64;
+                    }
+                }
+                self.lag.store(lag, Ordering::Relaxed);
+            }
+            if !progressed {
+                let partition = ingest.positions.keys().next().copied();
+                match partition {
+                    Some(partition) if ingest.positions.len() == 1 => {
+                        source.wait(partition, ingest.positions[&partition], IDLE_WAIT)
+                    }
+                    _ => std::thread::sleep(IDLE_WAIT),
+                }
+            }
+        }
+        if !self.halted.load(Ordering::Acquire)
+            && let Err(error) = self.seal()
+        {
+            tracing::error!(table = %self.spec.name, %error, "final seal failed; the rows will be read again");
+        }
+    }
+
+    fn should_seal(&self, now: i64) -> bool {
+        let state = self.state.read().expect("table lock");
+        let Some(oldest) = state.buffer.first() else { return false };
+        state.buffer_rows >= self.spec.seal.max_rows || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
+    }
+
+    fn buffer_full(&self) -> bool {
+        self.state.read().expect("table lock").buffer_rows >= self.spec.seal.max_rows
+    }
+
+    /// Makes the buffered rows an extent (one per time partition) and
+    /// commits the positions after them.
+    pub fn seal(&self) -> Result<(), StoreError> {
+        let _commit = self.committing.lock().expect("commit lock");
+        let (taken, mut manifest) = {
+            let state = self.state.read().expect("table lock");
+            (state.buffer.clone(), state.manifest.clone())
+        };
+        let Some(last) = taken.last() else { return Ok(()) };
+        let positions = last.positions.clone();
+        let batches: Vec<RecordBatch> = taken.iter().map(|b| b.batch.clone()).filter(|b| b.num_rows() > 0).collect();
+        let mut new_extents = Vec::new();
+        if !batches.is_empty() {
+            let all = concat_batches(&self.schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
+            for part in self.split_by_time(all)? {
+                let id = manifest.next_extent_id;
+                manifest.next_extent_id += 1;
+                let meta = self.write_extent(id, &part)?;
+                new_extents.push((meta, part));
+            }
+        }
+        manifest.positions.extend(positions);
+        manifest.extents.extend(new_extents.iter().map(|(meta, _)| meta.clone()));
+        manifest.save(&self.dir)?;
+        let mut state = self.state.write().expect("table lock");
+        let sealed_rows: usize = taken.iter().map(|b| b.batch.num_rows()).sum();
+        state.buffer.drain(..taken.len());
+        state.buffer_rows -= sealed_rows;
+        for (meta, part) in new_extents {
+            state.hot.insert(meta.id, Arc::new(vec![part]));
+        }
+        let committed = manifest.positions.clone();
+        state.manifest = manifest;
+        drop(state);
+        self.stats.seals.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = self.commit_hook.lock().expect("hook lock").as_ref() {
+            hook(&self.spec.group, &self.spec.topic, &committed);
+        }
+        Ok(())
+    }
+
+    fn write_extent(&self, id: u64, batch: &RecordBatch) -> Result<ExtentMeta, StoreError> {
+        let path = extent_path(&self.dir, id);
+        let bytes = write_parquet(&path, &self.schema, std::slice::from_ref(batch))?;
+        let ingestion = batch
+            .column(self.schema.fields().len() - 1)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .expect("the last column is the ingestion time");
+        let (min_event_us, max_event_us) = match self.time_column(batch) {
+            Some(times) => (datafusion::arrow::compute::min(times), datafusion::arrow::compute::max(times)),
+            None => (None, None),
+        };
+        Ok(ExtentMeta {
+            id,
+            rows: batch.num_rows() as u64,
+            bytes,
+            min_ingestion_ms: datafusion::arrow::compute::min(ingestion).unwrap_or(0),
+            max_ingestion_ms: datafusion::arrow::compute::max(ingestion).unwrap_or(0),
+            min_event_us,
+            max_event_us,
+            created_ms: self.clock.now_ms(),
+        })
+    }
+
+    fn time_column<'a>(&self, batch: &'a RecordBatch) -> Option<&'a TimestampMicrosecondArray> {
+        let name = self.spec.time_column.as_ref()?;
+        batch.column_by_name(name)?.as_any().downcast_ref::<TimestampMicrosecondArray>()
+    }
+
+    /// Splits rows by event-time partition (`extent_span_ms` wide); rows
+    /// without an event time go with the first partition.
+    fn split_by_time(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>, StoreError> {
+        let Some(times) = self.time_column(&batch) else { return Ok(vec![batch]) };
+        let span_us = self.spec.extent_span_ms * 1000;
+        let bins: Vec<Option<i64>> = times.iter().map(|t| t.map(|t| t.div_euclid(span_us))).collect();
+        let mut distinct: Vec<i64> = bins.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() <= 1 {
+            return Ok(vec![batch]);
+        }
+        let first = distinct[0];
+        distinct
+            .iter()
+            .map(|&bin| {
+                let mask: BooleanArray = bins.iter().map(|b| Some(b.unwrap_or(first) == bin)).collect();
+                filter_record_batch(&batch, &mask).map_err(|e| StoreError::Io(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Retention, the hot cache and merging.
+    pub fn maintain(&self) -> Result<(), StoreError> {
+        self.apply_retention()?;
+        self.refresh_hot_cache()?;
+        self.merge_small_extents()?;
+        Ok(())
+    }
+
+    /// Drops extents whose every row is past the soft-delete period.
+    pub fn apply_retention(&self) -> Result<usize, StoreError> {
+        let Some(retention) = self.spec.retention_ms else { return Ok(0) };
+        let _commit = self.committing.lock().expect("commit lock");
+        let cutoff = self.clock.now_ms() - retention;
+        let mut manifest = self.state.read().expect("table lock").manifest.clone();
+        let (expired, kept): (Vec<_>, Vec<_>) = manifest.extents.drain(..).partition(|e| e.max_ingestion_ms < cutoff);
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        manifest.extents = kept;
+        manifest.save(&self.dir)?;
+        {
+            let mut state = self.state.write().expect("table lock");
+            for extent in &expired {
+                state.hot.remove(&extent.id);
+            }
+            state.manifest = manifest;
+        }
+        for extent in &expired {
+            let _ = std::fs::remove_file(extent_path(&self.dir, extent.id));
+        }
+        self.stats.extents_dropped.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        Ok(expired.len())
+    }
+
+    /// Keeps extents with rows inside the hot window in memory; evicts the rest.
+    pub fn refresh_hot_cache(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let is_hot = |meta: &ExtentMeta| self.spec.hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
+        let (to_load, to_evict): (Vec<ExtentMeta>, Vec<u64>) = {
+            let state = self.state.read().expect("table lock");
+            let to_load = state.manifest.extents.iter().filter(|m| is_hot(m) && !state.hot.contains_key(&m.id)).cloned().collect();
+            let to_evict = state
+                .hot
+                .keys()
+                .filter(|id| state.manifest.extents.iter().find(|m| m.id == **id).is_none_or(|m| !is_hot(m)))
+                .copied()
+                .collect();
+            (to_load, to_evict)
+        };
+        let mut loaded = Vec::new();
+        for meta in to_load {
+            loaded.push((meta.id, read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?));
+        }
+        let mut state = self.state.write().expect("table lock");
+        for id in to_evict {
+            state.hot.remove(&id);
+        }
+        for (id, batches) in loaded {
+            if state.manifest.extents.iter().any(|m| m.id == id) {
+                state.hot.insert(id, Arc::new(batches));
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges small extents of the same time partition: at least four, or
+    /// at least two when the newest is older than five seal intervals.
+    pub fn merge_small_extents(&self) -> Result<usize, StoreError> {
+        let seal = self.spec.seal;
+        let now = self.clock.now_ms();
+        let span_us = self.spec.extent_span_ms * 1000;
+        let chosen: Vec<ExtentMeta> = {
+            let state = self.state.read().expect("table lock");
+            let mut by_bin: BTreeMap<Option<i64>, Vec<&ExtentMeta>> = BTreeMap::new();
+            for meta in &state.manifest.extents {
+                if (meta.rows as usize) < seal.merge_below_rows {
+                    by_bin.entry(meta.min_event_us.map(|t| t.div_euclid(span_us))).or_default().push(meta);
+                }
+            }
+            let mut chosen = Vec::new();
+            for group in by_bin.into_values() {
+                let newest = group.iter().map(|m| m.created_ms).max().unwrap_or(now);
+                let quiet = now - newest >= 5 * seal.max_age_ms;
+                if group.len() >= 4 || (group.len() >= 2 && quiet) {
+                    let mut rows = 0usize;
+                    for meta in group.into_iter().take(seal.max_extents_to_merge) {
+                        if rows + meta.rows as usize > 4 * seal.merge_below_rows && !chosen.is_empty() {
+                            break;
+                        }
+                        rows += meta.rows as usize;
+                        chosen.push(meta.clone());
+                    }
+                    break;
+                }
+            }
+            chosen
+        };
+        if chosen.len() < 2 {
+            return Ok(0);
+        }
+        let mut batches = Vec::new();
+        for meta in &chosen {
+            let hot = self.state.read().expect("table lock").hot.get(&meta.id).cloned();
+            match hot {
+                Some(hot) => batches.extend(hot.iter().cloned()),
+                None => batches.extend(read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?),
+            }
+        }
+        let merged = concat_batches(&self.schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
+        let _commit = self.committing.lock().expect("commit lock");
+        let mut manifest = self.state.read().expect("table lock").manifest.clone();
+        if !chosen.iter().all(|c| manifest.extents.iter().any(|m| m.id == c.id)) {
+            return Ok(0); // retention dropped one meanwhile; try again later
+        }
+        let id = manifest.next_extent_id;
+        manifest.next_extent_id += 1;
+        let mut meta = self.write_extent(id, &merged)?;
+        meta.min_ingestion_ms = chosen.iter().map(|m| m.min_ingestion_ms).min().unwrap_or(meta.min_ingestion_ms);
+        manifest.extents.retain(|m| !chosen.iter().any(|c| c.id == m.id));
+        let at = manifest.extents.partition_point(|m| m.id < chosen[0].id);
+        manifest.extents.insert(at, meta.clone());
+        manifest.save(&self.dir)?;
+        {
+            let mut state = self.state.write().expect("table lock");
+            for old in &chosen {
+                state.hot.remove(&old.id);
+            }
+            let is_hot = self.spec.hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
+            if is_hot {
+                state.hot.insert(id, Arc::new(vec![merged]));
+            }
+            state.manifest = manifest;
+        }
+        for old in &chosen {
+            let _ = std::fs::remove_file(extent_path(&self.dir, old.id));
+        }
+        self.stats.merges.fetch_add(1, Ordering::Relaxed);
+        Ok(chosen.len())
+    }
+
+    fn push(&self, buffered: Buffered) {
+        let mut state = self.state.write().expect("table lock");
+        state.buffer_rows += buffered.batch.num_rows();
+        state.buffer.push(buffered);
+    }
+}
+
+/// The ingestion loop's working state: positions read so far, the mapper,
+/// the dedup window and how far dead letters were already sent.
+struct Ingest {
+    mapper: Mapper,
+    positions: BTreeMap<u32, i64>,
+    dedup: Option<DedupWindow>,
+    dead_letter_marks: BTreeMap<u32, i64>,
+}
+
+impl Ingest {
+    fn new(table: &Table, dead_letters: &mut dyn DeadLetterSink) -> Result<Self, StoreError> {
+        let mapper = Mapper::new(&table.spec).map_err(StoreError::Invalid)?;
+        let positions = table.committed_positions();
+        let dedup = match &table.spec.dedup {
+            None => None,
+            Some(spec) => {
+                let column = table.spec.column_index(&spec.column).expect("validated");
+                let mut window = DedupWindow::new(spec.window_ms, column);
+                window.rebuild(table)?;
+                Some(window)
+            }
+        };
+        let dead_letter_marks = dead_letters.sent_marks(&table.spec.name).map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Self { mapper, positions, dedup, dead_letter_marks })
+    }
+
+    /// Reads once from every partition; true when anything was read.
+    fn poll(
+        &mut self,
+        table: &Table,
+        source: &mut dyn Source,
+        dead_letters: &mut dyn DeadLetterSink,
+        records: &mut Vec<SourceRecord>,
+    ) -> Result<bool, SourceError> {
+        let partitions = source.partitions()?;
+        let mut progressed = false;
+        for partition in partitions {
+            if table.buffer_full() {
+                // Back-pressure: the loop seals before reading more.
+                break;
+            }
+            let position = *self.positions.entry(partition).or_insert(0);
+            records.clear();
+            let next = match source.read(partition, position, READ_BYTES, records) {
+                Ok(next) => next,
+                Err(SourceError::Truncated { start, .. }) => {
+                    tracing::warn!(table = %table.spec.name, partition, lost = start - position,
+                        "events were deleted by the topic's retention before the table read them");
+                    table.stats.events_missed.fetch_add((start - position) as u64, Ordering::Relaxed);
+                    self.positions.insert(partition, start);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            if next == position && records.is_empty() {
+                continue;
+            }
+            progressed = true;
+            self.ingest(table, records, dead_letters)?;
+            self.positions.insert(partition, next);
+            // The positions after this read, committed with the rows before them.
+            table.push(Buffered {
+                batch: RecordBatch::new_empty(table.schema.clone()),
+                positions: self.positions.clone(),
+                ingested_ms: table.clock.now_ms(),
+            });
+        }
+        Ok(progressed)
+    }
+
+    fn ingest(&mut self, table: &Table, records: &[SourceRecord], dead_letters: &mut dyn DeadLetterSink) -> Result<(), SourceError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = table.clock.now_ms();
+        let bytes: u64 = records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64)).sum();
+        let events: Vec<&[u8]> = records.iter().map(|r| r.value.as_deref().unwrap_or(b"")).collect();
+        let mapped = self.mapper.map(&events);
+        let letters: Vec<DeadLetter> = mapped
+            .rejected
+            .iter()
+            .map(|(at, reason)| (&records[*at], reason))
+            .filter(|(record, _)| self.dead_letter_marks.get(&record.partition).is_none_or(|&mark| record.offset > mark))
+            .map(|(record, reason)| DeadLetter {
+                table: table.spec.name.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                reason: if record.value.is_none() { "the event has no value".into() } else { reason.clone() },
+                value: record.value.clone(),
+            })
+            .collect();
+        dead_letters.send(&letters)?;
+        table.stats.dead_letters.fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
+        let mut batch = mapped.batch;
+        if let Some(dedup) = &mut self.dedup {
+            let keep = dedup.filter(&batch, now);
+            let dropped = keep.false_count();
+            if dropped > 0 {
+                batch = filter_record_batch(&batch, &keep).expect("filter keeps the schema");
+                table.stats.duplicates_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            }
+        }
+        let rows = batch.num_rows();
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(TimestampMillisecondArray::from(vec![now; rows]).with_timezone("UTC")) as ArrayRef);
+        let batch = RecordBatch::try_new(table.schema.clone(), columns).expect("mapped columns and ingestion time fit the table");
+        // Freshness: from the event's log timestamp to queryable.
+        for at in &mapped.kept {
+            table.stats.freshness.observe((now - records[*at].timestamp).max(0) as u64);
+        }
+        table.stats.rows_ingested.fetch_add(rows as u64, Ordering::Relaxed);
+        table.stats.bytes_ingested.fetch_add(bytes, Ordering::Relaxed);
+        if rows > 0 {
+            let last = records.last().expect("not empty");
+            let mut positions = self.positions.clone();
+            positions.insert(last.partition, last.offset + 1);
+            table.push(Buffered { batch, positions, ingested_ms: now });
+        }
+        Ok(())
+    }
+}
+
+/// Keys seen within the window of ingestion time, as 128-bit hashes.
+struct DedupWindow {
+    window_ms: i64,
+    column: usize,
+    seen: HashMap<u128, i64>,
+    order: VecDeque<(i64, u128)>,
+}
+
+impl DedupWindow {
+    fn new(window_ms: i64, column: usize) -> Self {
+        Self { window_ms, column, seen: HashMap::new(), order: VecDeque::new() }
+    }
+
+    /// Loads the keys of extents still inside the window.
+    fn rebuild(&mut self, table: &Table) -> Result<(), StoreError> {
+        let since = table.clock.now_ms() - self.window_ms;
+        let snapshot = table.snapshot();
+        for extent in snapshot.extents.iter().filter(|e| e.meta.max_ingestion_ms >= since) {
+            let batches = match &extent.hot {
+                Some(hot) => hot.as_ref().clone(),
+                None => read_parquet(&extent.path, &snapshot.schema)?,
+            };
+            for batch in batches {
+                let times = batch
+                    .column(batch.num_columns() - 1)
+                    .as_any()
+                    .downcast_ref::<TimestampMillisecondArray>()
+                    .expect("ingestion time")
+                    .clone();
+                let keys = key_hashes(batch.column(self.column));
+                for (key, time) in keys.into_iter().zip(times.values().iter()) {
+                    if let Some(key) = key
+                        && *time >= since
+                    {
+                        self.remember(key, *time);
+                    }
+                }
+            }
+        }
+        let mut entries: Vec<_> = self.order.drain(..).collect();
+        entries.sort_unstable();
+        self.order = entries.into();
+        Ok(())
+    }
+
+    fn remember(&mut self, key: u128, at: i64) {
+        self.seen.insert(key, at);
+        self.order.push_back((at, key));
+    }
+
+    /// Which rows are first seen (true) rather than repeats (false).
+    fn filter(&mut self, batch: &RecordBatch, now: i64) -> BooleanArray {
+        while let Some(&(at, key)) = self.order.front() {
+            if at >= now - self.window_ms {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
+            }
+        }
+        key_hashes(batch.column(self.column))
+            .into_iter()
+            .map(|key| match key {
+                None => Some(true),
+                Some(key) if self.seen.contains_key(&key) => Some(false),
+                Some(key) => {
+                    self.remember(key, now);
+                    Some(true)
+                }
+            })
+            .collect()
+    }
+}
+
+fn key_hashes(column: &ArrayRef) -> Vec<Option<u128>> {
+    use xxhash_rust::xxh3::xxh3_128;
+    if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+        return strings.iter().map(|s| s.map(|s| xxh3_128(s.as_bytes()))).collect();
+    }
+    if let Some(longs) = column.as_any().downcast_ref::<Int64Array>() {
+        return longs.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+    }
+    if let Some(ints) = column.as_any().downcast_ref::<Int32Array>() {
+        return ints.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+    }
+    if let Some(times) = column.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+        return times.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+    }
+    // Reals and bools make poor keys; every row is kept.
+    vec![None; column.len()]
+}

@@ -1,0 +1,376 @@
+//! The store over a real log: simulator events in, SQL answers checked
+//! against answers computed here from the same events.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use freshet_core::{Clock, ManualClock, SystemClock};
+use freshet_log::batch::{self, ProducerStamp, Record};
+use freshet_log::{Log, LogOptions, TopicConfig};
+use freshet_sim::generator::{Generated, Generator, Injection, Options};
+use freshet_sim::scenario::Scenario;
+use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use freshet_store::{ColumnSpec, ColumnType, DedupSpec, QueryLimits, QueryResult, Store, TableSpec};
+use serde_json::Value;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+}
+
+fn options(scenario: Scenario, seed: u64) -> Options {
+    Options {
+        scenario,
+        seed,
+        keys: 50,
+        rate_per_s: 1_000,
+        start_us: 1_767_225_600_000_000, // 2026-01-01
+        duplicates: 0.0,
+        late: 0.0,
+        late_by_ms: 0,
+        out_of_order: 0.0,
+        disorder_ms: 0,
+        malformed: 0.0,
+    }
+}
+
+fn generate(options: Options, count: usize) -> Vec<Generated> {
+    let mut generator = Generator::new(options);
+    (0..count).map(|_| generator.next_event()).collect()
+}
+
+/// Appends events keyed as the simulator keys them, 500 to a batch.
+fn produce(log: &Log, topic: &str, events: &[Generated]) {
+    let partitions = log.topic(topic).unwrap().partitions();
+    let mut by_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
+    for event in events {
+        let partition = event.key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % partitions.len();
+        by_partition.entry(partition).or_default().push(Record {
+            timestamp: SystemClock.now_ms(),
+            key: Some(event.key.clone().into_bytes()),
+            value: Some(event.payload.to_vec()),
+            headers: Vec::new(),
+        });
+    }
+    for (partition, records) in by_partition {
+        for chunk in records.chunks(500) {
+            partitions[partition].append(batch::encode(chunk, ProducerStamp::none())).unwrap();
+        }
+    }
+}
+
+fn column(name: &str, path: &str, kind: ColumnType) -> ColumnSpec {
+    ColumnSpec { name: name.into(), path: path.split('.').map(String::from).collect(), kind, default: None, required: false }
+}
+
+fn iot_table() -> TableSpec {
+    let mut spec = TableSpec::new(
+        "telemetry",
+        "iot",
+        vec![
+            ColumnSpec { required: true, ..column("eventId", "eventId", ColumnType::String) },
+            column("deviceId", "deviceId", ColumnType::String),
+            column("type", "type", ColumnType::String),
+            column("value", "value", ColumnType::Real),
+            column("md0", "complexData.moreData0", ColumnType::Real),
+            column("seq", "deviceSequenceNumber", ColumnType::Long),
+            column("createdAt", "createdAt", ColumnType::Datetime),
+        ],
+    );
+    spec.time_column = Some("createdAt".into());
+    spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 600_000 });
+    spec.extent_span_ms = 60_000;
+    spec
+}
+
+/// Fields drop in order: the store's threads stop before the runtime they wait on.
+struct Fixture {
+    store: Option<Store>,
+    log: Arc<Log>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    fn open(dir: &Path, topic: &str, partitions: u32, clock: Arc<dyn Clock>) -> Self {
+        let runtime = runtime();
+        let log = Arc::new(Log::open(dir, LogOptions::default()).unwrap());
+        log.ensure_topic(topic, TopicConfig { partitions, ..TopicConfig::default() }).unwrap();
+        let limits = QueryLimits { threads: 2, ..QueryLimits::default() };
+        let store = Store::open(dir, log.clone(), clock.clone(), limits, runtime.handle().clone()).unwrap();
+        Self { runtime, log, store: Some(store) }
+    }
+
+    fn store(&self) -> &Store {
+        self.store.as_ref().unwrap()
+    }
+
+    fn query(&self, sql: &str) -> QueryResult {
+        self.runtime.block_on(self.store().query(sql)).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        let result = self.query(sql);
+        result.batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+    }
+
+    /// Waits until the table holds `rows` rows (queries see them).
+    fn wait_for_rows(&self, table: &str, rows: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = self.count(&format!("SELECT count(*) FROM {table}"));
+            if seen == rows {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{table} has {seen} rows, expected {rows}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn close(mut self) {
+        self.store.take().unwrap().shutdown();
+        self.log.close().unwrap();
+    }
+}
+
+#[test]
+fn events_are_queryable_and_answers_match_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 3, Arc::new(SystemClock));
+    let events = generate(Options { duplicates: 0.01, ..options(Scenario::Iot, 7) }, 20_000);
+    fixture.store().apply(iot_table()).unwrap();
+    produce(&fixture.log, "iot", &events);
+
+    // Independent answers from the events themselves.
+    let unique: Vec<Value> = events
+        .iter()
+        .filter(|e| e.injection != Injection::Duplicate)
+        .map(|e| serde_json::from_slice(&e.payload).unwrap())
+        .collect();
+    let duplicates = events.len() - unique.len();
+    assert!(duplicates > 100, "the simulator injected {duplicates} duplicates");
+    fixture.wait_for_rows("telemetry", unique.len() as i64);
+    assert_eq!(fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"), unique.len() as i64);
+
+    let mut by_type: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for event in &unique {
+        let entry = by_type.entry(event["type"].as_str().unwrap().to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += event["value"].as_f64().unwrap();
+    }
+    let result = fixture.query("SELECT type, count(*) AS n, sum(value) AS total FROM telemetry GROUP BY type ORDER BY type");
+    let mut answered = BTreeMap::new();
+    for batch in &result.batches {
+        let types = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let counts = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        let sums = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+        for row in 0..batch.num_rows() {
+            answered.insert(types.value(row).to_string(), (counts.value(row), sums.value(row)));
+        }
+    }
+    assert_eq!(answered.len(), by_type.len());
+    for (kind, (count, sum)) in &by_type {
+        let (n, total) = answered[kind];
+        assert_eq!(n, *count, "{kind}");
+        assert!((total - sum).abs() < 1e-6 * sum.abs().max(1.0), "{kind}: {total} vs {sum}");
+    }
+
+    // A time-range filter, checked against the events' own times.
+    let first = events[0].event_time_us;
+    let from = first + 5_000_000;
+    let to = first + 9_000_000;
+    let expected = events
+        .iter()
+        .filter(|e| e.injection != Injection::Duplicate && (from..to).contains(&e.event_time_us))
+        .count() as i64;
+    let sql = format!(
+        "SELECT count(*) FROM telemetry WHERE \"createdAt\" >= to_timestamp_micros({from}) AND \"createdAt\" < to_timestamp_micros({to})"
+    );
+    assert_eq!(fixture.count(&sql), expected);
+
+    // After sealing, the same answers come from extents.
+    let table = fixture.store().table("telemetry").unwrap();
+    table.seal().unwrap();
+    assert!(table.info().extents >= 1);
+    assert_eq!(table.info().buffered_rows, 0);
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), unique.len() as i64);
+    assert_eq!(fixture.count(&sql), expected);
+    assert_eq!(table.info().duplicates_dropped, duplicates as u64);
+    fixture.close();
+}
+
+#[test]
+fn a_restart_resumes_from_committed_positions_without_loss_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(options(Scenario::Iot, 11), 6_000);
+    let fixture = Fixture::open(dir.path(), "iot", 2, Arc::new(SystemClock));
+    fixture.store().apply(iot_table()).unwrap();
+    produce(&fixture.log, "iot", &events[..3_000]);
+    fixture.wait_for_rows("telemetry", 3_000);
+    fixture.store().table("telemetry").unwrap().seal().unwrap();
+    produce(&fixture.log, "iot", &events[3_000..4_000]);
+    fixture.wait_for_rows("telemetry", 4_000);
+    // Rows 3000..4000 are only buffered; simulate a crash: the table stops
+    // without sealing and its manifest knows only the first 3000.
+    let table = fixture.store().table("telemetry").unwrap();
+    let committed: i64 = table.committed_positions().values().sum();
+    assert_eq!(committed, 3_000);
+    // An extent file written but never committed (a crash between the two steps).
+    std::fs::write(table.dir().join("extents").join(format!("{:020}.parquet", 999)), b"partial").unwrap();
+    drop(table);
+    fixture.store().halt(); // no final seal, as after kill -9
+    fixture.close();
+
+    let fixture = Fixture::open(dir.path(), "iot", 2, Arc::new(SystemClock));
+    fixture.store().apply(iot_table()).unwrap();
+    produce(&fixture.log, "iot", &events[4_000..]);
+    fixture.wait_for_rows("telemetry", 6_000);
+    assert_eq!(fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"), 6_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    assert!(!table.dir().join("extents").join(format!("{:020}.parquet", 999)).exists());
+    fixture.close();
+}
+
+#[test]
+fn malformed_events_fill_only_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    let events = generate(Options { malformed: 0.3, ..options(Scenario::Iot, 3) }, 3_000);
+    let malformed = events.iter().filter(|e| e.injection == Injection::Malformed).count();
+    assert!(malformed > 500);
+    fixture.store().apply(iot_table()).unwrap();
+    produce(&fixture.log, "iot", &events);
+    fixture.wait_for_rows("telemetry", (events.len() - malformed) as i64);
+    let table = fixture.store().table("telemetry").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while table.info().dead_letters < malformed as u64 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dead = fixture.log.partition("iot.deadletter", 0).unwrap();
+    assert_eq!(dead.end_offset(), malformed as i64);
+    let read = dead.read(0, 1 << 20).unwrap();
+    let records = batch::decode_uncompressed(&read.bytes[..batch::split(&read.bytes).unwrap()[0].1.len()]).unwrap();
+    let (_, first) = &records[0];
+    let reason = first.headers.iter().find(|(k, _)| k == "freshet.reason").unwrap().1.clone().unwrap();
+    assert!(!reason.is_empty());
+    assert!(first.headers.iter().any(|(k, v)| k == "freshet.table" && v.as_deref() == Some(&b"telemetry"[..])));
+    fixture.close();
+
+    // Re-reading after a restart does not send dead letters twice.
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    std::fs::remove_file(dir.path().join("store/telemetry/manifest.json")).ok();
+    fixture.store().apply(iot_table()).unwrap();
+    fixture.wait_for_rows("telemetry", (events.len() - malformed) as i64);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fixture.log.partition("iot.deadletter", 0).unwrap().end_offset(), malformed as i64);
+    fixture.close();
+}
+
+#[test]
+fn retention_and_the_hot_window_follow_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_767_225_600_000);
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(clock.clone()));
+    let mut spec = iot_table();
+    spec.retention_ms = Some(3_600_000);
+    spec.hot_ms = Some(600_000);
+    fixture.store().apply(spec).unwrap();
+    let events = generate(options(Scenario::Iot, 5), 2_000);
+    produce(&fixture.log, "iot", &events[..1_000]);
+    fixture.wait_for_rows("telemetry", 1_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    table.seal().unwrap();
+    assert_eq!(table.info().hot_extents, table.info().extents);
+
+    // Past the hot window: the extent leaves memory, rows are read from disk.
+    clock.advance_ms(1_200_000);
+    produce(&fixture.log, "iot", &events[1_000..]);
+    fixture.wait_for_rows("telemetry", 2_000);
+    table.seal().unwrap();
+    table.maintain().unwrap();
+    let info = table.info();
+    assert!(info.extents > info.hot_extents, "{info:?}");
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 2_000);
+
+    // Past retention for the first batch only.
+    clock.advance_ms(3_600_000 - 1_200_000 + 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000, "filtered at query time");
+    table.maintain().unwrap();
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000);
+    let ids: HashSet<String> = fixture
+        .query("SELECT \"eventId\" FROM telemetry")
+        .batches
+        .iter()
+        .flat_map(|b| b.column(0).as_any().downcast_ref::<StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>())
+        .collect();
+    let second: HashSet<String> = events[1_000..].iter().map(|e| e.event_id.clone().unwrap()).collect();
+    assert_eq!(ids, second);
+    fixture.close();
+}
+
+#[test]
+fn small_extents_merge_without_changing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    let mut spec = iot_table();
+    spec.extent_span_ms = 86_400_000;
+    fixture.store().apply(spec).unwrap();
+    let events = generate(options(Scenario::Iot, 9), 5_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    for (at, chunk) in events.chunks(1_000).enumerate() {
+        produce(&fixture.log, "iot", chunk);
+        fixture.wait_for_rows("telemetry", ((at + 1) * 1_000) as i64);
+        table.seal().unwrap();
+    }
+    assert_eq!(table.info().extents, 5);
+    let before = fixture.count("SELECT sum(seq) FROM telemetry");
+    assert_eq!(table.merge_small_extents().unwrap(), 5);
+    assert_eq!(table.info().extents, 1);
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 5_000);
+    assert_eq!(fixture.count("SELECT sum(seq) FROM telemetry"), before);
+    let files = std::fs::read_dir(table.dir().join("extents")).unwrap().count();
+    assert_eq!(files, 1, "merged-away files are removed");
+    fixture.close();
+}
+
+#[test]
+fn sql_errors_say_where_and_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    fixture.store().apply(iot_table()).unwrap();
+    let error = fixture.runtime.block_on(fixture.store().query("SELECT count(*)\nFROM telemetry\nWHERE value >")).unwrap_err();
+    assert_eq!(error.code, "syntax");
+    assert_eq!(error.line, Some(3), "{error:?}");
+    let error = fixture.runtime.block_on(fixture.store().query("SELECT nope FROM telemetry")).unwrap_err();
+    assert_eq!(error.code, "plan");
+    assert!(error.message.contains("nope"), "{error:?}");
+    let error = fixture.runtime.block_on(fixture.store().query("DROP TABLE telemetry")).unwrap_err();
+    assert_eq!(error.code, "forbidden", "{error:?}");
+    let error = fixture.runtime.block_on(fixture.store().query("SELECT * FROM missing")).unwrap_err();
+    assert!(error.message.contains("missing"), "{error:?}");
+    fixture.close();
+}
+
+#[test]
+fn altering_a_table_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    let mut spec = iot_table();
+    spec.columns.retain(|c| c.name != "md0");
+    fixture.store().apply(spec.clone()).unwrap();
+    let events = generate(options(Scenario::Iot, 13), 2_000);
+    produce(&fixture.log, "iot", &events[..1_000]);
+    fixture.wait_for_rows("telemetry", 1_000);
+    fixture.store().table("telemetry").unwrap().seal().unwrap();
+    let altered = iot_table();
+    assert_eq!(fixture.store().apply(altered.clone()).unwrap(), freshet_store::Applied::Altered);
+    produce(&fixture.log, "iot", &events[1_000..]);
+    fixture.wait_for_rows("telemetry", 2_000);
+    assert_eq!(fixture.count("SELECT count(md0) FROM telemetry"), 1_000, "old rows read the new column as null");
+    let mut retyped = altered;
+    retyped.columns.iter_mut().find(|c| c.name == "seq").unwrap().kind = ColumnType::Real;
+    let error = fixture.store().apply(retyped).unwrap_err();
+    assert!(error.to_string().contains("changing it to real is not supported"), "{error}");
+    fixture.close();
+}

@@ -20,6 +20,7 @@ use super::AppState;
 pub(super) const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// A JSON error with its status.
+#[derive(Debug)]
 pub(super) struct ApiError {
     status: StatusCode,
     body: Value,

@@ -33,6 +33,24 @@ pub struct Options {
 }
 
 impl Options {
+    /// Clean events of `scenario` (nothing injected), `rate_per_s` apart in
+    /// event time from `start_us`.
+    pub fn plain(scenario: Scenario, seed: u64, keys: u64, rate_per_s: u64, start_us: i64) -> Self {
+        Self {
+            scenario,
+            seed,
+            keys,
+            rate_per_s,
+            start_us,
+            duplicates: 0.0,
+            late: 0.0,
+            late_by_ms: 0,
+            out_of_order: 0.0,
+            disorder_ms: 0,
+            malformed: 0.0,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for (name, fraction) in [("duplicates", self.duplicates), ("late", self.late), ("out-of-order", self.out_of_order), ("malformed", self.malformed)] {
             if !(0.0..=1.0).contains(&fraction) {

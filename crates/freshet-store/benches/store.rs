@@ -20,7 +20,7 @@ use freshet_log::batch::{self, ProducerStamp, Record};
 use freshet_log::{Durability, Log, LogOptions, TopicConfig};
 use freshet_sim::generator::{Generator, Options};
 use freshet_sim::scenario::Scenario;
-use freshet_store::{ColumnSpec, ColumnType, QueryLimits, Store, TableSpec};
+use freshet_store::{QueryLimits, Store, TableSpec};
 
 const START_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 const EVENTS_PER_SECOND_OF_EVENT_TIME: u64 = 10_000;
@@ -64,20 +64,7 @@ fn queries(point_id: &str) -> Vec<(&'static str, String, String)> {
 }
 
 fn payments_table(name: &str, topic: &str) -> TableSpec {
-    let column = |name: &str, kind: ColumnType| ColumnSpec { name: name.into(), path: vec![name.into()], kind, default: None, required: false };
-    let mut spec = TableSpec::new(
-        name,
-        topic,
-        vec![
-            column("eventId", ColumnType::String),
-            column("BIN", ColumnType::String),
-            column("MerchantId", ColumnType::String),
-            column("Result", ColumnType::String),
-            column("Amount", ColumnType::Real),
-            column("EventTime", ColumnType::Datetime),
-        ],
-    );
-    spec.time_column = Some("EventTime".into());
+    let mut spec = TableSpec::payments(name, topic);
     spec.extent_span_ms = 10 * 60_000;
     spec.seal.max_age_ms = 5_000;
     spec
@@ -86,19 +73,7 @@ fn payments_table(name: &str, topic: &str) -> TableSpec {
 /// Appends `count` payments events, keyed by BIN, 1,000 to a batch.
 fn fill(log: &Log, topic: &str, count: u64, seed: u64) -> (u64, String) {
     let partitions = log.topic(topic).unwrap().partitions();
-    let mut generator = Generator::new(Options {
-        scenario: Scenario::Payments,
-        seed,
-        keys: 1_000,
-        rate_per_s: EVENTS_PER_SECOND_OF_EVENT_TIME,
-        start_us: START_US,
-        duplicates: 0.0,
-        late: 0.0,
-        late_by_ms: 0,
-        out_of_order: 0.0,
-        disorder_ms: 0,
-        malformed: 0.0,
-    });
+    let mut generator = Generator::new(Options::plain(Scenario::Payments, seed, 1_000, EVENTS_PER_SECOND_OF_EVENT_TIME, START_US));
     let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];
     let mut bytes = 0u64;
     let mut point_id = String::new();
@@ -233,19 +208,7 @@ fn best_of_3(runtime: &tokio::runtime::Runtime, store: &Store, sql: &str) -> f64
 /// they were appended, in 100 slices a second.
 fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
     let partitions = log.topic(topic).unwrap().partitions();
-    let mut generator = Generator::new(Options {
-        scenario: Scenario::Payments,
-        seed: 2,
-        keys: 1_000,
-        rate_per_s: rate,
-        start_us: SystemClock.now_ms() * 1000,
-        duplicates: 0.0,
-        late: 0.0,
-        late_by_ms: 0,
-        out_of_order: 0.0,
-        disorder_ms: 0,
-        malformed: 0.0,
-    });
+    let mut generator = Generator::new(Options::plain(Scenario::Payments, 2, 1_000, rate, SystemClock.now_ms() * 1000));
     let per_slice = (rate / 100).max(1);
     let started = Instant::now();
     for slice in 0..seconds * 100 {

@@ -158,22 +158,18 @@ impl Store {
     /// Stops every table without sealing, as a crash would (for crash
     /// tests): buffered rows are read from the log again at the next start.
     pub fn halt(&self) {
-        let mut tables = self.tables.write().expect("tables lock");
-        for running in tables.values() {
-            running.table.halt();
-        }
-        for running in tables.values_mut() {
-            if let Some(thread) = running.thread.take() {
-                let _ = thread.join();
-            }
-        }
+        self.stop_tables(Table::halt);
     }
 
     /// Stops every table after sealing what it buffered.
     pub fn shutdown(&self) {
+        self.stop_tables(Table::stop);
+    }
+
+    fn stop_tables(&self, stop: fn(&Table)) {
         let mut tables = self.tables.write().expect("tables lock");
         for running in tables.values() {
-            running.table.stop();
+            stop(&running.table);
         }
         for running in tables.values_mut() {
             if let Some(thread) = running.thread.take() {

@@ -296,7 +296,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, path: &str, kind: ColumnType) -> ColumnSpec {
-        ColumnSpec { name: name.into(), path: path.split('.').map(String::from).collect(), kind, default: None, required: false }
+        ColumnSpec::at_path(name, path, kind)
     }
 
     fn spec() -> TableSpec {

@@ -119,7 +119,8 @@ pub struct QueryResult {
 }
 
 pub struct QueryEngine {
-    runtime: tokio::runtime::Runtime,
+    /// Taken only by `Drop`.
+    runtime: Option<tokio::runtime::Runtime>,
     context: SessionContext,
     limits: QueryLimits,
 }
@@ -149,7 +150,7 @@ impl QueryEngine {
             .build_arc()
             .map_err(std::io::Error::other)?;
         let context = SessionContext::new_with_config_rt(config, runtime_env);
-        Ok(Self { runtime, context, limits })
+        Ok(Self { runtime: Some(runtime), context, limits })
     }
 
     pub fn limits(&self) -> QueryLimits {
@@ -173,7 +174,7 @@ impl QueryEngine {
         let context = self.context.clone();
         let limits = self.limits;
         let sql = sql.to_string();
-        let task = self.runtime.spawn(async move {
+        let task = self.runtime.as_ref().expect("the runtime lives until drop").spawn(async move {
             let started = Instant::now();
             let run = async {
                 let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
@@ -218,9 +219,11 @@ impl QueryEngine {
 
 impl Drop for QueryEngine {
     fn drop(&mut self) {
-        // Queries still running are abandoned rather than waited for.
-        let runtime = std::mem::replace(&mut self.runtime, tokio::runtime::Builder::new_current_thread().build().expect("runtime"));
-        runtime.shutdown_background();
+        // Queries still running are abandoned rather than waited for; this
+        // also makes dropping the store safe inside an async context.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

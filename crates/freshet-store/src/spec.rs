@@ -78,6 +78,13 @@ pub struct ColumnSpec {
     pub required: bool,
 }
 
+impl ColumnSpec {
+    /// A nullable column read from the dotted `path`, without a default.
+    pub fn at_path(name: &str, path: &str, kind: ColumnType) -> Self {
+        Self { name: name.into(), path: path.split('.').map(String::from).collect(), kind, default: None, required: false }
+    }
+}
+
 /// Drop an event whose key was already seen within `window_ms` of
 /// ingestion time.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +152,26 @@ impl TableSpec {
             dead_letter_topic: format!("{topic}.deadletter"),
             seal: SealPolicy::default(),
         }
+    }
+
+    /// The simulator's payment authorisations (seed 001's `AuthEvents`),
+    /// deduplicated by `eventId` within 10 minutes.
+    pub fn payments(name: &str, topic: &str) -> Self {
+        let mut spec = Self::new(
+            name,
+            topic,
+            vec![
+                ColumnSpec { required: true, ..ColumnSpec::at_path("eventId", "eventId", ColumnType::String) },
+                ColumnSpec::at_path("BIN", "BIN", ColumnType::String),
+                ColumnSpec::at_path("MerchantId", "MerchantId", ColumnType::String),
+                ColumnSpec::at_path("Result", "Result", ColumnType::String),
+                ColumnSpec::at_path("Amount", "Amount", ColumnType::Real),
+                ColumnSpec::at_path("EventTime", "EventTime", ColumnType::Datetime),
+            ],
+        );
+        spec.time_column = Some("EventTime".into());
+        spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 10 * 60_000 });
+        spec
     }
 
     /// The table's columns as queries see them: the mapped columns, then
@@ -239,7 +266,7 @@ mod tests {
     use super::*;
 
     fn column(name: &str, kind: ColumnType) -> ColumnSpec {
-        ColumnSpec { name: name.into(), path: vec![name.into()], kind, default: None, required: false }
+        ColumnSpec::at_path(name, name, kind)
     }
 
     #[test]

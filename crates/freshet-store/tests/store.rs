@@ -20,19 +20,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn options(scenario: Scenario, seed: u64) -> Options {
-    Options {
-        scenario,
-        seed,
-        keys: 50,
-        rate_per_s: 1_000,
-        start_us: 1_767_225_600_000_000, // 2026-01-01
-        duplicates: 0.0,
-        late: 0.0,
-        late_by_ms: 0,
-        out_of_order: 0.0,
-        disorder_ms: 0,
-        malformed: 0.0,
-    }
+    Options::plain(scenario, seed, 50, 1_000, 1_767_225_600_000_000) // 2026-01-01
 }
 
 fn generate(options: Options, count: usize) -> Vec<Generated> {
@@ -61,7 +49,7 @@ fn produce(log: &Log, topic: &str, events: &[Generated]) {
 }
 
 fn column(name: &str, path: &str, kind: ColumnType) -> ColumnSpec {
-    ColumnSpec { name: name.into(), path: path.split('.').map(String::from).collect(), kind, default: None, required: false }
+    ColumnSpec::at_path(name, path, kind)
 }
 
 fn iot_table() -> TableSpec {

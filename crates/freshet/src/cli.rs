@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
 use freshet_server::{BoundPorts, Config, Server};
-use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec};
+use freshet_store::TableSpec;
 
 use crate::{client, query, simulate};
 
@@ -155,21 +155,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 /// The demo's raw table of payment authorisations (seed 001's `AuthEvents`).
 fn demo_auth_table() -> TableSpec {
-    let column = |name: &str, kind: ColumnType| ColumnSpec { name: name.into(), path: vec![name.into()], kind, default: None, required: false };
-    let mut spec = TableSpec::new(
-        "auth",
-        "auth-events",
-        vec![
-            ColumnSpec { required: true, ..column("eventId", ColumnType::String) },
-            column("BIN", ColumnType::String),
-            column("MerchantId", ColumnType::String),
-            column("Result", ColumnType::String),
-            column("Amount", ColumnType::Real),
-            column("EventTime", ColumnType::Datetime),
-        ],
-    );
-    spec.time_column = Some("EventTime".into());
-    spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 10 * 60_000 });
+    let mut spec = TableSpec::payments("auth", "auth-events");
     spec.extent_span_ms = 3_600_000;
     spec.seal.max_age_ms = 10_000;
     spec

@@ -51,7 +51,7 @@ fn help_lists_every_command_and_each_has_its_own_help() {
 
 #[test]
 fn a_command_not_in_this_build_says_so_and_exits_2() {
-    let output = run(&["query", "SELECT 1"]);
+    let output = run(&["job", "test", "decline-rate.sql"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not available in this build"));
 }

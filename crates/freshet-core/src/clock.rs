@@ -31,7 +31,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
-        Self { now_ms: Arc::new(AtomicI64::new(now_ms)) }
+        Self {
+            now_ms: Arc::new(AtomicI64::new(now_ms)),
+        }
     }
 
     pub fn advance_ms(&self, delta_ms: i64) {

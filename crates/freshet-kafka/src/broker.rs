@@ -33,10 +33,19 @@ pub struct Broker {
 impl Broker {
     /// Opens the broker's state in the log (committed offsets) and starts
     /// the group coordinator's clock, which runs until `stopped`.
-    pub fn start(log: Arc<Log>, settings: BrokerSettings, stopped: watch::Receiver<bool>) -> Result<Self, LogError> {
+    pub fn start(
+        log: Arc<Log>,
+        settings: BrokerSettings,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<Self, LogError> {
         let coordinator = Arc::new(Coordinator::new(OffsetStore::open(&log)?));
         coordinator.run_ticks(stopped);
-        Ok(Self { log, settings, coordinator, metrics: Arc::new(KafkaMetrics::default()) })
+        Ok(Self {
+            log,
+            settings,
+            coordinator,
+            metrics: Arc::new(KafkaMetrics::default()),
+        })
     }
 
     pub fn coordinator(&self) -> &Arc<Coordinator> {
@@ -52,7 +61,10 @@ impl Broker {
     pub(crate) fn topic(&self, name: &str, create: bool) -> Result<Arc<Topic>, LogError> {
         match self.log.topic(name) {
             Err(LogError::UnknownTopic(_)) if create && self.settings.auto_create_topics => {
-                let config = TopicConfig { partitions: self.settings.default_partitions, ..TopicConfig::default() };
+                let config = TopicConfig {
+                    partitions: self.settings.default_partitions,
+                    ..TopicConfig::default()
+                };
                 match self.log.create_topic(name, config) {
                     Err(LogError::TopicExists(_)) => self.log.topic(name),
                     other => other,

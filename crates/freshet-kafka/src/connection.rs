@@ -15,7 +15,12 @@ use crate::api::{self, Reply};
 use crate::broker::Broker;
 use crate::{IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX, REQUEST_FRAME_BYTES_MAX};
 
-pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let metrics = Arc::clone(&broker.metrics);
     metrics.connections.inc();
     let (reader, writer) = stream.into_split();
@@ -76,9 +81,14 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Option<By
     };
     // A request header is at least key, version and correlation id.
     if size < 8 || size as usize > REQUEST_FRAME_BYTES_MAX {
-        return Err(format!("frame of {size} bytes is outside 8..={REQUEST_FRAME_BYTES_MAX}"));
+        return Err(format!(
+            "frame of {size} bytes is outside 8..={REQUEST_FRAME_BYTES_MAX}"
+        ));
     }
     let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await.map_err(|error| format!("truncated frame of {size} bytes: {error}"))?;
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|error| format!("truncated frame of {size} bytes: {error}"))?;
     Ok(Some(frame.freeze()))
 }

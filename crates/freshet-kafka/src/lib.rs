@@ -31,11 +31,17 @@ pub const CONNECTIONS_MAX: usize = 4096;
 
 /// Binds the Kafka listener; returns the bound address and the accept task.
 pub async fn listen(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.map_err(|error| anyhow::anyhow!("cannot listen for Kafka clients on {address}: {error}"))
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen for Kafka clients on {address}: {error}"))
 }
 
 /// Accepts connections until `stopped` turns true.
-pub fn serve(listener: TcpListener, broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let connections = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
         loop {

@@ -66,19 +66,49 @@ impl KafkaMetrics {
     /// Registers every metric under `freshet_kafka_*`.
     pub fn register(&self, registry: &mut Registry) {
         let kafka = registry.sub_registry_with_prefix("freshet_kafka");
-        kafka.register("records_in", "Records appended by producers", self.records_in.clone());
-        kafka.register_with_unit("in", "Record batch bytes appended by producers", Unit::Bytes, self.bytes_in.clone());
-        kafka.register("records_out", "Offsets delivered to consumers by Fetch", self.records_out.clone());
-        kafka.register_with_unit("out", "Record batch bytes delivered to consumers by Fetch", Unit::Bytes, self.bytes_out.clone());
+        kafka.register(
+            "records_in",
+            "Records appended by producers",
+            self.records_in.clone(),
+        );
+        kafka.register_with_unit(
+            "in",
+            "Record batch bytes appended by producers",
+            Unit::Bytes,
+            self.bytes_in.clone(),
+        );
+        kafka.register(
+            "records_out",
+            "Offsets delivered to consumers by Fetch",
+            self.records_out.clone(),
+        );
+        kafka.register_with_unit(
+            "out",
+            "Record batch bytes delivered to consumers by Fetch",
+            Unit::Bytes,
+            self.bytes_out.clone(),
+        );
         kafka.register_with_unit(
             "request_duration",
             "Time from reading a request to its response being ready, per API",
             Unit::Seconds,
             self.request_duration.clone(),
         );
-        kafka.register("errors", "Error codes returned, per API and Kafka error code", self.errors.clone());
-        kafka.register("requests_throttled", "Requests delayed by a quota (none are: no quotas yet)", self.throttled.clone());
-        kafka.register("connections", "Open client connections", self.connections.clone());
+        kafka.register(
+            "errors",
+            "Error codes returned, per API and Kafka error code",
+            self.errors.clone(),
+        );
+        kafka.register(
+            "requests_throttled",
+            "Requests delayed by a quota (none are: no quotas yet)",
+            self.throttled.clone(),
+        );
+        kafka.register(
+            "connections",
+            "Open client connections",
+            self.connections.clone(),
+        );
         kafka.register(
             "connections_closed_bad_input",
             "Connections closed because of a malformed, oversized or unsupported request",
@@ -87,7 +117,9 @@ impl KafkaMetrics {
     }
 
     pub fn observe_request(&self, api: &'static str, elapsed: Duration) {
-        self.request_duration.get_or_create(&ApiLabels { api }).observe(elapsed.as_secs_f64());
+        self.request_duration
+            .get_or_create(&ApiLabels { api })
+            .observe(elapsed.as_secs_f64());
     }
 
     pub fn error(&self, api: &'static str, code: i16) {
@@ -97,7 +129,9 @@ impl KafkaMetrics {
     }
 
     pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
-        let labels = TopicLabels { topic: topic.to_string() };
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
         self.records_in.get_or_create(&labels).inc_by(records);
         self.bytes_in.get_or_create(&labels).inc_by(bytes);
     }
@@ -106,7 +140,9 @@ impl KafkaMetrics {
         if bytes == 0 {
             return;
         }
-        let labels = TopicLabels { topic: topic.to_string() };
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
         self.records_out.get_or_create(&labels).inc_by(records);
         self.bytes_out.get_or_create(&labels).inc_by(bytes);
     }

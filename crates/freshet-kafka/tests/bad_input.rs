@@ -19,11 +19,17 @@ struct Running {
 
 fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let address = runtime.block_on(async {
-        let listener = freshet_kafka::listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = freshet_kafka::listen("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let address = freshet_kafka::local_address(&listener).unwrap();
         let settings = BrokerSettings {
             node_id: 0,
@@ -37,12 +43,19 @@ fn start() -> Running {
         freshet_kafka::serve(listener, Arc::new(broker), stopped);
         address
     });
-    Running { address, _stop: stop, _runtime: runtime, _dir: dir }
+    Running {
+        address,
+        _stop: stop,
+        _runtime: runtime,
+        _dir: dir,
+    }
 }
 
 fn connect(address: std::net::SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
 }
 
@@ -52,7 +65,14 @@ fn frame(body: Vec<u8>) -> Vec<u8> {
 
 /// An ApiVersions v0 request frame.
 fn api_versions(correlation_id: i32) -> Vec<u8> {
-    frame([vec![0, 18, 0, 0], correlation_id.to_be_bytes().to_vec(), vec![0xff, 0xff]].concat())
+    frame(
+        [
+            vec![0, 18, 0, 0],
+            correlation_id.to_be_bytes().to_vec(),
+            vec![0xff, 0xff],
+        ]
+        .concat(),
+    )
 }
 
 fn read_response(stream: &mut TcpStream) -> Vec<u8> {
@@ -77,11 +97,20 @@ fn bad_frames_close_only_their_connection() {
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative size", (-5i32).to_be_bytes().to_vec()),
-        ("oversized frame", (200 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        (
+            "oversized frame",
+            (200 * 1024 * 1024i32).to_be_bytes().to_vec(),
+        ),
         ("frame too short for a header", frame(vec![0, 18, 0, 0])),
         ("unknown API key", frame(vec![0x7f, 0x00, 0, 0, 0, 0, 0, 1])),
-        ("unsupported version", frame(vec![0, 3, 0, 99, 0, 0, 0, 1, 0xff, 0xff])),
-        ("garbage body", frame(vec![0, 0, 0, 3, 0, 0, 0, 1, 0x7f, 0xff, 1, 2])),
+        (
+            "unsupported version",
+            frame(vec![0, 3, 0, 99, 0, 0, 0, 1, 0xff, 0xff]),
+        ),
+        (
+            "garbage body",
+            frame(vec![0, 0, 0, 3, 0, 0, 0, 1, 0x7f, 0xff, 1, 2]),
+        ),
     ];
     for (name, bytes) in cases {
         let mut bad = connect(broker.address);
@@ -89,7 +118,11 @@ fn bad_frames_close_only_their_connection() {
         assert!(is_closed(&mut bad), "{name}: the connection stays open");
         // Others are undisturbed.
         healthy.write_all(&api_versions(2)).unwrap();
-        assert_eq!(&read_response(&mut healthy)[0..4], &2i32.to_be_bytes(), "after {name}");
+        assert_eq!(
+            &read_response(&mut healthy)[0..4],
+            &2i32.to_be_bytes(),
+            "after {name}"
+        );
     }
 
     // A truncated frame: the client hangs up mid-frame.
@@ -106,10 +139,23 @@ fn an_unknown_api_versions_version_gets_error_35_and_the_ranges() {
     let broker = start();
     let mut stream = connect(broker.address);
     // ApiVersions v9 (a v2 header): the answer is in v0, which every client reads.
-    stream.write_all(&frame([vec![0, 18, 0, 9], 7i32.to_be_bytes().to_vec(), vec![0xff, 0xff, 0]].concat())).unwrap();
+    stream
+        .write_all(&frame(
+            [
+                vec![0, 18, 0, 9],
+                7i32.to_be_bytes().to_vec(),
+                vec![0xff, 0xff, 0],
+            ]
+            .concat(),
+        ))
+        .unwrap();
     let response = read_response(&mut stream);
     assert_eq!(&response[0..4], &7i32.to_be_bytes());
-    assert_eq!(i16::from_be_bytes([response[4], response[5]]), 35, "UNSUPPORTED_VERSION");
+    assert_eq!(
+        i16::from_be_bytes([response[4], response[5]]),
+        35,
+        "UNSUPPORTED_VERSION"
+    );
     let count = i32::from_be_bytes(response[6..10].try_into().unwrap());
     assert!(count >= 8, "the supported ranges follow, got {count}");
     // The connection stays usable for the retry at a lower version.

@@ -32,27 +32,55 @@ struct Case {
 }
 
 fn main() {
-    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-log".into()));
-    let mib: usize = std::env::var("FRESHET_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let dir = PathBuf::from(
+        std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-log".into()),
+    );
+    let mib: usize = std::env::var("FRESHET_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
 
     // The disk here drifts by 2-3x within minutes, so each case is paired
     // with fio writing the same pattern right before and right after it,
     // over several rounds; the write-up uses the median of the paired ratios.
-    let rounds: usize = std::env::var("FRESHET_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("FRESHET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let grouped = fio(&dir, mib, &[&format!("--fdatasync={GROUP_COMMIT_BATCHES}")]);
     let memory = memory_copy_mb_s(mib << 20);
-    println!("| case | round | append MB/s | fio MB/s (before, after) | ratio | records/s | read MB/s | read / memory | fsyncs |");
+    println!(
+        "| case | round | append MB/s | fio MB/s (before, after) | ratio | records/s | read MB/s | read / memory | fsyncs |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut summary = Vec::new();
     for record_bytes in [100, 1024] {
-        for durability in [Durability::None, Durability::GroupCommit, Durability::EveryBatch] {
+        for durability in [
+            Durability::None,
+            Durability::GroupCommit,
+            Durability::EveryBatch,
+        ] {
             // fsync per batch is bounded by the disk's fsync rate: use less data.
-            let case_mib = if durability == Durability::EveryBatch { mib / 4 } else { mib };
-            let reference: Vec<&str> = if durability == Durability::EveryBatch { vec!["--fdatasync=1"] } else { vec!["--end_fsync=1"] };
-            let case = Case { record_bytes, durability };
+            let case_mib = if durability == Durability::EveryBatch {
+                mib / 4
+            } else {
+                mib
+            };
+            let reference: Vec<&str> = if durability == Durability::EveryBatch {
+                vec!["--fdatasync=1"]
+            } else {
+                vec!["--end_fsync=1"]
+            };
+            let case = Case {
+                record_bytes,
+                durability,
+            };
             let mut ratios = Vec::new();
             for round in 1..=rounds {
                 let before = fio(&dir, case_mib, &reference);
@@ -80,18 +108,30 @@ fn main() {
                 );
             }
             ratios.sort_by(f64::total_cmp);
-            summary.push((record_bytes, durability, ratios.get(ratios.len() / 2).copied()));
+            summary.push((
+                record_bytes,
+                durability,
+                ratios.get(ratios.len() / 2).copied(),
+            ));
         }
     }
     println!();
-    println!("Paired with: fio buffered sequential write + fsync at end (None, GroupCommit); fio fdatasync after every write (EveryBatch).");
-    println!("fio with fdatasync every {GROUP_COMMIT_BATCHES} writes (~1 MiB, about one group commit): {} MB/s", fmt(grouped));
+    println!(
+        "Paired with: fio buffered sequential write + fsync at end (None, GroupCommit); fio fdatasync after every write (EveryBatch)."
+    );
+    println!(
+        "fio with fdatasync every {GROUP_COMMIT_BATCHES} writes (~1 MiB, about one group commit): {} MB/s",
+        fmt(grouped)
+    );
     println!("memory copy of {mib} MiB (the bound for reads from page cache): {memory:.0} MB/s");
     println!();
     println!("| case | median append / fio over {rounds} rounds |");
     println!("|---|---|");
     for (record_bytes, durability, median) in summary {
-        println!("| {record_bytes} B, {durability:?} | {} |", median.map_or("n/a".into(), |m| format!("{m:.2}")));
+        println!(
+            "| {record_bytes} B, {durability:?} | {} |",
+            median.map_or("n/a".into(), |m| format!("{m:.2}"))
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -117,15 +157,36 @@ fn make_batch(record_bytes: usize, tag: usize) -> (Vec<u8>, usize) {
     (batch::encode(&records, ProducerStamp::none()), count)
 }
 
-fn run_case(dir: &Path, case: &Case, total_bytes: usize, runtime: &tokio::runtime::Runtime) -> CaseResult {
+fn run_case(
+    dir: &Path,
+    case: &Case,
+    total_bytes: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> CaseResult {
     let case_dir = dir.join(format!("log-{}-{:?}", case.record_bytes, case.durability));
     let log = Log::open(&case_dir, LogOptions::default()).unwrap();
-    let flush_interval_ms = std::env::var("FRESHET_BENCH_FLUSH_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(TopicConfig::default().flush_interval_ms);
-    let config = TopicConfig { partitions: 1, durability: case.durability, retention_ms: None, flush_interval_ms, ..TopicConfig::default() };
-    let partition: Arc<Partition> = log.create_topic("bench", config).unwrap().partition(0).unwrap();
+    let flush_interval_ms = std::env::var("FRESHET_BENCH_FLUSH_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TopicConfig::default().flush_interval_ms);
+    let config = TopicConfig {
+        partitions: 1,
+        durability: case.durability,
+        retention_ms: None,
+        flush_interval_ms,
+        ..TopicConfig::default()
+    };
+    let partition: Arc<Partition> = log
+        .create_topic("bench", config)
+        .unwrap()
+        .partition(0)
+        .unwrap();
     let (template, records_per_batch) = make_batch(case.record_bytes, 0);
     let batches = total_bytes / template.len();
-    let fsyncs_before = log.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+    let fsyncs_before = log
+        .stats()
+        .fsyncs
+        .load(std::sync::atomic::Ordering::Relaxed);
 
     let started = Instant::now();
     let mut ends = std::collections::VecDeque::with_capacity(IN_FLIGHT_BATCHES + 1);
@@ -141,7 +202,11 @@ fn run_case(dir: &Path, case: &Case, total_bytes: usize, runtime: &tokio::runtim
     let end = partition.end_offset();
     runtime.block_on(partition.wait_durable(end)).unwrap();
     let append_elapsed = started.elapsed();
-    let fsyncs = log.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed) - fsyncs_before;
+    let fsyncs = log
+        .stats()
+        .fsyncs
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - fsyncs_before;
 
     let started = Instant::now();
     let mut offset = 0;
@@ -152,7 +217,11 @@ fn run_case(dir: &Path, case: &Case, total_bytes: usize, runtime: &tokio::runtim
         offset = read.next_offset;
     }
     let read_elapsed = started.elapsed();
-    assert_eq!(read_bytes, batches * template.len(), "read back everything appended");
+    assert_eq!(
+        read_bytes,
+        batches * template.len(),
+        "read back everything appended"
+    );
     log.close().unwrap();
     drop(log);
     let _ = std::fs::remove_dir_all(&case_dir);
@@ -170,7 +239,12 @@ fn run_case(dir: &Path, case: &Case, total_bytes: usize, runtime: &tokio::runtim
 fn fio(dir: &Path, mib: usize, extra: &[&str]) -> Option<f64> {
     let file = dir.join("fio.dat");
     let output = Command::new("fio")
-        .args(["--name=seq", "--rw=write", "--ioengine=psync", "--output-format=json"])
+        .args([
+            "--name=seq",
+            "--rw=write",
+            "--ioengine=psync",
+            "--output-format=json",
+        ])
         .arg(format!("--bs={}", BATCH_BYTES))
         .arg(format!("--size={mib}M"))
         .arg(format!("--filename={}", file.display()))

@@ -114,7 +114,10 @@ fn read_i64(bytes: &[u8], at: usize) -> i64 {
 /// Needs only the first [`HEADER_BYTES`].
 pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if bytes.len() < HEADER_BYTES {
-        return Err(BatchError::Truncated { needed: HEADER_BYTES, available: bytes.len() });
+        return Err(BatchError::Truncated {
+            needed: HEADER_BYTES,
+            available: bytes.len(),
+        });
     }
     let length = read_i32(bytes, LENGTH_AT);
     let size = i64::from(length) + LOG_OVERHEAD_BYTES as i64;
@@ -152,11 +155,17 @@ pub fn parse_header(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = parse_header(batch)?;
     if batch.len() != header.size_bytes as usize {
-        return Err(BatchError::Truncated { needed: header.size_bytes as usize, available: batch.len() });
+        return Err(BatchError::Truncated {
+            needed: header.size_bytes as usize,
+            available: batch.len(),
+        });
     }
     let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
     if computed != header.crc {
-        return Err(BatchError::CrcMismatch { stored: header.crc, computed });
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
     }
     Ok(header)
 }
@@ -169,7 +178,10 @@ pub fn split(mut bytes: &[u8]) -> Result<Vec<(BatchHeader, &[u8])>, BatchError> 
         let header = parse_header(bytes)?;
         let size = header.size_bytes as usize;
         if bytes.len() < size {
-            return Err(BatchError::Truncated { needed: size, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: size,
+                available: bytes.len(),
+            });
         }
         let (batch, rest) = bytes.split_at(size);
         batches.push((validate(batch)?, batch));
@@ -206,15 +218,30 @@ pub struct ProducerStamp {
 
 impl ProducerStamp {
     pub const fn none() -> Self {
-        Self { producer_id: -1, producer_epoch: -1, base_sequence: -1 }
+        Self {
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+        }
     }
 }
 
 /// Encodes `records` as one uncompressed v2 batch with base offset 0.
 pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
-    assert!(!records.is_empty(), "a record batch holds at least one record");
-    let base_timestamp = records.iter().map(|r| r.timestamp).min().expect("non-empty");
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().expect("non-empty");
+    assert!(
+        !records.is_empty(),
+        "a record batch holds at least one record"
+    );
+    let base_timestamp = records
+        .iter()
+        .map(|r| r.timestamp)
+        .min()
+        .expect("non-empty");
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp)
+        .max()
+        .expect("non-empty");
     let mut out = vec![0u8; HEADER_BYTES];
     let mut body = Vec::new();
     for (delta, record) in records.iter().enumerate() {
@@ -237,13 +264,17 @@ pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
     out[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&LEADER_EPOCH.to_be_bytes());
     out[MAGIC_AT] = MAGIC_V2 as u8;
     let last_offset_delta = i32::try_from(records.len() - 1).expect("fewer than 2^31 records");
-    out[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&last_offset_delta.to_be_bytes());
+    out[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+        .copy_from_slice(&last_offset_delta.to_be_bytes());
     out[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_timestamp.to_be_bytes());
     out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     out[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer.producer_id.to_be_bytes());
-    out[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&producer.producer_epoch.to_be_bytes());
-    out[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&producer.base_sequence.to_be_bytes());
-    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&(records.len() as i32).to_be_bytes());
+    out[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
+        .copy_from_slice(&producer.producer_epoch.to_be_bytes());
+    out[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4]
+        .copy_from_slice(&producer.base_sequence.to_be_bytes());
+    out[RECORD_COUNT_AT..RECORD_COUNT_AT + 4]
+        .copy_from_slice(&(records.len() as i32).to_be_bytes());
     let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     out
@@ -254,13 +285,19 @@ pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
 pub fn decode_uncompressed(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchError> {
     let header = validate(batch)?;
     if header.compression() != 0 {
-        return Err(BatchError::Compressed { codec: header.compression() });
+        return Err(BatchError::Compressed {
+            codec: header.compression(),
+        });
     }
-    let mut cursor = Cursor { bytes: &batch[HEADER_BYTES..] };
+    let mut cursor = Cursor {
+        bytes: &batch[HEADER_BYTES..],
+    };
     let mut records = Vec::with_capacity(header.record_count.min(4096) as usize);
     for _ in 0..header.record_count {
         let length = cursor.varlong()?;
-        let mut record = Cursor { bytes: cursor.take(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)? };
+        let mut record = Cursor {
+            bytes: cursor.take(usize::try_from(length).map_err(|_| BatchError::BadRecord)?)?,
+        };
         record.take(1)?; // attributes
         let timestamp = header.base_timestamp + record.varlong()?;
         let offset = header.base_offset + record.varlong()?;
@@ -273,7 +310,15 @@ pub fn decode_uncompressed(batch: &[u8]) -> Result<Vec<(i64, Record)>, BatchErro
             let key = String::from_utf8(key).map_err(|_| BatchError::BadRecord)?;
             headers.push((key, record.bytes()?));
         }
-        records.push((offset, Record { timestamp, key, value, headers }));
+        records.push((
+            offset,
+            Record {
+                timestamp,
+                key,
+                value,
+                headers,
+            },
+        ));
     }
     Ok(records)
 }
@@ -338,12 +383,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn record(timestamp: i64, value: &[u8]) -> Record {
-        Record { timestamp, key: Some(b"k".to_vec()), value: Some(value.to_vec()), headers: vec![] }
+        Record {
+            timestamp,
+            key: Some(b"k".to_vec()),
+            value: Some(value.to_vec()),
+            headers: vec![],
+        }
     }
 
     #[test]
     fn encoded_batch_validates_and_reports_its_header() {
-        let batch = encode(&[record(1_000, b"a"), record(1_005, b"bb"), record(999, b"c")], ProducerStamp::none());
+        let batch = encode(
+            &[record(1_000, b"a"), record(1_005, b"bb"), record(999, b"c")],
+            ProducerStamp::none(),
+        );
         let header = validate(&batch).unwrap();
         assert_eq!(header.size_bytes as usize, batch.len());
         assert_eq!(header.record_count, 3);
@@ -358,7 +411,10 @@ mod tests {
         let mut batch = encode(&[record(1, b"hello")], ProducerStamp::none());
         let last = batch.len() - 1;
         batch[last] ^= 0x01;
-        assert!(matches!(validate(&batch), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            validate(&batch),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 
     #[test]
@@ -379,11 +435,14 @@ mod tests {
 
     #[test]
     fn last_sequence_wraps_like_kafka() {
-        let mut batch = encode(&[record(1, b"x"), record(1, b"y")], ProducerStamp {
-            producer_id: 7,
-            producer_epoch: 0,
-            base_sequence: i32::MAX,
-        });
+        let mut batch = encode(
+            &[record(1, b"x"), record(1, b"y")],
+            ProducerStamp {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: i32::MAX,
+            },
+        );
         assign_offset(&mut batch, 0);
         assert_eq!(validate(&batch).unwrap().last_sequence(), 0);
     }

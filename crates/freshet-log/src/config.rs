@@ -53,7 +53,11 @@ impl TopicConfig {
     pub fn validate(&self) -> Result<()> {
         let fail = |message: String| Err(LogError::InvalidConfig(message));
         if self.partitions == 0 || self.partitions > limits::PARTITIONS_PER_TOPIC_MAX {
-            return fail(format!("partitions must be 1..={}, got {}", limits::PARTITIONS_PER_TOPIC_MAX, self.partitions));
+            return fail(format!(
+                "partitions must be 1..={}, got {}",
+                limits::PARTITIONS_PER_TOPIC_MAX,
+                self.partitions
+            ));
         }
         if !(limits::SEGMENT_BYTES_MIN..=limits::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return fail(format!(
@@ -64,16 +68,26 @@ impl TopicConfig {
             ));
         }
         if self.max_message_bytes < 64 || self.max_message_bytes > limits::BATCH_BYTES_MAX {
-            return fail(format!("max_message_bytes must be 64..={}, got {}", limits::BATCH_BYTES_MAX, self.max_message_bytes));
+            return fail(format!(
+                "max_message_bytes must be 64..={}, got {}",
+                limits::BATCH_BYTES_MAX,
+                self.max_message_bytes
+            ));
         }
         if self.segment_ms <= 0 {
-            return fail(format!("segment_ms must be positive, got {}", self.segment_ms));
+            return fail(format!(
+                "segment_ms must be positive, got {}",
+                self.segment_ms
+            ));
         }
         if self.retention_ms.is_some_and(|ms| ms <= 0) {
             return fail("retention_ms must be positive (omit it to keep data forever)".into());
         }
         if self.flush_interval_ms > 60_000 {
-            return fail(format!("flush_interval_ms must be at most 60000, got {}", self.flush_interval_ms));
+            return fail(format!(
+                "flush_interval_ms must be at most 60000, got {}",
+                self.flush_interval_ms
+            ));
         }
         Ok(())
     }
@@ -81,7 +95,12 @@ impl TopicConfig {
 
 /// Kafka's rules for topic names, so every Kafka tool accepts ours.
 pub fn validate_topic_name(name: &str) -> Result<()> {
-    let fail = |reason| Err(LogError::InvalidTopicName { name: name.to_string(), reason });
+    let fail = |reason| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return fail("it is empty");
     }
@@ -91,7 +110,10 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     if name.len() > limits::TOPIC_NAME_BYTES_MAX {
         return fail("it is longer than 249 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return fail("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())

@@ -10,12 +10,19 @@ pub enum BatchError {
     Truncated { needed: usize, available: usize },
     #[error("record batch length field {length} is impossible (a batch is at least 61 bytes)")]
     BadLength { length: i32 },
-    #[error("record batch magic {magic} is not supported; only message format v2 is (Kafka 0.11+ clients)")]
+    #[error(
+        "record batch magic {magic} is not supported; only message format v2 is (Kafka 0.11+ clients)"
+    )]
     UnsupportedMagic { magic: i8 },
     #[error("record batch CRC32C mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
-    #[error("record batch offsets are inconsistent: last offset delta {last_offset_delta}, {record_count} records")]
-    BadOffsets { last_offset_delta: i32, record_count: i32 },
+    #[error(
+        "record batch offsets are inconsistent: last offset delta {last_offset_delta}, {record_count} records"
+    )]
+    BadOffsets {
+        last_offset_delta: i32,
+        record_count: i32,
+    },
     #[error("record inside the batch is malformed")]
     BadRecord,
     #[error("record batch is compressed with codec {codec}; decode it with the protocol layer")]
@@ -27,7 +34,9 @@ pub enum BatchError {
 pub enum LogError {
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
-    #[error("record batch of {size_bytes} bytes exceeds the topic's max_message_bytes of {max_bytes}")]
+    #[error(
+        "record batch of {size_bytes} bytes exceeds the topic's max_message_bytes of {max_bytes}"
+    )]
     BatchTooLarge { size_bytes: usize, max_bytes: u32 },
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
@@ -42,7 +51,11 @@ pub enum LogError {
     #[error("offset {offset} is out of range: the partition holds {start}..{end}")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("corrupt data in {path} at byte {position}: {reason}; the batch is not served")]
-    Corrupt { path: PathBuf, position: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
     #[error("{0}")]
     Producer(#[from] crate::producers::ProducerError),
     #[error("the log is shutting down")]

@@ -13,7 +13,9 @@ use crate::error::{LogError, Result};
 
 /// Makes a directory entry change (create, rename, delete) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(LogError::io(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(LogError::io(dir))
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or
@@ -38,7 +40,9 @@ pub struct FileCache {
 impl FileCache {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).expect("file cache capacity is positive");
-        Self { open: Mutex::new(LruCache::new(capacity)) }
+        Self {
+            open: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
     pub fn open(&self, path: &Path) -> Result<Arc<File>> {

@@ -55,13 +55,25 @@ impl Flusher {
                 continue;
             }
             let now = Instant::now();
-            let earliest = queue.pending.iter().map(|(due, _)| *due).min().expect("non-empty");
+            let earliest = queue
+                .pending
+                .iter()
+                .map(|(due, _)| *due)
+                .min()
+                .expect("non-empty");
             if earliest > now && !queue.stopping {
-                queue = self.wake.wait_timeout(queue, earliest - now).expect("flush queue lock").0;
+                queue = self
+                    .wake
+                    .wait_timeout(queue, earliest - now)
+                    .expect("flush queue lock")
+                    .0;
                 continue;
             }
             let stopping = queue.stopping;
-            let (due, later): (Vec<_>, Vec<_>) = queue.pending.drain(..).partition(|(due, _)| stopping || *due <= now);
+            let (due, later): (Vec<_>, Vec<_>) = queue
+                .pending
+                .drain(..)
+                .partition(|(due, _)| stopping || *due <= now);
             queue.pending = later;
             drop(queue);
             for (_, partition) in due {

@@ -83,17 +83,27 @@ impl SegmentIndex {
     /// Records a batch appended at `position`, which must be the end of the
     /// bytes covered so far.
     pub fn observe(&mut self, position: u64, header: &BatchHeader) {
-        assert_eq!(position, self.covered_bytes, "index observes batches in order");
+        assert_eq!(
+            position, self.covered_bytes,
+            "index observes batches in order"
+        );
         let relative_offset = u32::try_from(header.base_offset - self.base_offset)
             .expect("a segment spans fewer than 2^32 offsets");
         let position_u32 = u32::try_from(position).expect("segments are under 4 GiB");
         if self.offsets.is_empty() || self.bytes_since_entry >= self.interval_bytes {
-            self.offsets.push(OffsetEntry { relative_offset, position: position_u32 });
+            self.offsets.push(OffsetEntry {
+                relative_offset,
+                position: position_u32,
+            });
             self.bytes_since_entry = 0;
             if header.max_timestamp > self.max_timestamp {
                 // The entry describes everything up to and including this batch.
                 let timestamp = header.max_timestamp.max(self.max_timestamp);
-                self.times.push(TimeEntry { timestamp, relative_offset, position: position_u32 });
+                self.times.push(TimeEntry {
+                    timestamp,
+                    relative_offset,
+                    position: position_u32,
+                });
             }
         }
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
@@ -108,12 +118,17 @@ impl SegmentIndex {
         let Ok(relative) = u32::try_from(offset - self.base_offset) else {
             return (0, self.base_offset);
         };
-        let after = self.offsets.partition_point(|entry| entry.relative_offset <= relative);
+        let after = self
+            .offsets
+            .partition_point(|entry| entry.relative_offset <= relative);
         match after {
             0 => (0, self.base_offset),
             n => {
                 let entry = self.offsets[n - 1];
-                (u64::from(entry.position), self.base_offset + i64::from(entry.relative_offset))
+                (
+                    u64::from(entry.position),
+                    self.base_offset + i64::from(entry.relative_offset),
+                )
             }
         }
     }
@@ -124,12 +139,17 @@ impl SegmentIndex {
     pub fn position_for_timestamp(&self, timestamp: i64) -> (u64, i64) {
         // Entries are non-decreasing in timestamp: the last one strictly
         // older than `timestamp` bounds everything up to its batch.
-        let after = self.times.partition_point(|entry| entry.timestamp < timestamp);
+        let after = self
+            .times
+            .partition_point(|entry| entry.timestamp < timestamp);
         match after {
             0 => (0, self.base_offset),
             n => {
                 let entry = self.times[n - 1];
-                (u64::from(entry.position), self.base_offset + i64::from(entry.relative_offset))
+                (
+                    u64::from(entry.position),
+                    self.base_offset + i64::from(entry.relative_offset),
+                )
             }
         }
     }
@@ -173,11 +193,23 @@ impl SegmentIndex {
         offset_file: &[u8],
         time_file: &[u8],
     ) -> Option<Self> {
-        let (offset_body, next_offset, max_timestamp) =
-            unseal(offset_file, OFFSET_MAGIC, base_offset, segment_bytes, OFFSET_ENTRY_BYTES)?;
-        let (time_body, time_next_offset, time_max_timestamp) =
-            unseal(time_file, TIME_MAGIC, base_offset, segment_bytes, TIME_ENTRY_BYTES)?;
-        if (next_offset, max_timestamp) != (time_next_offset, time_max_timestamp) || next_offset < base_offset {
+        let (offset_body, next_offset, max_timestamp) = unseal(
+            offset_file,
+            OFFSET_MAGIC,
+            base_offset,
+            segment_bytes,
+            OFFSET_ENTRY_BYTES,
+        )?;
+        let (time_body, time_next_offset, time_max_timestamp) = unseal(
+            time_file,
+            TIME_MAGIC,
+            base_offset,
+            segment_bytes,
+            TIME_ENTRY_BYTES,
+        )?;
+        if (next_offset, max_timestamp) != (time_next_offset, time_max_timestamp)
+            || next_offset < base_offset
+        {
             return None;
         }
         let offsets: Vec<OffsetEntry> = offset_body
@@ -195,11 +227,23 @@ impl SegmentIndex {
                 position: u32::from_be_bytes(c[12..16].try_into().expect("4")),
             })
             .collect();
-        let offsets_sorted = offsets.windows(2).all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
-        let times_sorted = times.windows(2).all(|w| w[0].timestamp <= w[1].timestamp && w[0].position < w[1].position);
-        let in_bounds = offsets.iter().all(|e| u64::from(e.position) < segment_bytes.max(1))
-            && times.iter().all(|e| u64::from(e.position) < segment_bytes.max(1));
-        if !offsets_sorted || !times_sorted || !in_bounds || (segment_bytes > 0 && offsets.first()?.position != 0) {
+        let offsets_sorted = offsets
+            .windows(2)
+            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
+        let times_sorted = times
+            .windows(2)
+            .all(|w| w[0].timestamp <= w[1].timestamp && w[0].position < w[1].position);
+        let in_bounds = offsets
+            .iter()
+            .all(|e| u64::from(e.position) < segment_bytes.max(1))
+            && times
+                .iter()
+                .all(|e| u64::from(e.position) < segment_bytes.max(1));
+        if !offsets_sorted
+            || !times_sorted
+            || !in_bounds
+            || (segment_bytes > 0 && offsets.first()?.position != 0)
+        {
             return None;
         }
         if times.last().is_some_and(|e| e.timestamp > max_timestamp) {
@@ -256,14 +300,21 @@ mod tests {
 
     fn header_at(base_offset: i64, records: usize, max_timestamp: i64) -> BatchHeader {
         let records: Vec<Record> = (0..records)
-            .map(|_| Record { timestamp: max_timestamp, value: Some(vec![0; 100]), ..Default::default() })
+            .map(|_| Record {
+                timestamp: max_timestamp,
+                value: Some(vec![0; 100]),
+                ..Default::default()
+            })
             .collect();
         let mut bytes = batch::encode(&records, ProducerStamp::none());
         batch::assign_offset(&mut bytes, base_offset);
         batch::validate(&bytes).unwrap()
     }
 
-    fn build(interval_bytes: u64, batches: &[(usize, i64)]) -> (SegmentIndex, Vec<(i64, u64, i64)>) {
+    fn build(
+        interval_bytes: u64,
+        batches: &[(usize, i64)],
+    ) -> (SegmentIndex, Vec<(i64, u64, i64)>) {
         let mut index = SegmentIndex::new(1_000, interval_bytes);
         let mut offset = 1_000;
         let mut layout = Vec::new();
@@ -283,9 +334,17 @@ mod tests {
         for &(base, position, _) in &layout {
             for target in [base, base + 1] {
                 let (start, _) = index.position_for_offset(target);
-                assert!(start <= position || target > base, "started past the batch holding {target}");
+                assert!(
+                    start <= position || target > base,
+                    "started past the batch holding {target}"
+                );
                 // The scan from `start` reaches the batch within one interval plus a batch.
-                let batch_start = layout.iter().rev().find(|(b, _, _)| *b <= target).unwrap().1;
+                let batch_start = layout
+                    .iter()
+                    .rev()
+                    .find(|(b, _, _)| *b <= target)
+                    .unwrap()
+                    .1;
                 assert!(start <= batch_start);
                 assert!(batch_start - start <= 1_000 + 1_000);
             }
@@ -294,13 +353,18 @@ mod tests {
 
     #[test]
     fn time_lookup_skips_only_older_batches() {
-        let batches: Vec<(usize, i64)> = (0..300).map(|i| (2, 5 * i as i64 + if i % 10 == 3 { 50 } else { 0 })).collect();
+        let batches: Vec<(usize, i64)> = (0..300)
+            .map(|i| (2, 5 * i as i64 + if i % 10 == 3 { 50 } else { 0 }))
+            .collect();
         let (index, layout) = build(600, &batches);
         for target in (0..1_600).step_by(7) {
             let (start, _) = index.position_for_timestamp(target);
             for &(_, position, timestamp) in &layout {
                 if position < start {
-                    assert!(timestamp < target, "skipped a batch at {position} with ts {timestamp} >= {target}");
+                    assert!(
+                        timestamp < target,
+                        "skipped a batch at {position} with ts {timestamp} >= {target}"
+                    );
                 }
             }
         }
@@ -325,7 +389,10 @@ mod tests {
         for at in 0..offsets.len() {
             let mut flipped = offsets.clone();
             flipped[at] ^= 0x10;
-            assert!(SegmentIndex::decode(1_000, 500, size, &flipped, &times).is_none(), "flip at {at} accepted");
+            assert!(
+                SegmentIndex::decode(1_000, 500, size, &flipped, &times).is_none(),
+                "flip at {at} accepted"
+            );
         }
     }
 }

@@ -109,13 +109,22 @@ impl Topic {
     }
 
     pub fn partition(&self, id: u32) -> Result<Arc<Partition>> {
-        self.partitions.read().expect("partitions lock").get(id as usize).cloned().ok_or_else(|| {
-            LogError::UnknownPartition { topic: self.name.clone(), partition: id }
-        })
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: id,
+            })
     }
 
     fn save_meta(&self) -> Result<()> {
-        let meta = TopicMeta { name: self.name.clone(), config: self.config() };
+        let meta = TopicMeta {
+            name: self.name.clone(),
+            config: self.config(),
+        };
         let json = serde_json::to_vec_pretty(&meta).expect("topic metadata serialises");
         files::write_atomically(&self.dir.join(TOPIC_META_FILE), &json)
     }
@@ -145,7 +154,10 @@ impl Log {
             fs::remove_file(&marker).map_err(LogError::io(&marker))?;
             files::sync_dir(&dir)?;
         }
-        let reserved = fs::read_to_string(dir.join(PRODUCER_IDS_FILE)).ok().and_then(|t| t.trim().parse::<i64>().ok()).unwrap_or(0);
+        let reserved = fs::read_to_string(dir.join(PRODUCER_IDS_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .unwrap_or(0);
         let (flusher, thread) = Flusher::start();
         let shared = Arc::new(Shared {
             files: Arc::new(FileCache::new(options.open_segment_files_max)),
@@ -160,11 +172,18 @@ impl Log {
             shared,
             flusher_thread: Mutex::new(Some(thread)),
             recovered_cleanly: clean,
-            producer_ids: Mutex::new(ProducerIds { next: reserved, reserved_until: reserved }),
+            producer_ids: Mutex::new(ProducerIds {
+                next: reserved,
+                reserved_until: reserved,
+            }),
         };
         for entry in fs::read_dir(&dir).map_err(LogError::io(&dir))? {
             let path = entry.map_err(LogError::io(&dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if name.starts_with(DELETED_PREFIX) {
                 fs::remove_dir_all(&path).map_err(LogError::io(&path))?;
                 continue;
@@ -177,13 +196,17 @@ impl Log {
                 tracing::warn!(dir = %path.display(), "ignoring a directory without topic.json");
                 continue;
             };
-            let meta: TopicMeta = serde_json::from_slice(&meta).map_err(|error| LogError::Corrupt {
-                path: meta_path.clone(),
-                position: 0,
-                reason: error.to_string(),
-            })?;
+            let meta: TopicMeta =
+                serde_json::from_slice(&meta).map_err(|error| LogError::Corrupt {
+                    path: meta_path.clone(),
+                    position: 0,
+                    reason: error.to_string(),
+                })?;
             let topic = log.load_topic(&meta.name, meta.config, clean)?;
-            log.topics.write().expect("topics lock").insert(meta.name, topic);
+            log.topics
+                .write()
+                .expect("topics lock")
+                .insert(meta.name, topic);
         }
         tracing::info!(dir = %dir.display(), topics = log.topics.read().expect("topics lock").len(), clean, "log opened");
         Ok(log)
@@ -194,7 +217,10 @@ impl Log {
         let mut ids = self.producer_ids.lock().expect("producer ids lock");
         if ids.next >= ids.reserved_until {
             let reserved_until = ids.next + PRODUCER_ID_BLOCK;
-            files::write_atomically(&self.dir.join(PRODUCER_IDS_FILE), reserved_until.to_string().as_bytes())?;
+            files::write_atomically(
+                &self.dir.join(PRODUCER_IDS_FILE),
+                reserved_until.to_string().as_bytes(),
+            )?;
             ids.reserved_until = reserved_until;
         }
         let id = ids.next;
@@ -230,11 +256,21 @@ impl Log {
                 clean,
             )?;
             if recovery != PartitionRecovery::default() {
-                tracing::warn!(topic = name, partition = id, ?recovery, "recovered partition after an unclean stop");
+                tracing::warn!(
+                    topic = name,
+                    partition = id,
+                    ?recovery,
+                    "recovered partition after an unclean stop"
+                );
             }
             partitions.push(Arc::new(partition));
         }
-        Ok(Arc::new(Topic { name: name.to_string(), dir, config, partitions: RwLock::new(partitions) }))
+        Ok(Arc::new(Topic {
+            name: name.to_string(),
+            dir,
+            config,
+            partitions: RwLock::new(partitions),
+        }))
     }
 
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
@@ -246,12 +282,22 @@ impl Log {
         }
         let dir = self.dir.join(name);
         fs::create_dir_all(&dir).map_err(LogError::io(&dir))?;
-        let meta = TopicMeta { name: name.to_string(), config };
-        files::write_atomically(&dir.join(TOPIC_META_FILE), &serde_json::to_vec_pretty(&meta).expect("serialises"))?;
+        let meta = TopicMeta {
+            name: name.to_string(),
+            config,
+        };
+        files::write_atomically(
+            &dir.join(TOPIC_META_FILE),
+            &serde_json::to_vec_pretty(&meta).expect("serialises"),
+        )?;
         files::sync_dir(&self.dir)?;
         let topic = self.load_topic(name, config, true)?;
         topics.insert(name.to_string(), Arc::clone(&topic));
-        tracing::info!(topic = name, partitions = config.partitions, "created topic");
+        tracing::info!(
+            topic = name,
+            partitions = config.partitions,
+            "created topic"
+        );
         Ok(topic)
     }
 
@@ -295,11 +341,19 @@ impl Log {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        let topic = self.topics.write().expect("topics lock").remove(name).ok_or_else(|| LogError::UnknownTopic(name.into()))?;
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| LogError::UnknownTopic(name.into()))?;
         for partition in topic.partitions() {
             partition.close()?;
         }
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         let graveyard = self.dir.join(format!("{DELETED_PREFIX}{name}-{nanos}"));
         fs::rename(&topic.dir, &graveyard).map_err(LogError::io(&topic.dir))?;
         files::sync_dir(&self.dir)?;
@@ -309,11 +363,21 @@ impl Log {
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.topics.read().expect("topics lock").get(name).cloned().ok_or_else(|| LogError::UnknownTopic(name.into()))
+        self.topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic(name.into()))
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().expect("topics lock").values().cloned().collect()
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
@@ -341,7 +405,12 @@ impl Log {
             }
         }
         self.shared.flusher.stop();
-        if let Some(thread) = self.flusher_thread.lock().expect("flusher thread lock").take() {
+        if let Some(thread) = self
+            .flusher_thread
+            .lock()
+            .expect("flusher thread lock")
+            .take()
+        {
             let _ = thread.join();
         }
         files::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
@@ -355,7 +424,12 @@ impl Drop for Log {
         // Without `close` this is an unclean stop, as after a crash; only
         // the flusher thread is ended.
         self.shared.flusher.stop();
-        if let Some(thread) = self.flusher_thread.lock().expect("flusher thread lock").take() {
+        if let Some(thread) = self
+            .flusher_thread
+            .lock()
+            .expect("flusher thread lock")
+            .take()
+        {
             let _ = thread.join();
         }
     }

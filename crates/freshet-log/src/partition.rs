@@ -90,39 +90,68 @@ impl Partition {
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir).map_err(LogError::io(dir))? {
             let path = entry.map_err(LogError::io(dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.ends_with(".tmp") {
                 let _ = fs::remove_file(&path);
-            } else if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+            } else if let Some(base) = name
+                .strip_suffix(".log")
+                .and_then(|b| b.parse::<i64>().ok())
+            {
                 bases.push(base);
             }
         }
         bases.sort_unstable();
-        let recovery_point = if clean { i64::MAX } else { read_recovery_point(dir) };
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_recovery_point(dir)
+        };
         let mut recovery = PartitionRecovery::default();
         let mut segments: Vec<Arc<Segment>> = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
-            let contiguous = segments.last().is_none_or(|previous| previous.next_offset() == base);
+            let contiguous = segments
+                .last()
+                .is_none_or(|previous| previous.next_offset() == base);
             let prefix_broken = recovery.truncated_bytes > 0;
             if !contiguous || prefix_broken {
                 // Keep exactly a prefix: everything after a gap or a cut goes.
                 for &dropped in &bases[i..] {
-                    tracing::warn!(topic, partition = id, base_offset = dropped, "dropping segment after a recovered gap");
+                    tracing::warn!(
+                        topic,
+                        partition = id,
+                        base_offset = dropped,
+                        "dropping segment after a recovered gap"
+                    );
                     let _ = fs::remove_file(segment::log_path(dir, dropped));
                     recovery.segments_dropped += 1;
                 }
                 break;
             }
-            let sealed_before_recovery_point = bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
+            let sealed_before_recovery_point =
+                bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
             let trust_index = clean || sealed_before_recovery_point;
-            let (segment, report) = Segment::open(dir, base, shared.interval_bytes, Arc::clone(&shared.files), trust_index)?;
+            let (segment, report) = Segment::open(
+                dir,
+                base,
+                shared.interval_bytes,
+                Arc::clone(&shared.files),
+                trust_index,
+            )?;
             if let Some(report) = report {
                 recovery.truncated_bytes += report.truncated_bytes;
             }
             segments.push(Arc::new(segment));
         }
         if segments.is_empty() {
-            segments.push(Arc::new(Segment::create(dir, 0, shared.interval_bytes, Arc::clone(&shared.files))?));
+            segments.push(Arc::new(Segment::create(
+                dir,
+                0,
+                shared.interval_bytes,
+                Arc::clone(&shared.files),
+            )?));
         }
         let active = segments.last().expect("at least one segment");
         active.activate()?;
@@ -138,7 +167,10 @@ impl Partition {
             id,
             dir: dir.to_path_buf(),
             config,
-            writer: Mutex::new(WriterState { closed: false, producers }),
+            writer: Mutex::new(WriterState {
+                closed: false,
+                producers,
+            }),
             segments: RwLock::new(Arc::new(segments)),
             log_start_offset: AtomicI64::new(start),
             end_offset: watch::Sender::new(end),
@@ -187,12 +219,17 @@ impl Partition {
     }
 
     fn publish(&self, segments: Vec<Arc<Segment>>) {
-        self.log_start_offset.store(segments[0].base_offset(), Ordering::Release);
+        self.log_start_offset
+            .store(segments[0].base_offset(), Ordering::Release);
         *self.segments.write().expect("segments lock") = Arc::new(segments);
     }
 
     fn active(&self) -> Arc<Segment> {
-        Arc::clone(self.snapshot().last().expect("a partition always has an active segment"))
+        Arc::clone(
+            self.snapshot()
+                .last()
+                .expect("a partition always has an active segment"),
+        )
     }
 
     /// Validates and appends one or more record batches (a produce
@@ -200,12 +237,25 @@ impl Partition {
     /// bytes given, but for the base offset and leader epoch.
     pub fn append(self: &Arc<Self>, mut bytes: Vec<u8>) -> Result<AppendInfo> {
         let config = *self.config.read().expect("config lock");
-        let mut headers: Vec<BatchHeader> = batch::split(&bytes)?.into_iter().map(|(header, _)| header).collect();
+        let mut headers: Vec<BatchHeader> = batch::split(&bytes)?
+            .into_iter()
+            .map(|(header, _)| header)
+            .collect();
         if headers.is_empty() {
-            return Err(crate::error::BatchError::Truncated { needed: batch::HEADER_BYTES, available: 0 }.into());
+            return Err(crate::error::BatchError::Truncated {
+                needed: batch::HEADER_BYTES,
+                available: 0,
+            }
+            .into());
         }
-        if let Some(large) = headers.iter().find(|h| h.size_bytes > config.max_message_bytes) {
-            return Err(LogError::BatchTooLarge { size_bytes: large.size_bytes as usize, max_bytes: config.max_message_bytes });
+        if let Some(large) = headers
+            .iter()
+            .find(|h| h.size_bytes > config.max_message_bytes)
+        {
+            return Err(LogError::BatchTooLarge {
+                size_bytes: large.size_bytes as usize,
+                max_bytes: config.max_message_bytes,
+            });
         }
         let mut guard = self.writer.lock().expect("writer lock");
         if guard.closed {
@@ -217,7 +267,13 @@ impl Partition {
         for header in &headers {
             checks.push(guard.producers.check(header)?);
         }
-        if let [SequenceCheck::Duplicate { base_offset, last_offset }] = checks[..] {
+        if let [
+            SequenceCheck::Duplicate {
+                base_offset,
+                last_offset,
+            },
+        ] = checks[..]
+        {
             return Ok(AppendInfo {
                 base_offset,
                 last_offset,
@@ -226,7 +282,10 @@ impl Partition {
                 duplicate: true,
             });
         }
-        if checks.iter().any(|c| matches!(c, SequenceCheck::Duplicate { .. })) {
+        if checks
+            .iter()
+            .any(|c| matches!(c, SequenceCheck::Duplicate { .. }))
+        {
             let header = headers[0];
             return Err(producers::ProducerError::OutOfOrderSequence {
                 producer_id: header.producer_id,
@@ -238,7 +297,9 @@ impl Partition {
         let now_ms = self.shared.clock.now_ms();
         let mut active = self.active();
         let too_big = active.size_bytes() + bytes.len() as u64 > config.segment_bytes;
-        let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
+        let too_old = active
+            .first_append_ms()
+            .is_some_and(|first| now_ms - first >= config.segment_ms);
         if !active.is_empty() && (too_big || too_old) {
             self.roll_locked(&guard)?;
             active = self.active();
@@ -259,8 +320,12 @@ impl Partition {
         }
         self.end_offset.send_replace(next_offset);
         let stats = &self.shared.stats;
-        stats.batches_appended.fetch_add(headers.len() as u64, Ordering::Relaxed);
-        stats.bytes_appended.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        stats
+            .batches_appended
+            .fetch_add(headers.len() as u64, Ordering::Relaxed);
+        stats
+            .bytes_appended
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match config.durability {
             Durability::EveryBatch => {
                 self.sync_timed(&active)?;
@@ -295,8 +360,11 @@ impl Partition {
         if self.flush_scheduled.swap(true, Ordering::AcqRel) {
             return; // the pending flush will cover this append
         }
-        let earliest = *self.last_sync.lock().expect("last sync lock") + Duration::from_millis(interval_ms);
-        self.shared.flusher.schedule(Arc::clone(self), earliest.max(Instant::now()));
+        let earliest =
+            *self.last_sync.lock().expect("last sync lock") + Duration::from_millis(interval_ms);
+        self.shared
+            .flusher
+            .schedule(Arc::clone(self), earliest.max(Instant::now()));
     }
 
     /// Called by the flusher: fsync what has been appended so far and
@@ -322,7 +390,11 @@ impl Partition {
     /// `acks=all`). Returns at once under `Durability::None`.
     pub async fn wait_durable(&self, offset: i64) -> Result<()> {
         let mut durable = self.durable_offset.subscribe();
-        durable.wait_for(|&durable| durable >= offset).await.map(|_| ()).map_err(|_| LogError::ShuttingDown)
+        durable
+            .wait_for(|&durable| durable >= offset)
+            .await
+            .map(|_| ())
+            .map_err(|_| LogError::ShuttingDown)
     }
 
     /// Waits until the partition holds data at `offset`, or the timeout
@@ -332,7 +404,9 @@ impl Partition {
         if self.end_offset() > offset {
             return true;
         }
-        if self.waiting_readers.fetch_add(1, Ordering::AcqRel) >= limits::WAITING_READERS_PER_PARTITION_MAX {
+        if self.waiting_readers.fetch_add(1, Ordering::AcqRel)
+            >= limits::WAITING_READERS_PER_PARTITION_MAX
+        {
             self.waiting_readers.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
@@ -344,7 +418,10 @@ impl Partition {
         }
         let _waiting = Waiting(&self.waiting_readers);
         let mut end = self.end_offset.subscribe();
-        matches!(tokio::time::timeout(timeout, end.wait_for(|&end| end > offset)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(timeout, end.wait_for(|&end| end > offset)).await,
+            Ok(Ok(_))
+        )
     }
 
     pub fn waiting_readers(&self) -> usize {
@@ -362,7 +439,9 @@ impl Partition {
         }
         let mut bytes = Vec::new();
         let mut next = offset;
-        let mut at = segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1);
+        let mut at = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
         while at < segments.len() && next < end && bytes.len() < max_bytes {
             let segment = &segments[at];
             match segment.read(next, max_bytes, &mut bytes) {
@@ -373,7 +452,9 @@ impl Partition {
                     }
                 }
                 Ok(None) => {}
-                Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(LogError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
                     // Retention deleted the segment while we read it.
                     let start = self.log_start_offset();
                     return Err(LogError::OffsetOutOfRange { offset, start, end });
@@ -382,7 +463,12 @@ impl Partition {
             }
             at += 1;
         }
-        Ok(ReadResult { bytes, next_offset: next, end_offset: end, log_start_offset: start })
+        Ok(ReadResult {
+            bytes,
+            next_offset: next,
+            end_offset: end,
+            log_start_offset: start,
+        })
     }
 
     /// The first batch whose max timestamp is at least `timestamp`: its
@@ -405,17 +491,28 @@ impl Partition {
         self.shared.stats.record_fsync(started.elapsed());
         let next_offset = active.next_offset();
         producers::write_snapshot(&self.dir, next_offset, &state.producers)?;
-        let fresh = Segment::create(&self.dir, next_offset, self.shared.interval_bytes, Arc::clone(&self.shared.files))?;
+        let fresh = Segment::create(
+            &self.dir,
+            next_offset,
+            self.shared.interval_bytes,
+            Arc::clone(&self.shared.files),
+        )?;
         segments.push(Arc::new(fresh));
         self.publish(segments);
         // Everything before the new segment is synced: recovery may trust it.
-        files::write_atomically(&self.dir.join(RECOVERY_POINT_FILE), next_offset.to_string().as_bytes())?;
+        files::write_atomically(
+            &self.dir.join(RECOVERY_POINT_FILE),
+            next_offset.to_string().as_bytes(),
+        )?;
         self.durable_offset.send_if_modified(|durable| {
             let advanced = next_offset > *durable;
             *durable = (*durable).max(next_offset);
             advanced
         });
-        self.shared.stats.segments_rolled.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .stats
+            .segments_rolled
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(topic = %self.topic, partition = self.id, base_offset = next_offset, "rolled segment");
         Ok(())
     }
@@ -432,7 +529,9 @@ impl Partition {
         }
         let active = self.active();
         let cutoff_ms = config.retention_ms.map(|ms| now_ms.saturating_sub(ms));
-        let too_old = active.first_append_ms().is_some_and(|first| now_ms - first >= config.segment_ms);
+        let too_old = active
+            .first_append_ms()
+            .is_some_and(|first| now_ms - first >= config.segment_ms);
         let expired = cutoff_ms.is_some_and(|cutoff| active.max_timestamp() < cutoff);
         if !active.is_empty() && (too_old || expired) {
             self.roll_locked(&guard)?;
@@ -473,7 +572,10 @@ impl Partition {
             tracing::info!(topic = %self.topic, partition = self.id, base_offset = segment.base_offset(), reason, "deleted segment");
             segment.delete()?;
         }
-        self.shared.stats.segments_deleted.fetch_add(deleted.len() as u64, Ordering::Relaxed);
+        self.shared
+            .stats
+            .segments_deleted
+            .fetch_add(deleted.len() as u64, Ordering::Relaxed);
         Ok(deleted.len())
     }
 
@@ -506,7 +608,10 @@ impl Partition {
         active.write_index()?;
         let end = self.end_offset();
         producers::write_snapshot(&self.dir, end, &guard.producers)?;
-        files::write_atomically(&self.dir.join(RECOVERY_POINT_FILE), end.to_string().as_bytes())?;
+        files::write_atomically(
+            &self.dir.join(RECOVERY_POINT_FILE),
+            end.to_string().as_bytes(),
+        )?;
         self.durable_offset.send_replace(end);
         Ok(())
     }
@@ -514,7 +619,12 @@ impl Partition {
 
 /// Rebuilds producer state: the newest snapshot, then the headers of
 /// every batch appended after it.
-fn recover_producers(dir: &Path, segments: &[Arc<Segment>], start: i64, end: i64) -> Result<ProducerStates> {
+fn recover_producers(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    start: i64,
+    end: i64,
+) -> Result<ProducerStates> {
     let (from, mut states) = producers::load_snapshot(dir, start, end)?;
     for segment in segments.iter().filter(|s| s.next_offset() > from) {
         for header in segment.headers_from(from)? {
@@ -525,5 +635,8 @@ fn recover_producers(dir: &Path, segments: &[Arc<Segment>], start: i64, end: i64
 }
 
 fn read_recovery_point(dir: &Path) -> i64 {
-    fs::read_to_string(dir.join(RECOVERY_POINT_FILE)).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0)
+    fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
 }

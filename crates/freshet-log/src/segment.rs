@@ -49,7 +49,12 @@ pub(crate) struct Segment {
 
 impl Segment {
     /// Creates a new, empty active segment.
-    pub fn create(dir: &Path, base_offset: i64, interval_bytes: u64, files: Arc<FileCache>) -> Result<Self> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        interval_bytes: u64,
+        files: Arc<FileCache>,
+    ) -> Result<Self> {
         let path = log_path(dir, base_offset);
         let file = OpenOptions::new()
             .read(true)
@@ -59,7 +64,13 @@ impl Segment {
             .open(&path)
             .map_err(LogError::io(&path))?;
         files::sync_dir(dir)?;
-        Ok(Self::assemble(dir, base_offset, SegmentIndex::new(base_offset, interval_bytes), Some(file), files))
+        Ok(Self::assemble(
+            dir,
+            base_offset,
+            SegmentIndex::new(base_offset, interval_bytes),
+            Some(file),
+            files,
+        ))
     }
 
     fn assemble(
@@ -96,22 +107,36 @@ impl Segment {
         if trust_index {
             let offset_file = fs::read(offset_index_path(dir, base_offset)).unwrap_or_default();
             let time_file = fs::read(time_index_path(dir, base_offset)).unwrap_or_default();
-            if let Some(index) = SegmentIndex::decode(base_offset, interval_bytes, length, &offset_file, &time_file) {
+            if let Some(index) = SegmentIndex::decode(
+                base_offset,
+                interval_bytes,
+                length,
+                &offset_file,
+                &time_file,
+            ) {
                 return Ok((Self::assemble(dir, base_offset, index, None, files), None));
             }
             tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
         }
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(LogError::io(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(LogError::io(&path))?;
         let (index, report) = scan(&file, &path, base_offset, interval_bytes, length)?;
         if report.truncated_bytes > 0 {
-            file.set_len(index.covered_bytes()).map_err(LogError::io(&path))?;
+            file.set_len(index.covered_bytes())
+                .map_err(LogError::io(&path))?;
             file.sync_all().map_err(LogError::io(&path))?;
         }
         // A rebuilt index may differ from the files on disk; drop them so a
         // later trusted open cannot pick up a stale pair.
         let _ = fs::remove_file(offset_index_path(dir, base_offset));
         let _ = fs::remove_file(time_index_path(dir, base_offset));
-        Ok((Self::assemble(dir, base_offset, index, None, files), Some(report)))
+        Ok((
+            Self::assemble(dir, base_offset, index, None, files),
+            Some(report),
+        ))
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -140,7 +165,11 @@ impl Segment {
 
     /// Makes this the active segment: opens its write handle.
     pub fn activate(&self) -> Result<()> {
-        let file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(LogError::io(&self.path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(LogError::io(&self.path))?;
         *self.writer.write().expect("writer lock") = Some(Arc::new(file));
         Ok(())
     }
@@ -155,9 +184,16 @@ impl Segment {
     /// Appends already-validated batches (offsets assigned) at the end.
     /// The caller serialises appends to one partition.
     pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<()> {
-        let writer = self.writer.read().expect("writer lock").clone().expect("append to the active segment only");
+        let writer = self
+            .writer
+            .read()
+            .expect("writer lock")
+            .clone()
+            .expect("append to the active segment only");
         let position = self.size_bytes();
-        writer.write_all_at(bytes, position).map_err(LogError::io(&self.path))?;
+        writer
+            .write_all_at(bytes, position)
+            .map_err(LogError::io(&self.path))?;
         let mut first = self.first_append_ms.write().expect("first append lock");
         first.get_or_insert(now_ms);
         drop(first);
@@ -206,7 +242,12 @@ impl Segment {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(error) => return Err(LogError::Io { path, source: error }),
+                Err(error) => {
+                    return Err(LogError::Io {
+                        path,
+                        source: error,
+                    });
+                }
             }
         }
         Ok(())
@@ -241,25 +282,35 @@ impl Segment {
             expected_base = header.last_offset() + 1;
         };
         let budget = max_bytes.saturating_sub(out.len());
-        let wanted = if out.is_empty() { budget.max(first.size_bytes as usize) } else { budget };
+        let wanted = if out.is_empty() {
+            budget.max(first.size_bytes as usize)
+        } else {
+            budget
+        };
         let length = wanted.min((end - position) as usize);
         if length < first.size_bytes as usize {
             return Ok(Some(first.base_offset)); // the next batch does not fit
         }
         let start = out.len();
         out.resize(start + length, 0);
-        file.read_exact_at(&mut out[start..], position).map_err(LogError::io(&self.path))?;
+        file.read_exact_at(&mut out[start..], position)
+            .map_err(LogError::io(&self.path))?;
         // Keep whole batches only, each checked before it is served.
         let mut at = start;
         while out.len() - at >= HEADER_BYTES {
-            let header = batch::parse_header(&out[at..]).map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
+            let header = batch::parse_header(&out[at..])
+                .map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
             let size = header.size_bytes as usize;
             if out.len() - at < size {
                 break;
             }
-            let checked = batch::validate(&out[at..at + size]).map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
+            let checked = batch::validate(&out[at..at + size])
+                .map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
             if checked.base_offset != expected_base || checked.leader_epoch != LEADER_EPOCH {
-                let reason = format!("batch has base offset {} and epoch {}, expected offset {expected_base}", checked.base_offset, checked.leader_epoch);
+                let reason = format!(
+                    "batch has base offset {} and epoch {}, expected offset {expected_base}",
+                    checked.base_offset, checked.leader_epoch
+                );
                 return Err(self.corrupt(position + (at - start) as u64, reason));
             }
             expected_base = checked.last_offset() + 1;
@@ -316,9 +367,17 @@ impl Segment {
 
     /// Reads the batch header at `position`, which must carry `expected_base`
     /// and the log's leader epoch (fields the CRC does not cover).
-    fn read_header(&self, file: &File, position: u64, buffer: &mut [u8; HEADER_BYTES], expected_base: i64) -> Result<BatchHeader> {
-        file.read_exact_at(buffer, position).map_err(LogError::io(&self.path))?;
-        let header = batch::parse_header(buffer).map_err(|e| self.corrupt(position, e.to_string()))?;
+    fn read_header(
+        &self,
+        file: &File,
+        position: u64,
+        buffer: &mut [u8; HEADER_BYTES],
+        expected_base: i64,
+    ) -> Result<BatchHeader> {
+        file.read_exact_at(buffer, position)
+            .map_err(LogError::io(&self.path))?;
+        let header =
+            batch::parse_header(buffer).map_err(|e| self.corrupt(position, e.to_string()))?;
         if header.base_offset != expected_base || header.leader_epoch != LEADER_EPOCH {
             let reason = format!(
                 "batch has base offset {} and epoch {}, expected offset {expected_base}",
@@ -330,13 +389,23 @@ impl Segment {
     }
 
     fn corrupt(&self, position: u64, reason: String) -> LogError {
-        LogError::Corrupt { path: self.path.clone(), position, reason }
+        LogError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason,
+        }
     }
 }
 
 /// Reads every batch of a segment file, checking each one's header, CRC,
 /// offset continuity and epoch, and builds the index of the valid prefix.
-fn scan(file: &File, path: &Path, base_offset: i64, interval_bytes: u64, length: u64) -> Result<(SegmentIndex, ScanReport)> {
+fn scan(
+    file: &File,
+    path: &Path,
+    base_offset: i64,
+    interval_bytes: u64,
+    length: u64,
+) -> Result<(SegmentIndex, ScanReport)> {
     let mut index = SegmentIndex::new(base_offset, interval_bytes);
     let mut buffer: Vec<u8> = Vec::with_capacity(SCAN_CHUNK_BYTES);
     let mut buffer_position = 0u64; // file position of buffer[0]
@@ -346,7 +415,15 @@ fn scan(file: &File, path: &Path, base_offset: i64, interval_bytes: u64, length:
         let needed_from = (position - buffer_position) as usize;
         // Make sure the buffer holds at least the header at `position`.
         if buffer.len() < needed_from + HEADER_BYTES {
-            refill(file, path, &mut buffer, &mut buffer_position, position, HEADER_BYTES, length)?;
+            refill(
+                file,
+                path,
+                &mut buffer,
+                &mut buffer_position,
+                position,
+                HEADER_BYTES,
+                length,
+            )?;
         }
         let at = (position - buffer_position) as usize;
         if buffer.len() - at < HEADER_BYTES {
@@ -362,11 +439,22 @@ fn scan(file: &File, path: &Path, base_offset: i64, interval_bytes: u64, length:
         };
         let size = header.size_bytes as usize;
         if buffer.len() - at < size {
-            refill(file, path, &mut buffer, &mut buffer_position, position, size, length)?;
+            refill(
+                file,
+                path,
+                &mut buffer,
+                &mut buffer_position,
+                position,
+                size,
+                length,
+            )?;
         }
         let at = (position - buffer_position) as usize;
         if buffer.len() - at < size {
-            reason = Some(format!("torn batch at byte {position}: {size} bytes expected, {} present", buffer.len() - at));
+            reason = Some(format!(
+                "torn batch at byte {position}: {size} bytes expected, {} present",
+                buffer.len() - at
+            ));
             break;
         }
         let checked = match batch::validate(&buffer[at..at + size]) {
@@ -392,15 +480,32 @@ fn scan(file: &File, path: &Path, base_offset: i64, interval_bytes: u64, length:
     if let Some(reason) = &reason {
         tracing::warn!(segment = %path.display(), truncated_bytes, %reason, "truncating segment before a torn or corrupt batch");
     }
-    Ok((index, ScanReport { truncated_bytes, reason }))
+    Ok((
+        index,
+        ScanReport {
+            truncated_bytes,
+            reason,
+        },
+    ))
 }
 
 /// Refills `buffer` so it starts at `position` and holds at least `needed`
 /// bytes (or up to the end of the file).
-fn refill(file: &File, path: &Path, buffer: &mut Vec<u8>, buffer_position: &mut u64, position: u64, needed: usize, length: u64) -> Result<()> {
-    let want = needed.max(SCAN_CHUNK_BYTES).min((length - position) as usize);
+fn refill(
+    file: &File,
+    path: &Path,
+    buffer: &mut Vec<u8>,
+    buffer_position: &mut u64,
+    position: u64,
+    needed: usize,
+    length: u64,
+) -> Result<()> {
+    let want = needed
+        .max(SCAN_CHUNK_BYTES)
+        .min((length - position) as usize);
     buffer.resize(want, 0);
-    file.read_exact_at(buffer, position).map_err(LogError::io(path))?;
+    file.read_exact_at(buffer, position)
+        .map_err(LogError::io(path))?;
     *buffer_position = position;
     Ok(())
 }

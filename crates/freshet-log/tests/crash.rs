@@ -22,13 +22,20 @@ enum Damage {
 fn damage_strategy() -> impl Strategy<Value = Damage> {
     prop_oneof![
         (any::<usize>(), 0.0..1.0f64).prop_map(|(file, at)| Damage::Cut { file, at }),
-        (any::<usize>(), 0.0..1.0f64, 1u8..=255).prop_map(|(file, at, mask)| Damage::Flip { file, at, mask }),
+        (any::<usize>(), 0.0..1.0f64, 1u8..=255).prop_map(|(file, at, mask)| Damage::Flip {
+            file,
+            at,
+            mask
+        }),
         any::<usize>().prop_map(|file| Damage::Remove { file }),
     ]
 }
 
 fn partition_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -46,7 +53,12 @@ fn apply(damage: &Damage, files: &[PathBuf]) {
             let path = pick(*file);
             let length = fs::metadata(path).unwrap().len();
             let cut = (length as f64 * at) as u64;
-            fs::OpenOptions::new().write(true).open(path).unwrap().set_len(cut).unwrap();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_len(cut)
+                .unwrap();
         }
         Damage::Flip { file, at, mask } => {
             let path = pick(*file);
@@ -161,7 +173,11 @@ proptest! {
 fn an_untouched_unclean_stop_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
-    let config = TopicConfig { partitions: 1, segment_bytes: 2_048, ..TopicConfig::default() };
+    let config = TopicConfig {
+        partitions: 1,
+        segment_bytes: 2_048,
+        ..TopicConfig::default()
+    };
     {
         let log = open(dir.path(), &clock, 256);
         let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();

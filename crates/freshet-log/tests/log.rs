@@ -49,19 +49,30 @@ fn a_read_from_inside_a_batch_returns_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 128);
-    let partition = log.create_topic("t", small_topic(1 << 20)).unwrap().partition(0).unwrap();
+    let partition = log
+        .create_topic("t", small_topic(1 << 20))
+        .unwrap()
+        .partition(0)
+        .unwrap();
     for i in 0..50 {
         partition.append(batch_of(10, 20, i, i as u64)).unwrap();
     }
     for offset in [0, 5, 9, 10, 255, 499] {
         let read = partition.read(offset, 1).unwrap();
         let got = batches(&read.bytes);
-        assert_eq!(got.len(), 1, "at least one whole batch even when max_bytes is tiny");
+        assert_eq!(
+            got.len(),
+            1,
+            "at least one whole batch even when max_bytes is tiny"
+        );
         let header = got[0].0;
         assert!(header.base_offset <= offset && offset <= header.last_offset());
     }
     assert!(partition.read(500, 1_000).unwrap().bytes.is_empty());
-    assert!(matches!(partition.read(501, 1_000), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        partition.read(501, 1_000),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -69,12 +80,18 @@ fn reads_stop_at_a_batch_boundary_within_max_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let partition = log.create_topic("t", small_topic(1 << 20)).unwrap().partition(0).unwrap();
+    let partition = log
+        .create_topic("t", small_topic(1 << 20))
+        .unwrap()
+        .partition(0)
+        .unwrap();
     let batch_bytes = batch_of(1, 100, 0, 0).len();
     for i in 0..20 {
         partition.append(batch_of(1, 100, 0, i)).unwrap();
     }
-    let read = partition.read(0, batch_bytes * 3 + batch_bytes / 2).unwrap();
+    let read = partition
+        .read(0, batch_bytes * 3 + batch_bytes / 2)
+        .unwrap();
     assert_eq!(batches(&read.bytes).len(), 3);
 }
 
@@ -83,17 +100,27 @@ fn lookup_by_timestamp_finds_the_first_batch_at_or_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 200);
-    let partition = log.create_topic("t", small_topic(4 * 1024)).unwrap().partition(0).unwrap();
+    let partition = log
+        .create_topic("t", small_topic(4 * 1024))
+        .unwrap()
+        .partition(0)
+        .unwrap();
     // Timestamps rise by 10 per batch, with a few out-of-order ones.
     let mut expected = Vec::new();
     for i in 0..300i64 {
         let timestamp = if i % 17 == 5 { i * 10 - 95 } else { i * 10 };
-        let info = partition.append(batch_of(2, 30, timestamp, i as u64)).unwrap();
+        let info = partition
+            .append(batch_of(2, 30, timestamp, i as u64))
+            .unwrap();
         expected.push((info.base_offset, timestamp));
     }
     for target in (-5..3_100).step_by(13) {
         let want = expected.iter().find(|(_, ts)| *ts >= target).copied();
-        assert_eq!(partition.find_by_timestamp(target).unwrap(), want, "target {target}");
+        assert_eq!(
+            partition.find_by_timestamp(target).unwrap(),
+            want,
+            "target {target}"
+        );
     }
 }
 
@@ -102,15 +129,29 @@ fn oversized_and_corrupt_batches_are_rejected_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let config = TopicConfig { max_message_bytes: 1_000, ..small_topic(1 << 20) };
+    let config = TopicConfig {
+        max_message_bytes: 1_000,
+        ..small_topic(1 << 20)
+    };
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     let large = batch_of(20, 100, 0, 0);
-    assert!(matches!(partition.append(large), Err(LogError::BatchTooLarge { .. })));
+    assert!(matches!(
+        partition.append(large),
+        Err(LogError::BatchTooLarge { .. })
+    ));
     let mut corrupt = batch_of(1, 10, 0, 0);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
-    assert!(matches!(partition.append(corrupt), Err(LogError::InvalidBatch(freshet_log::BatchError::CrcMismatch { .. }))));
-    assert!(matches!(partition.append(vec![1, 2, 3]), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        partition.append(corrupt),
+        Err(LogError::InvalidBatch(
+            freshet_log::BatchError::CrcMismatch { .. }
+        ))
+    ));
+    assert!(matches!(
+        partition.append(vec![1, 2, 3]),
+        Err(LogError::InvalidBatch(_))
+    ));
     assert_eq!(partition.end_offset(), 0);
     assert_eq!(partition.size_bytes(), 0);
 }
@@ -131,20 +172,38 @@ fn retention_by_time_and_size_deletes_whole_segments_and_ages_roll() {
     };
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     for i in 0..40 {
-        partition.append(batch_of(1, 100, start_ms + i, i as u64)).unwrap();
+        partition
+            .append(batch_of(1, 100, start_ms + i, i as u64))
+            .unwrap();
     }
     let segments = partition.segment_count();
     assert!(segments > 2);
-    assert_eq!(log.enforce_retention().unwrap(), 0, "nothing is older than a minute yet");
+    assert_eq!(
+        log.enforce_retention().unwrap(),
+        0,
+        "nothing is older than a minute yet"
+    );
     clock.advance_ms(61_000);
     let deleted = log.enforce_retention().unwrap();
-    assert_eq!(deleted, segments, "every old segment goes, the active one after rolling");
+    assert_eq!(
+        deleted, segments,
+        "every old segment goes, the active one after rolling"
+    );
     assert_eq!(partition.segment_count(), 1);
     assert_eq!(partition.log_start_offset(), 40);
     assert_eq!(partition.end_offset(), 40);
-    assert!(matches!(partition.read(0, 100), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        partition.read(0, 100),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     // New data after retention continues the offsets.
-    assert_eq!(partition.append(batch_of(1, 10, start_ms + 61_000, 99)).unwrap().base_offset, 40);
+    assert_eq!(
+        partition
+            .append(batch_of(1, 10, start_ms + 61_000, 99))
+            .unwrap()
+            .base_offset,
+        40
+    );
 }
 
 #[test]
@@ -152,7 +211,12 @@ fn the_active_segment_rolls_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let config = TopicConfig { partitions: 1, retention_ms: None, segment_ms: 1_000, ..TopicConfig::default() };
+    let config = TopicConfig {
+        partitions: 1,
+        retention_ms: None,
+        segment_ms: 1_000,
+        ..TopicConfig::default()
+    };
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     partition.append(batch_of(1, 10, 0, 0)).unwrap();
     clock.advance_ms(999);
@@ -160,9 +224,17 @@ fn the_active_segment_rolls_by_age() {
     assert_eq!(partition.segment_count(), 1);
     clock.advance_ms(1);
     log.enforce_retention().unwrap();
-    assert_eq!(partition.segment_count(), 2, "the segment rolled once its first append was a second old");
+    assert_eq!(
+        partition.segment_count(),
+        2,
+        "the segment rolled once its first append was a second old"
+    );
     log.enforce_retention().unwrap();
-    assert_eq!(partition.segment_count(), 2, "an empty active segment does not roll");
+    assert_eq!(
+        partition.segment_count(),
+        2,
+        "an empty active segment does not roll"
+    );
     // Appending to an aged segment rolls it first, too.
     partition.append(batch_of(1, 10, 0, 1)).unwrap();
     clock.advance_ms(1_000);
@@ -175,15 +247,27 @@ fn retention_by_size_keeps_at_most_the_limit_plus_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let config = TopicConfig { partitions: 1, retention_ms: None, retention_bytes: Some(5_000), segment_bytes: 1_024, ..TopicConfig::default() };
+    let config = TopicConfig {
+        partitions: 1,
+        retention_ms: None,
+        retention_bytes: Some(5_000),
+        segment_bytes: 1_024,
+        ..TopicConfig::default()
+    };
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     for i in 0..100 {
         partition.append(batch_of(1, 150, i, i as u64)).unwrap();
     }
     log.enforce_retention().unwrap();
     let size = partition.size_bytes();
-    assert!(size < 5_000 + 1_024, "size {size} over the limit plus one segment");
-    assert!(size >= 5_000 - 1_024, "size {size}: retention deleted too much");
+    assert!(
+        size < 5_000 + 1_024,
+        "size {size} over the limit plus one segment"
+    );
+    assert!(
+        size >= 5_000 - 1_024,
+        "size {size}: retention deleted too much"
+    );
     let start = partition.log_start_offset();
     assert!(start > 0);
     let read = partition.read(start, 1 << 20).unwrap();
@@ -195,7 +279,11 @@ fn open_segment_files_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let partition = log.create_topic("t", small_topic(1_024)).unwrap().partition(0).unwrap();
+    let partition = log
+        .create_topic("t", small_topic(1_024))
+        .unwrap()
+        .partition(0)
+        .unwrap();
     for i in 0..200 {
         partition.append(batch_of(1, 200, i, i as u64)).unwrap();
     }
@@ -214,12 +302,19 @@ fn a_clean_close_reopens_without_scanning_and_continues_offsets() {
     let clock = ManualClock::new(0);
     {
         let log = open(dir.path(), &clock, 512);
-        let partition = log.create_topic("t", small_topic(4_096)).unwrap().partition(0).unwrap();
+        let partition = log
+            .create_topic("t", small_topic(4_096))
+            .unwrap()
+            .partition(0)
+            .unwrap();
         for i in 0..100 {
             partition.append(batch_of(2, 50, i, i as u64)).unwrap();
         }
         log.close().unwrap();
-        assert!(matches!(partition.append(batch_of(1, 1, 0, 0)), Err(LogError::ShuttingDown)));
+        assert!(matches!(
+            partition.append(batch_of(1, 1, 0, 0)),
+            Err(LogError::ShuttingDown)
+        ));
     }
     let log = open(dir.path(), &clock, 512);
     assert!(log.recovered_cleanly());
@@ -227,7 +322,10 @@ fn a_clean_close_reopens_without_scanning_and_continues_offsets() {
     assert_eq!(topic.config(), small_topic(4_096));
     let partition = topic.partition(0).unwrap();
     assert_eq!(partition.end_offset(), 200);
-    assert_eq!(partition.append(batch_of(1, 1, 0, 0)).unwrap().base_offset, 200);
+    assert_eq!(
+        partition.append(batch_of(1, 1, 0, 0)).unwrap().base_offset,
+        200
+    );
     assert_eq!(partition.find_by_timestamp(50).unwrap().unwrap().0, 100);
 }
 
@@ -236,15 +334,36 @@ fn topics_are_created_altered_and_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    assert!(matches!(log.create_topic("bad/name", TopicConfig::default()), Err(LogError::InvalidTopicName { .. })));
-    let bad = TopicConfig { partitions: 0, ..TopicConfig::default() };
-    assert!(matches!(log.create_topic("t", bad), Err(LogError::InvalidConfig(_))));
+    assert!(matches!(
+        log.create_topic("bad/name", TopicConfig::default()),
+        Err(LogError::InvalidTopicName { .. })
+    ));
+    let bad = TopicConfig {
+        partitions: 0,
+        ..TopicConfig::default()
+    };
+    assert!(matches!(
+        log.create_topic("t", bad),
+        Err(LogError::InvalidConfig(_))
+    ));
     log.create_topic("t", TopicConfig::default()).unwrap();
-    assert!(matches!(log.create_topic("t", TopicConfig::default()), Err(LogError::TopicExists(_))));
-    let grown = TopicConfig { partitions: 3, ..TopicConfig::default() };
+    assert!(matches!(
+        log.create_topic("t", TopicConfig::default()),
+        Err(LogError::TopicExists(_))
+    ));
+    let grown = TopicConfig {
+        partitions: 3,
+        ..TopicConfig::default()
+    };
     assert_eq!(log.ensure_topic("t", grown).unwrap().partitions().len(), 3);
-    assert!(log.alter_topic("t", TopicConfig::default()).is_err(), "partitions never shrink");
-    log.partition("t", 2).unwrap().append(batch_of(1, 1, 0, 0)).unwrap();
+    assert!(
+        log.alter_topic("t", TopicConfig::default()).is_err(),
+        "partitions never shrink"
+    );
+    log.partition("t", 2)
+        .unwrap()
+        .append(batch_of(1, 1, 0, 0))
+        .unwrap();
     log.delete_topic("t").unwrap();
     assert!(matches!(log.topic("t"), Err(LogError::UnknownTopic(_))));
     log.close().unwrap();
@@ -257,8 +376,15 @@ async fn readers_wait_for_new_data_and_wake_on_append() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    let partition = log.create_topic("t", small_topic(1 << 20)).unwrap().partition(0).unwrap();
-    assert!(!partition.wait_for_data(0, Duration::from_millis(20)).await, "times out with no data");
+    let partition = log
+        .create_topic("t", small_topic(1 << 20))
+        .unwrap()
+        .partition(0)
+        .unwrap();
+    assert!(
+        !partition.wait_for_data(0, Duration::from_millis(20)).await,
+        "times out with no data"
+    );
     let waiter = {
         let partition = Arc::clone(&partition);
         tokio::spawn(async move { partition.wait_for_data(0, Duration::from_secs(30)).await })
@@ -277,20 +403,45 @@ async fn acks_all_waits_for_the_fsync_under_each_policy() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
-    for (name, durability) in [("group", Durability::GroupCommit), ("each", Durability::EveryBatch), ("none", Durability::None)] {
-        let config = TopicConfig { durability, flush_interval_ms: 5, ..small_topic(1 << 20) };
-        let partition = log.create_topic(name, config).unwrap().partition(0).unwrap();
-        let before = log.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed);
+    for (name, durability) in [
+        ("group", Durability::GroupCommit),
+        ("each", Durability::EveryBatch),
+        ("none", Durability::None),
+    ] {
+        let config = TopicConfig {
+            durability,
+            flush_interval_ms: 5,
+            ..small_topic(1 << 20)
+        };
+        let partition = log
+            .create_topic(name, config)
+            .unwrap()
+            .partition(0)
+            .unwrap();
+        let before = log
+            .stats()
+            .fsyncs
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut last = 0;
         for i in 0..50 {
             last = partition.append(batch_of(3, 10, 0, i)).unwrap().last_offset;
         }
-        tokio::time::timeout(Duration::from_secs(10), partition.wait_durable(last + 1)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), partition.wait_durable(last + 1))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(partition.durable_offset(), 150);
-        let fsyncs = log.stats().fsyncs.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let fsyncs = log
+            .stats()
+            .fsyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - before;
         match durability {
             Durability::EveryBatch => assert_eq!(fsyncs, 50),
-            Durability::GroupCommit => assert!((1..50).contains(&fsyncs), "group commit fsynced {fsyncs} times for 50 appends"),
+            Durability::GroupCommit => assert!(
+                (1..50).contains(&fsyncs),
+                "group commit fsynced {fsyncs} times for 50 appends"
+            ),
             Durability::None => assert_eq!(fsyncs, 0),
         }
     }
@@ -341,48 +492,100 @@ proptest! {
     }
 }
 
-fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, records: usize, tag: u64) -> Vec<u8> {
+fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    records: usize,
+    tag: u64,
+) -> Vec<u8> {
     use freshet_log::batch::{self, ProducerStamp, Record};
     let records: Vec<Record> = (0..records)
-        .map(|i| Record { timestamp: 5, value: Some(format!("{tag}-{i}").into_bytes()), ..Default::default() })
+        .map(|i| Record {
+            timestamp: 5,
+            value: Some(format!("{tag}-{i}").into_bytes()),
+            ..Default::default()
+        })
         .collect();
-    batch::encode(&records, ProducerStamp { producer_id, producer_epoch: epoch, base_sequence: sequence })
+    batch::encode(
+        &records,
+        ProducerStamp {
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence: sequence,
+        },
+    )
 }
 
 #[test]
 fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
-    let config = TopicConfig { partitions: 1, segment_bytes: 1_024, ..TopicConfig::default() };
+    let config = TopicConfig {
+        partitions: 1,
+        segment_bytes: 1_024,
+        ..TopicConfig::default()
+    };
     let producer_id;
     {
         let log = open(dir.path(), &clock, 256);
         producer_id = log.allocate_producer_id().unwrap();
         let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
         for i in 0..20 {
-            let info = partition.append(idempotent_batch(producer_id, 0, i * 2, 2, i as u64)).unwrap();
+            let info = partition
+                .append(idempotent_batch(producer_id, 0, i * 2, 2, i as u64))
+                .unwrap();
             assert!(!info.duplicate);
         }
-        let retry = partition.append(idempotent_batch(producer_id, 0, 38, 2, 19)).unwrap();
+        let retry = partition
+            .append(idempotent_batch(producer_id, 0, 38, 2, 19))
+            .unwrap();
         assert!(retry.duplicate);
         assert_eq!((retry.base_offset, retry.last_offset), (38, 39));
         assert_eq!(partition.end_offset(), 40, "a retry writes nothing");
         let gap = partition.append(idempotent_batch(producer_id, 0, 45, 1, 99));
-        assert!(matches!(gap, Err(LogError::Producer(freshet_log::ProducerError::OutOfOrderSequence { expected: 40, got: 45, .. }))));
+        assert!(matches!(
+            gap,
+            Err(LogError::Producer(
+                freshet_log::ProducerError::OutOfOrderSequence {
+                    expected: 40,
+                    got: 45,
+                    ..
+                }
+            ))
+        ));
         log.close().unwrap();
     }
     {
         let log = open(dir.path(), &clock, 256);
         let partition = log.partition("t", 0).unwrap();
-        assert!(partition.append(idempotent_batch(producer_id, 0, 36, 2, 18)).unwrap().duplicate);
-        assert!(!partition.append(idempotent_batch(producer_id, 0, 40, 2, 20)).unwrap().duplicate);
+        assert!(
+            partition
+                .append(idempotent_batch(producer_id, 0, 36, 2, 18))
+                .unwrap()
+                .duplicate
+        );
+        assert!(
+            !partition
+                .append(idempotent_batch(producer_id, 0, 40, 2, 20))
+                .unwrap()
+                .duplicate
+        );
         // Dropped without close: the state must come back from the log itself.
     }
     let log = open(dir.path(), &clock, 256);
     let partition = log.partition("t", 0).unwrap();
-    let retry = partition.append(idempotent_batch(producer_id, 0, 40, 2, 20)).unwrap();
-    assert!(retry.duplicate, "a retry after an unclean restart is still recognised");
+    let retry = partition
+        .append(idempotent_batch(producer_id, 0, 40, 2, 20))
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "a retry after an unclean restart is still recognised"
+    );
     assert_eq!(retry.base_offset, 40);
     assert_eq!(partition.end_offset(), 42);
-    assert!(log.allocate_producer_id().unwrap() > producer_id, "producer ids are never reused");
+    assert!(
+        log.allocate_producer_id().unwrap() > producer_id,
+        "producer ids are never reused"
+    );
 }

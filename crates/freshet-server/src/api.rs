@@ -8,8 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use freshet_log::batch::{self, ProducerStamp, Record};
 use freshet_log::LogError;
+use freshet_log::batch::{self, ProducerStamp, Record};
 use freshet_store::{QueryError, encode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,7 +28,10 @@ pub(super) struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, body: json!({"error": {"code": code, "message": message.into()}}) }
+        Self {
+            status,
+            body: json!({"error": {"code": code, "message": message.into()}}),
+        }
     }
 }
 
@@ -47,7 +50,10 @@ impl From<QueryError> for ApiError {
             "execution" => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
-        Self { status, body: json!({"error": error}) }
+        Self {
+            status,
+            body: json!({"error": error}),
+        }
     }
 }
 
@@ -61,34 +67,89 @@ pub(super) struct QueryRequest {
 /// `POST /api/v1/query` with `{"sql": …}`: JSON by default, CSV for
 /// `Accept: text/csv`, an Arrow IPC stream for
 /// `Accept: application/vnd.apache.arrow.stream`.
-pub(super) async fn query(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let request: QueryRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("the body must be {{\"sql\": \"…\"}}: {e}")))?;
+pub(super) async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body must be {{\"sql\": \"…\"}}: {e}"),
+        )
+    })?;
     if request.kql.is_some() {
         // TODO(issue 5): the KQL subset of product.md is not translated yet.
-        return Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_implemented", "KQL queries are not supported yet; send {\"sql\": …}"));
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "KQL queries are not supported yet; send {\"sql\": …}",
+        ));
     }
     let Some(sql) = request.sql.filter(|s| !s.trim().is_empty()) else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the body must be {\"sql\": \"…\"} with a query"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be {\"sql\": \"…\"} with a query",
+        ));
     };
     let result = state.store.query(&sql).await?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let elapsed = format!("{:.3}", result.elapsed.as_secs_f64() * 1000.0);
-    let common = [("x-freshet-elapsed-ms", elapsed), ("x-freshet-truncated", result.truncated.to_string())];
+    let common = [
+        ("x-freshet-elapsed-ms", elapsed),
+        ("x-freshet-truncated", result.truncated.to_string()),
+    ];
     if accept.contains("application/vnd.apache.arrow.stream") {
-        let body = tokio::task::spawn_blocking(move || encode::to_arrow_ipc(&result)).await.map_err(internal)?;
-        return Ok(([(header::CONTENT_TYPE.as_str(), "application/vnd.apache.arrow.stream".to_string())], common, body).into_response());
+        let body = tokio::task::spawn_blocking(move || encode::to_arrow_ipc(&result))
+            .await
+            .map_err(internal)?;
+        return Ok((
+            [(
+                header::CONTENT_TYPE.as_str(),
+                "application/vnd.apache.arrow.stream".to_string(),
+            )],
+            common,
+            body,
+        )
+            .into_response());
     }
     if accept.contains("text/csv") {
-        let body = tokio::task::spawn_blocking(move || encode::to_csv(&result)).await.map_err(internal)?;
-        return Ok(([(header::CONTENT_TYPE.as_str(), "text/csv; charset=utf-8".to_string())], common, body).into_response());
+        let body = tokio::task::spawn_blocking(move || encode::to_csv(&result))
+            .await
+            .map_err(internal)?;
+        return Ok((
+            [(
+                header::CONTENT_TYPE.as_str(),
+                "text/csv; charset=utf-8".to_string(),
+            )],
+            common,
+            body,
+        )
+            .into_response());
     }
-    let body = tokio::task::spawn_blocking(move || encode::to_json(&result)).await.map_err(internal)?;
+    let body = tokio::task::spawn_blocking(move || encode::to_json(&result))
+        .await
+        .map_err(internal)?;
     Ok((common, Json(body)).into_response())
 }
 
 fn internal(error: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        error.to_string(),
+    )
+}
+
+/// `GET /api/v1/views`: every materialized view with the sizes of its
+/// materialized part and delta.
+pub(super) async fn views(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "views": state.store.views() }))
 }
 
 /// `GET /api/v1/tables`: every table with its rows, sizes and policies.
@@ -140,23 +201,37 @@ pub(super) async fn produce(
 ) -> Result<Json<Value>, ApiError> {
     let events = parse_events(&body)?;
     if events.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "no events in the body"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "no events in the body",
+        ));
     }
     let log_topic = match state.log.topic(&topic) {
         Ok(t) => t,
         Err(LogError::UnknownTopic(_)) => {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_topic", format!("no topic named '{topic}'")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_topic",
+                format!("no topic named '{topic}'"),
+            ));
         }
         Err(error) => return Err(internal(error)),
     };
     let partitions = log_topic.config().partitions.max(1);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
     for (at, event) in events.into_iter().enumerate() {
         let key = match &params.key {
             None => None,
             Some(field) => Some(key_of(&event, field).ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("event {at} has no field '{field}' for the key"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("event {at} has no field '{field}' for the key"),
+                )
             })?),
         };
         let partition = match &key {
@@ -164,7 +239,12 @@ pub(super) async fn produce(
             None => NEXT_PARTITION.fetch_add(1, Ordering::Relaxed) % partitions,
         };
         let value = serde_json::to_vec(&event).expect("JSON values serialize");
-        by_partition.entry(partition).or_default().push(Record { timestamp: now, key, value: Some(value), headers: Vec::new() });
+        by_partition.entry(partition).or_default().push(Record {
+            timestamp: now,
+            key,
+            value: Some(value),
+            headers: Vec::new(),
+        });
     }
     let max_bytes = log_topic.config().max_message_bytes as usize;
     let mut written = Vec::new();
@@ -185,16 +265,29 @@ pub(super) async fn produce(
             last = info.last_offset;
             count += chunk.len();
         }
-        log_partition.wait_durable(last + 1).await.map_err(internal)?;
+        log_partition
+            .wait_durable(last + 1)
+            .await
+            .map_err(internal)?;
         written.push(json!({"partition": partition, "last_offset": last}));
     }
-    Ok(Json(json!({"topic": topic, "count": count, "partitions": written})))
+    Ok(Json(
+        json!({"topic": topic, "count": count, "partitions": written}),
+    ))
 }
 
 /// A JSON value, an array of them, or JSON lines.
 fn parse_events(body: &[u8]) -> Result<Vec<Value>, ApiError> {
     let bad = |e: serde_json::Error| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_json", format!("the body is not JSON (line {}, column {}): {e}", e.line(), e.column()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!(
+                "the body is not JSON (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            ),
+        )
     };
     let mut values = Vec::new();
     for value in serde_json::Deserializer::from_slice(body).into_iter::<Value>() {
@@ -221,7 +314,9 @@ fn chunks_under(records: &[Record], max_bytes: usize) -> Vec<&[Record]> {
     let mut start = 0;
     let mut size = 100;
     for (at, record) in records.iter().enumerate() {
-        let record_size = record.value.as_ref().map_or(0, Vec::len) + record.key.as_ref().map_or(0, Vec::len) + 32;
+        let record_size = record.value.as_ref().map_or(0, Vec::len)
+            + record.key.as_ref().map_or(0, Vec::len)
+            + 32;
         if at > start && size + record_size > max_bytes {
             chunks.push(&records[start..at]);
             start = at;
@@ -281,7 +376,10 @@ mod tests {
         assert_eq!(murmur2(b"foobar") as i32, -790332482);
         assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 
@@ -289,7 +387,12 @@ mod tests {
     fn events_come_as_one_an_array_or_lines() {
         assert_eq!(parse_events(br#"{"a":1}"#).unwrap().len(), 1);
         assert_eq!(parse_events(br#"[{"a":1},{"a":2}]"#).unwrap().len(), 2);
-        assert_eq!(parse_events(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n").unwrap().len(), 3);
+        assert_eq!(
+            parse_events(b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n")
+                .unwrap()
+                .len(),
+            3
+        );
         assert!(parse_events(b"{\"a\":").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use freshet_log::{Durability, TopicConfig, validate_topic_name};
-use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec, parse_period};
+use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec, ViewSpec, parse_period};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,6 +28,18 @@ struct RawConfig {
     topic: Vec<Spanned<RawTopic>>,
     #[serde(default)]
     table: Vec<Spanned<RawTable>>,
+    #[serde(default)]
+    view: Vec<Spanned<RawView>>,
+}
+
+/// `[[view]]`: a materialized view, its SQL inline or in a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawView {
+    name: String,
+    query: Option<String>,
+    /// Relative to the config file's folder.
+    query_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -111,6 +123,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub topics: Vec<(String, TopicConfig)>,
     pub tables: Vec<TableSpec>,
+    pub views: Vec<ViewSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,22 +175,43 @@ impl Config {
             kafka_listen: raw.server.kafka_listen.unwrap_or(defaults.kafka_listen),
             kafka_advertised: raw.server.kafka_advertised,
             http_listen: raw.server.http_listen.unwrap_or(defaults.http_listen),
-            auto_create_topics: raw.server.auto_create_topics.unwrap_or(defaults.auto_create_topics),
-            default_partitions: raw.server.default_partitions.unwrap_or(defaults.default_partitions),
-            retention_check_interval_ms: raw.server.retention_check_interval_ms.unwrap_or(defaults.retention_check_interval_ms),
+            auto_create_topics: raw
+                .server
+                .auto_create_topics
+                .unwrap_or(defaults.auto_create_topics),
+            default_partitions: raw
+                .server
+                .default_partitions
+                .unwrap_or(defaults.default_partitions),
+            retention_check_interval_ms: raw
+                .server
+                .retention_check_interval_ms
+                .unwrap_or(defaults.retention_check_interval_ms),
         };
-        let server_error = |message: String| ConfigError { file: file.to_string(), line: 0, message };
+        let server_error = |message: String| ConfigError {
+            file: file.to_string(),
+            line: 0,
+            message,
+        };
         if server.default_partitions == 0 {
-            return Err(server_error("[server] default_partitions must be at least 1".into()));
+            return Err(server_error(
+                "[server] default_partitions must be at least 1".into(),
+            ));
         }
         if server.retention_check_interval_ms == 0 {
-            return Err(server_error("[server] retention_check_interval_ms must be positive".into()));
+            return Err(server_error(
+                "[server] retention_check_interval_ms must be positive".into(),
+            ));
         }
         let mut topics: Vec<(String, TopicConfig)> = Vec::new();
         for spanned in raw.topic {
             let line = line_of(spanned.span().start);
             let raw = spanned.into_inner();
-            let error = |message: String| ConfigError { file: file.to_string(), line, message: format!("[[topic]] '{}': {message}", raw.name) };
+            let error = |message: String| ConfigError {
+                file: file.to_string(),
+                line,
+                message: format!("[[topic]] '{}': {message}", raw.name),
+            };
             validate_topic_name(&raw.name).map_err(|e| error(e.to_string()))?;
             if topics.iter().any(|(name, _)| *name == raw.name) {
                 return Err(error("declared twice".into()));
@@ -187,12 +221,20 @@ impl Config {
                 None => defaults.retention_ms,
                 Some(-1) => None,
                 Some(ms) if ms > 0 => Some(ms),
-                Some(ms) => return Err(error(format!("retention_ms must be positive or -1 (forever), got {ms}"))),
+                Some(ms) => {
+                    return Err(error(format!(
+                        "retention_ms must be positive or -1 (forever), got {ms}"
+                    )));
+                }
             };
             let retention_bytes = match raw.retention_bytes {
                 None | Some(-1) => None,
                 Some(bytes) if bytes > 0 => Some(bytes as u64),
-                Some(bytes) => return Err(error(format!("retention_bytes must be positive or -1 (no limit), got {bytes}"))),
+                Some(bytes) => {
+                    return Err(error(format!(
+                        "retention_bytes must be positive or -1 (no limit), got {bytes}"
+                    )));
+                }
             };
             let config = TopicConfig {
                 partitions: raw.partitions.unwrap_or(server.default_partitions),
@@ -212,30 +254,104 @@ impl Config {
             let line = line_of(spanned.span().start);
             let raw = spanned.into_inner();
             let name = raw.name.clone();
-            let error = |message: String| ConfigError { file: file.to_string(), line, message: format!("[[table]] '{name}': {message}") };
+            let error = |message: String| ConfigError {
+                file: file.to_string(),
+                line,
+                message: format!("[[table]] '{name}': {message}"),
+            };
             if tables.iter().any(|t| t.name == raw.name) {
                 return Err(error("declared twice".into()));
             }
             let spec = table_spec(raw).map_err(error)?;
             tables.push(spec);
         }
-        Ok(Self { server, topics, tables })
+        let mut views: Vec<ViewSpec> = Vec::new();
+        for spanned in raw.view {
+            let line = line_of(spanned.span().start);
+            let raw = spanned.into_inner();
+            let name = raw.name.clone();
+            let error = |message: String| ConfigError {
+                file: file.to_string(),
+                line,
+                message: format!("[[view]] '{name}': {message}"),
+            };
+            if views.iter().any(|v| v.name == raw.name) || tables.iter().any(|t| t.name == raw.name)
+            {
+                return Err(error(
+                    "the name is already taken by another view or table".into(),
+                ));
+            }
+            let query = match (raw.query, raw.query_file) {
+                (Some(query), None) => query,
+                (None, Some(path)) => {
+                    let path = Path::new(file)
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join(path);
+                    std::fs::read_to_string(&path).map_err(|e| {
+                        error(format!("cannot read query_file {}: {e}", path.display()))
+                    })?
+                }
+                _ => {
+                    return Err(error(
+                        "give the view's SQL as exactly one of query or query_file".into(),
+                    ));
+                }
+            };
+            views.push(ViewSpec {
+                name: raw.name,
+                query,
+            });
+        }
+        Ok(Self {
+            server,
+            topics,
+            tables,
+            views,
+        })
     }
 }
 
 fn table_spec(raw: RawTable) -> Result<TableSpec, String> {
     validate_topic_name(&raw.topic).map_err(|e| format!("topic: {e}"))?;
-    let period = |key: &str, value: &Option<String>| value.as_deref().map(parse_period).transpose().map_err(|e| format!("{key}: {e}"));
+    let period = |key: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(parse_period)
+            .transpose()
+            .map_err(|e| format!("{key}: {e}"))
+    };
     let mut columns = Vec::new();
     for column in raw.columns {
-        let kind = ColumnType::parse(&column.kind)
-            .ok_or_else(|| format!("column '{}': unknown type '{}'; use one of {}", column.name, column.kind, ColumnType::NAMES))?;
-        let path = column.path.as_deref().unwrap_or(&column.name).split('.').map(str::to_string).collect();
+        let kind = ColumnType::parse(&column.kind).ok_or_else(|| {
+            format!(
+                "column '{}': unknown type '{}'; use one of {}",
+                column.name,
+                column.kind,
+                ColumnType::NAMES
+            )
+        })?;
+        let path = column
+            .path
+            .as_deref()
+            .unwrap_or(&column.name)
+            .split('.')
+            .map(str::to_string)
+            .collect();
         let default = column
             .default
-            .map(|value| serde_json::to_value(value).map_err(|e| format!("column '{}': default: {e}", column.name)))
+            .map(|value| {
+                serde_json::to_value(value)
+                    .map_err(|e| format!("column '{}': default: {e}", column.name))
+            })
             .transpose()?;
-        columns.push(ColumnSpec { name: column.name, path, kind, default, required: column.required });
+        columns.push(ColumnSpec {
+            name: column.name,
+            path,
+            kind,
+            default,
+            required: column.required,
+        });
     }
     let mut spec = TableSpec::new(&raw.name, &raw.topic, columns);
     if let Some(group) = raw.group {
@@ -243,7 +359,10 @@ fn table_spec(raw: RawTable) -> Result<TableSpec, String> {
     }
     spec.time_column = raw.time_column;
     spec.dedup = match (raw.dedup_key, period("dedup_window", &raw.dedup_window)?) {
-        (Some(column), window) => Some(DedupSpec { column, window_ms: window.unwrap_or(10 * 60_000) }),
+        (Some(column), window) => Some(DedupSpec {
+            column,
+            window_ms: window.unwrap_or(10 * 60_000),
+        }),
         (None, Some(_)) => return Err("dedup_window needs a dedup_key".into()),
         (None, None) => None,
     };
@@ -310,7 +429,10 @@ partitions = 1
         assert!(error.to_string().contains("retension_ms"), "{error}");
         assert!(error.to_string().starts_with("freshet.toml:6:"), "{error}");
         let error = Config::parse("[sever]\n", "f.toml").unwrap_err();
-        assert!(error.to_string().contains("sever") && error.line == 1, "{error}");
+        assert!(
+            error.to_string().contains("sever") && error.line == 1,
+            "{error}"
+        );
     }
 
     #[test]
@@ -332,9 +454,18 @@ columns = [
         let config = Config::parse(text, "freshet.toml").unwrap();
         let table = &config.tables[0];
         assert_eq!(table.group, "freshet-store-telemetry");
-        assert_eq!(table.columns[1].path, vec!["complexData".to_string(), "moreData0".to_string()]);
+        assert_eq!(
+            table.columns[1].path,
+            vec!["complexData".to_string(), "moreData0".to_string()]
+        );
         assert_eq!(table.columns[1].default, Some(serde_json::json!(0.0)));
-        assert_eq!(table.dedup, Some(DedupSpec { column: "eventId".into(), window_ms: 600_000 }));
+        assert_eq!(
+            table.dedup,
+            Some(DedupSpec {
+                column: "eventId".into(),
+                window_ms: 600_000
+            })
+        );
         assert_eq!(table.retention_ms, Some(7 * 86_400_000));
         assert_eq!(table.hot_ms, Some(3_600_000));
         let bad = "\n[[table]]\nname = \"t\"\ntopic = \"x\"\ncolumns = [{ name = \"a\", type = \"decimal\" }]\n";
@@ -342,7 +473,12 @@ columns = [
         assert_eq!(error.line, 2, "{error}");
         assert!(error.message.contains("unknown type 'decimal'"), "{error}");
         let bad = "[[table]]\nname = \"t\"\ntopic = \"x\"\nretention = \"soon\"\ncolumns = [{ name = \"a\", type = \"long\" }]\n";
-        assert!(Config::parse(bad, "f.toml").unwrap_err().message.contains("retention"));
+        assert!(
+            Config::parse(bad, "f.toml")
+                .unwrap_err()
+                .message
+                .contains("retention")
+        );
     }
 
     #[test]
@@ -350,11 +486,50 @@ columns = [
         let text = "[[topic]]\nname = \"ok\"\n\n[[topic]]\nname = \"bad\"\npartitions = 0\n";
         let error = Config::parse(text, "freshet.toml").unwrap_err();
         assert_eq!(error.line, 4, "{error}");
-        assert!(error.message.contains("'bad'") && error.message.contains("partitions"), "{error}");
+        assert!(
+            error.message.contains("'bad'") && error.message.contains("partitions"),
+            "{error}"
+        );
         let error = Config::parse("[[topic]]\nname = \"a b\"\n", "f").unwrap_err();
         assert!(error.message.contains("invalid topic name"), "{error}");
-        let error = Config::parse("[[topic]]\nname = \"t\"\ndurability = \"sometimes\"\n", "f").unwrap_err();
+        let error = Config::parse("[[topic]]\nname = \"t\"\ndurability = \"sometimes\"\n", "f")
+            .unwrap_err();
         assert_eq!(error.line, 3, "{error}");
         assert!(error.message.contains("sometimes"), "{error}");
+    }
+
+    #[test]
+    fn views_take_their_sql_inline_or_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("v.sql"),
+            "SELECT a, count(*) FROM t GROUP BY a",
+        )
+        .unwrap();
+        let text = "[[view]]\nname = \"inline\"\nquery = \"SELECT count(*) FROM t\"\n\n[[view]]\nname = \"filed\"\nquery_file = \"v.sql\"\n";
+        let file = dir.path().join("freshet.toml");
+        let config = Config::parse(text, &file.display().to_string()).unwrap();
+        assert_eq!(
+            config.views[0],
+            ViewSpec {
+                name: "inline".into(),
+                query: "SELECT count(*) FROM t".into()
+            }
+        );
+        assert_eq!(
+            config.views[1].query,
+            "SELECT a, count(*) FROM t GROUP BY a"
+        );
+        let error = Config::parse("[[view]]\nname = \"v\"\n", "f.toml").unwrap_err();
+        assert!(
+            error.message.contains("exactly one of query or query_file"),
+            "{error}"
+        );
+        let error = Config::parse(
+            "[[view]]\nname = \"v\"\nquery_file = \"missing.sql\"\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("missing.sql"), "{error}");
     }
 }

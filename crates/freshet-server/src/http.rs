@@ -1,5 +1,5 @@
 //! The HTTP listener: `/healthz`, `/metrics` and the JSON API under
-//! `/api/v1` (query, tables, topics, produce). Errors are
+//! `/api/v1` (query, tables, views, topics, produce). Errors are
 //! `{"error": {"code", "message"}}` with a fitting status.
 
 use std::net::SocketAddr;
@@ -40,6 +40,7 @@ pub(crate) async fn serve(
         .route("/metrics", get(metrics))
         .route("/api/v1/query", post(api::query))
         .route("/api/v1/tables", get(api::tables))
+        .route("/api/v1/views", get(api::views))
         .route("/api/v1/topics", get(api::topics))
         .route("/api/v1/topics/{topic}/events", post(api::produce))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
@@ -48,7 +49,10 @@ pub(crate) async fn serve(
         let shutdown = async move {
             let _ = stopped.changed().await;
         };
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(%error, "HTTP listener failed");
         }
     });
@@ -61,13 +65,31 @@ async fn healthz(State(state): State<AppState>) -> axum::Json<serde_json::Value>
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the
 /// Prometheus text format.
-async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if accept.contains("application/openmetrics-text") {
         let text = crate::metrics::render(&state.registry);
-        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
     } else {
         let text = crate::metrics::render_prometheus(&state.registry);
-        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
     }
 }

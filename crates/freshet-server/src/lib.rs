@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use freshet_kafka::{Broker, BrokerSettings};
 use freshet_core::SystemClock;
 use freshet_kafka::groups::offsets::Committed;
+use freshet_kafka::{Broker, BrokerSettings};
 use freshet_log::{Log, LogOptions, TopicConfig};
 use freshet_store::{QueryLimits, Store};
 use serde::Serialize;
@@ -49,7 +49,8 @@ impl Server {
             .with_context(|| format!("opening the log in {}", config.server.data_dir.display()))?;
         let log = Arc::new(log);
         for (name, topic) in &config.topics {
-            log.ensure_topic(name, *topic).with_context(|| format!("applying topic '{name}'"))?;
+            log.ensure_topic(name, *topic)
+                .with_context(|| format!("applying topic '{name}'"))?;
         }
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -60,7 +61,8 @@ impl Server {
         )));
         let kafka_listener = freshet_kafka::listen(config.server.kafka_listen).await?;
         let kafka = freshet_kafka::local_address(&kafka_listener)?;
-        let (advertised_host, advertised_port) = advertised(config.server.kafka_advertised.as_deref(), kafka)?;
+        let (advertised_host, advertised_port) =
+            advertised(config.server.kafka_advertised.as_deref(), kafka)?;
         let settings = BrokerSettings {
             node_id: 0,
             cluster_id: "freshet".into(),
@@ -69,15 +71,37 @@ impl Server {
             auto_create_topics: config.server.auto_create_topics,
             default_partitions: config.server.default_partitions,
         };
-        let broker = Arc::new(Broker::start(Arc::clone(&log), settings, stopped.clone()).context("opening consumer-group state")?);
+        let broker = Arc::new(
+            Broker::start(Arc::clone(&log), settings, stopped.clone())
+                .context("opening consumer-group state")?,
+        );
         let store = open_store(&config, &log, &broker).await?;
-        let registry = Arc::new(metrics::registry(Arc::clone(&log), &broker, Arc::clone(&store)));
-        tasks.push(freshet_kafka::serve(kafka_listener, broker, stopped.clone()));
-        let state = http::AppState { log: Arc::clone(&log), registry, store: Arc::clone(&store) };
-        let (http, http_task) = http::serve(config.server.http_listen, state, stopped.clone()).await?;
+        let registry = Arc::new(metrics::registry(
+            Arc::clone(&log),
+            &broker,
+            Arc::clone(&store),
+        ));
+        tasks.push(freshet_kafka::serve(
+            kafka_listener,
+            broker,
+            stopped.clone(),
+        ));
+        let state = http::AppState {
+            log: Arc::clone(&log),
+            registry,
+            store: Arc::clone(&store),
+        };
+        let (http, http_task) =
+            http::serve(config.server.http_listen, state, stopped.clone()).await?;
         tasks.push(http_task);
         tracing::info!(%kafka, %http, data_dir = %config.server.data_dir.display(), "freshet is serving");
-        Ok(Self { log, store, ports: BoundPorts { kafka, http }, stop, tasks })
+        Ok(Self {
+            log,
+            store,
+            ports: BoundPorts { kafka, http },
+            stop,
+            tasks,
+        })
     }
 
     pub fn ports(&self) -> &BoundPorts {
@@ -109,50 +133,86 @@ impl Server {
 /// Opens the store and applies the declared tables; each table's committed
 /// positions are also written as its consumer group's offsets, so lag shows
 /// in `freshet group describe` like any consumer's.
-async fn open_store(config: &Config, log: &Arc<Log>, broker: &Arc<Broker>) -> anyhow::Result<Arc<Store>> {
+async fn open_store(
+    config: &Config,
+    log: &Arc<Log>,
+    broker: &Arc<Broker>,
+) -> anyhow::Result<Arc<Store>> {
     for table in &config.tables {
         if log.topic(&table.topic).is_err() {
-            let topic = TopicConfig { partitions: config.server.default_partitions, ..TopicConfig::default() };
-            log.ensure_topic(&table.topic, topic).with_context(|| format!("creating topic '{}' for table '{}'", table.topic, table.name))?;
+            let topic = TopicConfig {
+                partitions: config.server.default_partitions,
+                ..TopicConfig::default()
+            };
+            log.ensure_topic(&table.topic, topic).with_context(|| {
+                format!(
+                    "creating topic '{}' for table '{}'",
+                    table.topic, table.name
+                )
+            })?;
         }
     }
     let data_dir = config.server.data_dir.clone();
     let log_for_store = Arc::clone(log);
     let runtime = tokio::runtime::Handle::current();
     let store = tokio::task::spawn_blocking(move || {
-        Store::open(&data_dir, log_for_store, Arc::new(SystemClock), QueryLimits::default(), runtime)
+        Store::open(
+            &data_dir,
+            log_for_store,
+            Arc::new(SystemClock),
+            QueryLimits::default(),
+            runtime,
+        )
     })
     .await?
     .context("opening the store")?;
     let store = Arc::new(store);
     let coordinator = Arc::clone(broker.coordinator());
     let runtime = tokio::runtime::Handle::current();
-    store.set_commit_hook(Arc::new(move |group: &str, topic: &str, positions: &std::collections::BTreeMap<u32, i64>| {
-        let commits = positions
-            .iter()
-            .map(|(&partition, &offset)| {
-                let committed = Committed { offset, leader_epoch: -1, metadata: Some("freshet store".into()), commit_time_ms: now_ms() };
-                (topic.to_string(), partition as i32, committed)
-            })
-            .collect();
-        let coordinator = Arc::clone(&coordinator);
-        let group = group.to_string();
-        runtime.spawn(async move {
+    store.set_commit_hook(Arc::new(
+        move |group: &str, topic: &str, positions: &std::collections::BTreeMap<u32, i64>| {
+            let commits = positions
+                .iter()
+                .map(|(&partition, &offset)| {
+                    let committed = Committed {
+                        offset,
+                        leader_epoch: -1,
+                        metadata: Some("freshet store".into()),
+                        commit_time_ms: now_ms(),
+                    };
+                    (topic.to_string(), partition as i32, committed)
+                })
+                .collect();
+            let coordinator = Arc::clone(&coordinator);
+            let group = group.to_string();
+            runtime.spawn(async move {
             if let Err(error) = coordinator.offsets.commit(&group, commits).await {
                 tracing::warn!(%group, %error, "recording the table's committed offsets failed");
             }
         });
-    }));
+        },
+    ));
     for table in config.tables.clone() {
         let name = table.name.clone();
         let store = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || store.apply(table)).await?.with_context(|| format!("applying table '{name}'"))?;
+        tokio::task::spawn_blocking(move || store.apply(table))
+            .await?
+            .with_context(|| format!("applying table '{name}'"))?;
+    }
+    for view in config.views.clone() {
+        let name = view.name.clone();
+        let store = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || store.apply_view(view))
+            .await?
+            .with_context(|| format!("applying view '{name}'"))?;
     }
     Ok(store)
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The host and port Kafka clients are told to use: the configured
@@ -164,7 +224,9 @@ fn advertised(configured: Option<&str>, bound: SocketAddr) -> anyhow::Result<(St
     let (host, port) = configured
         .rsplit_once(':')
         .with_context(|| format!("kafka_advertised '{configured}' must be host:port"))?;
-    let port = port.parse().with_context(|| format!("kafka_advertised '{configured}': bad port"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("kafka_advertised '{configured}': bad port"))?;
     Ok((host.to_string(), port))
 }
 

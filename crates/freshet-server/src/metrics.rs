@@ -21,14 +21,18 @@ use prometheus_client::registry::{Registry, Unit};
 pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker, store: Arc<Store>) -> Registry {
     let mut registry = Registry::default();
     broker.metrics().register(&mut registry);
-    registry.register_collector(Box::new(StateCollector { log, coordinator: Arc::clone(broker.coordinator()) }));
+    registry.register_collector(Box::new(StateCollector {
+        log,
+        coordinator: Arc::clone(broker.coordinator()),
+    }));
     registry.register_collector(Box::new(StoreCollector { store }));
     registry
 }
 
 pub fn render(registry: &Registry) -> String {
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry).expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut text, registry)
+        .expect("writing to a String cannot fail");
     text
 }
 
@@ -50,7 +54,9 @@ pub fn render_prometheus(registry: &Registry) -> String {
         let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
             let rest = line.strip_prefix(prefix)?;
             let (name, tail) = rest.split_once(' ')?;
-            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
         });
         text.push_str(renamed.as_deref().unwrap_or(line));
         text.push('\n');
@@ -64,7 +70,13 @@ struct StateCollector {
     coordinator: Arc<Coordinator>,
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, value: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, unit, metric.metric_type())?)
 }
@@ -78,7 +90,10 @@ impl Collector for StateCollector {
             .zip(&stats.fsync_buckets)
             .map(|(bound, count)| (*bound as f64 / 1e6, count.load(Relaxed)))
             .collect();
-        buckets.push((f64::INFINITY, stats.fsync_buckets[FSYNC_BUCKETS_MICROS.len()].load(Relaxed)));
+        buckets.push((
+            f64::INFINITY,
+            stats.fsync_buckets[FSYNC_BUCKETS_MICROS.len()].load(Relaxed),
+        ));
         let sum_seconds = stats.fsync_micros_total.load(Relaxed) as f64 / 1e6;
         let mut fsync = encoder.encode_descriptor(
             "freshet_log_fsync_duration",
@@ -86,24 +101,87 @@ impl Collector for StateCollector {
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?;
-        fsync.encode_histogram::<NoLabelSet>(sum_seconds, stats.fsyncs.load(Relaxed), &buckets, None)?;
-        counter(&mut encoder, "freshet_log_appended_batches", "Record batches appended to the log", None, stats.batches_appended.load(Relaxed))?;
-        counter(&mut encoder, "freshet_log_appended", "Bytes appended to the log", Some(&Unit::Bytes), stats.bytes_appended.load(Relaxed))?;
-        counter(&mut encoder, "freshet_log_segments_rolled", "Segments sealed and rolled", None, stats.segments_rolled.load(Relaxed))?;
-        counter(&mut encoder, "freshet_log_segments_deleted", "Segments deleted by retention", None, stats.segments_deleted.load(Relaxed))?;
+        fsync.encode_histogram::<NoLabelSet>(
+            sum_seconds,
+            stats.fsyncs.load(Relaxed),
+            &buckets,
+            None,
+        )?;
+        counter(
+            &mut encoder,
+            "freshet_log_appended_batches",
+            "Record batches appended to the log",
+            None,
+            stats.batches_appended.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "freshet_log_appended",
+            "Bytes appended to the log",
+            Some(&Unit::Bytes),
+            stats.bytes_appended.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "freshet_log_segments_rolled",
+            "Segments sealed and rolled",
+            None,
+            stats.segments_rolled.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "freshet_log_segments_deleted",
+            "Segments deleted by retention",
+            None,
+            stats.segments_deleted.load(Relaxed),
+        )?;
 
-        let partitions: Vec<_> = self.log.topics().iter().flat_map(|t| t.partitions()).collect();
-        type PartitionGauge = (&'static str, &'static str, Option<Unit>, fn(&freshet_log::Partition) -> i64);
+        let partitions: Vec<_> = self
+            .log
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .collect();
+        type PartitionGauge = (
+            &'static str,
+            &'static str,
+            Option<Unit>,
+            fn(&freshet_log::Partition) -> i64,
+        );
         let gauges: [PartitionGauge; 4] = [
-            ("freshet_log_partition_end_offset", "One past the last offset of the partition", None, |p| p.end_offset()),
-            ("freshet_log_partition_start_offset", "First offset still held by the partition", None, |p| p.log_start_offset()),
-            ("freshet_log_partition_size", "Bytes of segments the partition holds", Some(Unit::Bytes), |p| p.size_bytes() as i64),
-            ("freshet_log_partition_unflushed", "Offsets appended but not yet fsynced", None, |p| p.end_offset() - p.durable_offset()),
+            (
+                "freshet_log_partition_end_offset",
+                "One past the last offset of the partition",
+                None,
+                |p| p.end_offset(),
+            ),
+            (
+                "freshet_log_partition_start_offset",
+                "First offset still held by the partition",
+                None,
+                |p| p.log_start_offset(),
+            ),
+            (
+                "freshet_log_partition_size",
+                "Bytes of segments the partition holds",
+                Some(Unit::Bytes),
+                |p| p.size_bytes() as i64,
+            ),
+            (
+                "freshet_log_partition_unflushed",
+                "Offsets appended but not yet fsynced",
+                None,
+                |p| p.end_offset() - p.durable_offset(),
+            ),
         ];
         for (name, help, unit, value) in gauges {
-            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
             for partition in &partitions {
-                let labels = [("topic", partition.topic().to_string()), ("partition", partition.id().to_string())];
+                let labels = [
+                    ("topic", partition.topic().to_string()),
+                    ("partition", partition.id().to_string()),
+                ];
                 ConstGauge::new(value(partition)).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -116,11 +194,20 @@ impl Collector for StateCollector {
         )?;
         for group in self.coordinator.offsets.groups() {
             for ((topic, partition), committed) in self.coordinator.offsets.group(&group) {
-                let Ok(end) = self.log.partition(&topic, partition as u32).map(|p| p.end_offset()) else {
+                let Ok(end) = self
+                    .log
+                    .partition(&topic, partition as u32)
+                    .map(|p| p.end_offset())
+                else {
                     continue;
                 };
-                let labels = [("group", group.clone()), ("topic", topic), ("partition", partition.to_string())];
-                ConstGauge::new((end - committed.offset).max(0)).encode(lag.encode_family(&labels)?)?;
+                let labels = [
+                    ("group", group.clone()),
+                    ("topic", topic),
+                    ("partition", partition.to_string()),
+                ];
+                ConstGauge::new((end - committed.offset).max(0))
+                    .encode(lag.encode_family(&labels)?)?;
             }
         }
         Ok(())
@@ -137,35 +224,106 @@ impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let tables = self.store.tables();
-        type TableCounter = (&'static str, &'static str, Option<Unit>, fn(&freshet_store::stats::TableStats) -> u64);
+        type TableCounter = (
+            &'static str,
+            &'static str,
+            Option<Unit>,
+            fn(&freshet_store::stats::TableStats) -> u64,
+        );
         let counters: [TableCounter; 7] = [
-            ("freshet_store_ingested_rows", "Rows ingested into the table", None, |s| s.rows_ingested.load(Relaxed)),
-            ("freshet_store_ingested", "Bytes of events ingested into the table", Some(Unit::Bytes), |s| s.bytes_ingested.load(Relaxed)),
-            ("freshet_store_duplicates_dropped", "Events dropped because their dedup key was seen within the window", None, |s| s.duplicates_dropped.load(Relaxed)),
-            ("freshet_store_dead_letters", "Events that did not map and went to the dead-letter topic", None, |s| s.dead_letters.load(Relaxed)),
-            ("freshet_store_events_missed", "Events deleted by topic retention before the table read them", None, |s| s.events_missed.load(Relaxed)),
-            ("freshet_store_seals", "Buffer seals into extents", None, |s| s.seals.load(Relaxed)),
-            ("freshet_store_merges", "Merges of small extents", None, |s| s.merges.load(Relaxed)),
+            (
+                "freshet_store_ingested_rows",
+                "Rows ingested into the table",
+                None,
+                |s| s.rows_ingested.load(Relaxed),
+            ),
+            (
+                "freshet_store_ingested",
+                "Bytes of events ingested into the table",
+                Some(Unit::Bytes),
+                |s| s.bytes_ingested.load(Relaxed),
+            ),
+            (
+                "freshet_store_duplicates_dropped",
+                "Events dropped because their dedup key was seen within the window",
+                None,
+                |s| s.duplicates_dropped.load(Relaxed),
+            ),
+            (
+                "freshet_store_dead_letters",
+                "Events that did not map and went to the dead-letter topic",
+                None,
+                |s| s.dead_letters.load(Relaxed),
+            ),
+            (
+                "freshet_store_events_missed",
+                "Events deleted by topic retention before the table read them",
+                None,
+                |s| s.events_missed.load(Relaxed),
+            ),
+            (
+                "freshet_store_seals",
+                "Buffer seals into extents",
+                None,
+                |s| s.seals.load(Relaxed),
+            ),
+            (
+                "freshet_store_merges",
+                "Merges of small extents",
+                None,
+                |s| s.merges.load(Relaxed),
+            ),
         ];
         for (name, help, unit, value) in counters {
-            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
             for table in &tables {
-                ConstCounter::new(value(&table.stats)).encode(family.encode_family(&[("table", table.name().to_string())])?)?;
+                ConstCounter::new(value(&table.stats))
+                    .encode(family.encode_family(&[("table", table.name().to_string())])?)?;
             }
         }
         let infos: Vec<_> = tables.iter().map(|t| t.info()).collect();
-        type TableGauge = (&'static str, &'static str, Option<Unit>, fn(&freshet_store::TableInfo) -> i64);
+        type TableGauge = (
+            &'static str,
+            &'static str,
+            Option<Unit>,
+            fn(&freshet_store::TableInfo) -> i64,
+        );
         let gauges: [TableGauge; 5] = [
-            ("freshet_store_rows", "Rows the table holds (extents and buffer)", None, |i| i.rows as i64),
-            ("freshet_store_buffered_rows", "Rows in the in-memory buffer, not yet in an extent", None, |i| i.buffered_rows as i64),
-            ("freshet_store_extents", "Extents of the table", None, |i| i.extents as i64),
-            ("freshet_store_extent_size", "Bytes of the table's extents on disk", Some(Unit::Bytes), |i| i.extent_bytes as i64),
-            ("freshet_store_ingestion_lag", "Events in the source topic the table has not read yet", None, |i| i.lag as i64),
+            (
+                "freshet_store_rows",
+                "Rows the table holds (extents and buffer)",
+                None,
+                |i| i.rows as i64,
+            ),
+            (
+                "freshet_store_buffered_rows",
+                "Rows in the in-memory buffer, not yet in an extent",
+                None,
+                |i| i.buffered_rows as i64,
+            ),
+            ("freshet_store_extents", "Extents of the table", None, |i| {
+                i.extents as i64
+            }),
+            (
+                "freshet_store_extent_size",
+                "Bytes of the table's extents on disk",
+                Some(Unit::Bytes),
+                |i| i.extent_bytes as i64,
+            ),
+            (
+                "freshet_store_ingestion_lag",
+                "Events in the source topic the table has not read yet",
+                None,
+                |i| i.lag as i64,
+            ),
         ];
         for (name, help, unit, value) in gauges {
-            let mut family = encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
             for info in &infos {
-                ConstGauge::new(value(info)).encode(family.encode_family(&[("table", info.name.clone())])?)?;
+                ConstGauge::new(value(info))
+                    .encode(family.encode_family(&[("table", info.name.clone())])?)?;
             }
         }
         let mut freshness = encoder.encode_descriptor(
@@ -179,10 +337,19 @@ impl Collector for StoreCollector {
             let buckets: Vec<(f64, u64)> = counts
                 .iter()
                 .enumerate()
-                .map(|(at, n)| (FRESHNESS_BUCKETS_MS.get(at).map_or(f64::INFINITY, |ms| *ms as f64 / 1e3), *n))
+                .map(|(at, n)| {
+                    (
+                        FRESHNESS_BUCKETS_MS
+                            .get(at)
+                            .map_or(f64::INFINITY, |ms| *ms as f64 / 1e3),
+                        *n,
+                    )
+                })
                 .collect();
             let labels = [("table", table.name().to_string())];
-            freshness.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
+            freshness
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
         }
         Ok(())
     }

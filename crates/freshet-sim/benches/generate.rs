@@ -14,7 +14,13 @@ const EVENTS: usize = 2_000_000;
 fn main() {
     println!("| scenario | events/s (one core) | MB/s of JSON | mean event bytes |");
     println!("|---|---|---|---|");
-    for scenario in [Scenario::Iot, Scenario::Retail, Scenario::Payments, Scenario::Logistics, Scenario::Nexmark] {
+    for scenario in [
+        Scenario::Iot,
+        Scenario::Retail,
+        Scenario::Payments,
+        Scenario::Logistics,
+        Scenario::Nexmark,
+    ] {
         let mut generator = Generator::new(Options {
             scenario,
             seed: 1,

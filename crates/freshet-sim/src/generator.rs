@@ -52,9 +52,16 @@ impl Options {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        for (name, fraction) in [("duplicates", self.duplicates), ("late", self.late), ("out-of-order", self.out_of_order), ("malformed", self.malformed)] {
+        for (name, fraction) in [
+            ("duplicates", self.duplicates),
+            ("late", self.late),
+            ("out-of-order", self.out_of_order),
+            ("malformed", self.malformed),
+        ] {
             if !(0.0..=1.0).contains(&fraction) {
-                return Err(format!("--{name} must be a fraction between 0 and 1, got {fraction}"));
+                return Err(format!(
+                    "--{name} must be a fraction between 0 and 1, got {fraction}"
+                ));
             }
         }
         if self.duplicates + self.malformed > 1.0 {
@@ -102,7 +109,11 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(options: Options) -> Self {
-        let rate = if options.rate_per_s == 0 { 1_000 } else { options.rate_per_s };
+        let rate = if options.rate_per_s == 0 {
+            1_000
+        } else {
+            options.rate_per_s
+        };
         Self {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             index: 0,
@@ -136,7 +147,13 @@ impl Generator {
             let cut = text.len() / 2;
             let mut payload = text;
             payload.truncate(cut);
-            return Generated { key, payload: Bytes::from(payload), event_id: None, event_time_us: nominal_us, injection: Injection::Malformed };
+            return Generated {
+                key,
+                payload: Bytes::from(payload),
+                event_id: None,
+                event_time_us: nominal_us,
+                injection: Injection::Malformed,
+            };
         }
         let mut event_time_us = nominal_us;
         let mut injection = Injection::None;
@@ -144,13 +161,21 @@ impl Generator {
         if shift < self.options.late {
             event_time_us -= self.options.late_by_ms * 1_000;
             injection = Injection::Late;
-        } else if shift < self.options.late + self.options.out_of_order && self.options.disorder_ms > 0 {
+        } else if shift < self.options.late + self.options.out_of_order
+            && self.options.disorder_ms > 0
+        {
             event_time_us -= self.rng.random_range(1..=self.options.disorder_ms * 1_000);
             injection = Injection::OutOfOrder;
         }
         let key_index = self.rng.random_range(0..self.options.keys);
         let (key, event_id, text) = self.build(key_index, event_time_us);
-        let generated = Generated { key, payload: Bytes::from(text), event_id: Some(event_id), event_time_us, injection };
+        let generated = Generated {
+            key,
+            payload: Bytes::from(text),
+            event_id: Some(event_id),
+            event_time_us,
+            injection,
+        };
         if self.options.duplicates > 0.0 {
             if self.recent.len() == DUPLICATE_WINDOW {
                 self.recent.pop_front();
@@ -165,13 +190,26 @@ impl Generator {
         let slot = (key_index as usize) % self.sequences.len();
         // Per key for the seed scenarios (deviceSequenceNumber); Nexmark
         // counts its whole stream.
-        let sequence = if self.options.scenario == Scenario::Nexmark { self.built } else { self.sequences[slot] };
+        let sequence = if self.options.scenario == Scenario::Nexmark {
+            self.built
+        } else {
+            self.sequences[slot]
+        };
         self.sequences[slot] += 1;
         self.built += 1;
         let event_id = scenario::uuid(&mut self.rng);
         let elapsed_ms = (event_time_us - self.options.start_us) / 1_000;
         let mut text = Vec::with_capacity(800);
-        let key = scenario::write_event(&mut text, self.options.scenario, &mut self.rng, &event_id, key_index, sequence, event_time_us, elapsed_ms);
+        let key = scenario::write_event(
+            &mut text,
+            self.options.scenario,
+            &mut self.rng,
+            &event_id,
+            key_index,
+            sequence,
+            event_time_us,
+            elapsed_ms,
+        );
         (key, event_id, text)
     }
 }
@@ -203,11 +241,23 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
-        for scenario in [Scenario::Iot, Scenario::Retail, Scenario::Payments, Scenario::Logistics, Scenario::Nexmark] {
+        for scenario in [
+            Scenario::Iot,
+            Scenario::Retail,
+            Scenario::Payments,
+            Scenario::Logistics,
+            Scenario::Nexmark,
+        ] {
             let a = run(options(scenario), 2_000);
             let b = run(options(scenario), 2_000);
             assert_eq!(a, b, "{scenario:?}");
-            let c = run(Options { seed: 43, ..options(scenario) }, 2_000);
+            let c = run(
+                Options {
+                    seed: 43,
+                    ..options(scenario)
+                },
+                2_000,
+            );
             assert_ne!(a, c);
         }
     }
@@ -215,12 +265,30 @@ mod tests {
     #[test]
     fn injected_fractions_are_within_tolerance_and_shaped_as_promised() {
         let events = run(options(Scenario::Iot), 200_000);
-        let count = |kind| events.iter().filter(|e| e.injection == kind).count() as f64 / events.len() as f64;
+        let count = |kind| {
+            events.iter().filter(|e| e.injection == kind).count() as f64 / events.len() as f64
+        };
         let near = |got: f64, want: f64| (got - want).abs() <= want * 0.25 + 0.0002;
-        assert!(near(count(Injection::Duplicate), 0.001), "duplicates {}", count(Injection::Duplicate));
-        assert!(near(count(Injection::Malformed), 0.002), "malformed {}", count(Injection::Malformed));
-        assert!(near(count(Injection::Late), 0.01 * 0.997), "late {}", count(Injection::Late));
-        assert!(near(count(Injection::OutOfOrder), 0.05 * 0.997), "out of order {}", count(Injection::OutOfOrder));
+        assert!(
+            near(count(Injection::Duplicate), 0.001),
+            "duplicates {}",
+            count(Injection::Duplicate)
+        );
+        assert!(
+            near(count(Injection::Malformed), 0.002),
+            "malformed {}",
+            count(Injection::Malformed)
+        );
+        assert!(
+            near(count(Injection::Late), 0.01 * 0.997),
+            "late {}",
+            count(Injection::Late)
+        );
+        assert!(
+            near(count(Injection::OutOfOrder), 0.05 * 0.997),
+            "out of order {}",
+            count(Injection::OutOfOrder)
+        );
         let originals: std::collections::HashMap<&str, &Bytes> = events
             .iter()
             .filter(|e| e.injection != Injection::Duplicate)
@@ -230,24 +298,43 @@ mod tests {
             match event.injection {
                 Injection::Duplicate => {
                     let original = originals[event.event_id.as_deref().unwrap()];
-                    assert_eq!(event.payload, **original, "a duplicate repeats its original byte for byte");
+                    assert_eq!(
+                        event.payload, **original,
+                        "a duplicate repeats its original byte for byte"
+                    );
                 }
-                Injection::Malformed => assert!(serde_json::from_slice::<serde_json::Value>(&event.payload).is_err()),
+                Injection::Malformed => {
+                    assert!(serde_json::from_slice::<serde_json::Value>(&event.payload).is_err())
+                }
                 _ => {
                     let value: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
                     assert_eq!(value["eventId"], event.event_id.as_deref().unwrap());
                 }
             }
         }
-        let late = events.iter().find(|e| e.injection == Injection::Late).unwrap();
+        let late = events
+            .iter()
+            .find(|e| e.injection == Injection::Late)
+            .unwrap();
         let index = events.iter().position(|e| std::ptr::eq(e, late)).unwrap() as i64;
-        assert_eq!(late.event_time_us, 1_700_000_000_000_000 + index * 1_000 - 120_000_000);
+        assert_eq!(
+            late.event_time_us,
+            1_700_000_000_000_000 + index * 1_000 - 120_000_000
+        );
     }
 
     #[test]
     fn every_scenario_produces_its_schema() {
         let fields = |scenario| {
-            let event = run(Options { duplicates: 0.0, malformed: 0.0, ..options(scenario) }, 1).remove(0);
+            let event = run(
+                Options {
+                    duplicates: 0.0,
+                    malformed: 0.0,
+                    ..options(scenario)
+                },
+                1,
+            )
+            .remove(0);
             let value: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
             (event.key, value)
         };
@@ -257,27 +344,62 @@ mod tests {
             assert!(!value[field].is_null(), "payments lacks {field}");
         }
         let (_, value) = fields(Scenario::Retail);
-        for field in ["StoreId", "Sku", "FulfilmentCentre", "Qty", "Price", "EventTime"] {
+        for field in [
+            "StoreId",
+            "Sku",
+            "FulfilmentCentre",
+            "Qty",
+            "Price",
+            "EventTime",
+        ] {
             assert!(!value[field].is_null(), "retail lacks {field}");
         }
         let (_, value) = fields(Scenario::Logistics);
         for field in ["DepotId", "ScanType", "EventTime"] {
             assert!(!value[field].is_null(), "logistics lacks {field}");
         }
-        let events = run(Options { duplicates: 0.0, malformed: 0.0, ..options(Scenario::Nexmark) }, 5_000);
+        let events = run(
+            Options {
+                duplicates: 0.0,
+                malformed: 0.0,
+                ..options(Scenario::Nexmark)
+            },
+            5_000,
+        );
         let kinds = |kind: &str| {
-            events.iter().filter(|e| serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap()["type"] == kind).count()
+            events
+                .iter()
+                .filter(|e| {
+                    serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap()["type"] == kind
+                })
+                .count()
         };
-        assert_eq!((kinds("person"), kinds("auction"), kinds("bid")), (100, 300, 4_600));
+        assert_eq!(
+            (kinds("person"), kinds("auction"), kinds("bid")),
+            (100, 300, 4_600)
+        );
     }
 
     #[test]
     fn a_payments_bin_spikes_its_decline_rate_during_the_anomaly() {
-        let events = run(Options { keys: 4, duplicates: 0.0, malformed: 0.0, late: 0.0, out_of_order: 0.0, ..options(Scenario::Payments) }, 120_000);
+        let events = run(
+            Options {
+                keys: 4,
+                duplicates: 0.0,
+                malformed: 0.0,
+                late: 0.0,
+                out_of_order: 0.0,
+                ..options(Scenario::Payments)
+            },
+            120_000,
+        );
         let rate = |bin: &str, from_s: i64, to_s: i64| {
             let window: Vec<serde_json::Value> = events
                 .iter()
-                .filter(|e| (from_s * 1_000_000..to_s * 1_000_000).contains(&(e.event_time_us - 1_700_000_000_000_000)))
+                .filter(|e| {
+                    (from_s * 1_000_000..to_s * 1_000_000)
+                        .contains(&(e.event_time_us - 1_700_000_000_000_000))
+                })
                 .map(|e| serde_json::from_slice(&e.payload).unwrap())
                 .filter(|v: &serde_json::Value| v["BIN"] == bin)
                 .collect();

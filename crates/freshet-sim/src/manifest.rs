@@ -12,7 +12,9 @@ const SEND_SAMPLES_MAX: usize = 10_000;
 
 /// A stable 64-bit hash of an event id (FNV-1a), for set comparison.
 pub fn id_hash(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,7 +81,10 @@ impl Manifest {
                 self.event_time_min_us = self.event_time_min_us.min(event.event_time_us);
                 self.event_time_max_us = self.event_time_max_us.max(event.event_time_us);
                 if self.unique.is_multiple_of(100) && self.send_samples.len() < SEND_SAMPLES_MAX {
-                    self.send_samples.push(SendSample { event_id: id.to_string(), sent_ms });
+                    self.send_samples.push(SendSample {
+                        event_id: id.to_string(),
+                        sent_ms,
+                    });
                 }
             }
         }
@@ -98,7 +103,10 @@ impl Manifest {
         let present_unique = observed.ids.len() as u64;
         let copies: u64 = observed.ids.values().map(|&n| u64::from(n)).sum();
         let repeats = copies - present_unique;
-        let hash = observed.ids.keys().fold(0u64, |sum, id| sum.wrapping_add(id_hash(id)));
+        let hash = observed
+            .ids
+            .keys()
+            .fold(0u64, |sum, id| sum.wrapping_add(id_hash(id)));
         let allowed_repeats = if dedup_promised { 0 } else { self.duplicates };
         let same_set = hash == self.unique_id_hash && present_unique == self.unique;
         Verification {
@@ -129,7 +137,10 @@ pub struct Observed {
 impl Observed {
     /// Counts one record's payload.
     pub fn add(&mut self, payload: &[u8]) {
-        match serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v.get("eventId")?.as_str().map(String::from)) {
+        match serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v.get("eventId")?.as_str().map(String::from))
+        {
             Some(id) => *self.ids.entry(id).or_default() += 1,
             None => self.malformed += 1,
         }
@@ -190,7 +201,10 @@ mod tests {
         let verdict = manifest.verify(&observed, false);
         assert!(verdict.ok, "{verdict:?}");
         assert_eq!(verdict.malformed_present, manifest.malformed);
-        assert!(!manifest.verify(&observed, true).ok, "a store promising dedup must not show the injected duplicates");
+        assert!(
+            !manifest.verify(&observed, true).ok,
+            "a store promising dedup must not show the injected duplicates"
+        );
 
         let mut lost = Observed::default();
         for event in events.iter().skip(1) {
@@ -200,7 +214,10 @@ mod tests {
         assert!(!verdict.ok && verdict.missing == 1, "{verdict:?}");
 
         let mut doubled = observed.clone();
-        let first = events.iter().find(|e| e.injection == Injection::None).unwrap();
+        let first = events
+            .iter()
+            .find(|e| e.injection == Injection::None)
+            .unwrap();
         doubled.add(&first.payload);
         let verdict = manifest.verify(&doubled, false);
         assert!(!verdict.ok && verdict.excess_duplicates == 1, "{verdict:?}");

@@ -24,7 +24,11 @@ impl std::str::FromStr for Scenario {
             "payments" => Scenario::Payments,
             "logistics" => Scenario::Logistics,
             "nexmark" => Scenario::Nexmark,
-            other => return Err(format!("unknown scenario '{other}': iot, retail, payments, logistics or nexmark")),
+            other => {
+                return Err(format!(
+                    "unknown scenario '{other}': iot, retail, payments, logistics or nexmark"
+                ));
+            }
         })
     }
 }
@@ -233,7 +237,14 @@ pub fn write_event(
             event.hundredths("value", rng.random_range(0..10_000) + drift);
             event.string("deviceId", &device);
             event.integer("deviceSequenceNumber", sequence);
-            event.string("type", if key_index.is_multiple_of(2) { "TEMP" } else { "CO2" });
+            event.string(
+                "type",
+                if key_index.is_multiple_of(2) {
+                    "TEMP"
+                } else {
+                    "CO2"
+                },
+            );
             event.time("createdAt", event_time_us);
             event.end();
             device
@@ -241,8 +252,16 @@ pub fn write_event(
         Scenario::Retail => {
             let store = format!("store-{key_index:03}");
             // During the flash sale a few SKUs sell in large quantities.
-            let sku = if anomaly && rng.random_bool(0.5) { rng.random_range(0..3) } else { rng.random_range(0..500) };
-            let qty = if anomaly && sku < 3 { rng.random_range(5..20) } else { rng.random_range(1..4) };
+            let sku = if anomaly && rng.random_bool(0.5) {
+                rng.random_range(0..3)
+            } else {
+                rng.random_range(0..500)
+            };
+            let qty = if anomaly && sku < 3 {
+                rng.random_range(5..20)
+            } else {
+                rng.random_range(1..4)
+            };
             event.string("eventId", event_id);
             event.string("StoreId", &store);
             event.string("Sku", &format!("SKU-{sku:05}"));
@@ -256,8 +275,16 @@ pub fn write_event(
         Scenario::Payments => {
             let bin = (400_000 + key_index).to_string();
             // BIN 400000 has its decline rate spike during the anomaly.
-            let decline_rate = if anomaly && key_index == 0 { 0.45 } else { 0.05 };
-            let result = if rng.random_bool(decline_rate) { "DECLINE" } else { "APPROVE" };
+            let decline_rate = if anomaly && key_index == 0 {
+                0.45
+            } else {
+                0.05
+            };
+            let result = if rng.random_bool(decline_rate) {
+                "DECLINE"
+            } else {
+                "APPROVE"
+            };
             event.string("eventId", event_id);
             event.string("BIN", &bin);
             event.string("MerchantId", &format!("M{:05}", rng.random_range(0..5_000)));
@@ -270,11 +297,18 @@ pub fn write_event(
         Scenario::Logistics => {
             let depot = format!("depot-{key_index:02}");
             // Depot 0's scan-to-dispatch latency crosses its SLA during the anomaly.
-            let latency_s = if anomaly && key_index == 0 { rng.random_range(1_800..5_400) } else { rng.random_range(60..900) };
+            let latency_s = if anomaly && key_index == 0 {
+                rng.random_range(1_800..5_400)
+            } else {
+                rng.random_range(60..900)
+            };
             let scan = ["INDUCT", "SORT", "LOAD", "DISPATCH"][rng.random_range(0..4)];
             event.string("eventId", event_id);
             event.string("DepotId", &depot);
-            event.string("ParcelId", &format!("P{:09}", rng.random_range(0..1_000_000_000u64)));
+            event.string(
+                "ParcelId",
+                &format!("P{:09}", rng.random_range(0..1_000_000_000u64)),
+            );
             event.string("ScanType", scan);
             event.integer("ScanToDispatchSeconds", latency_s);
             event.time("EventTime", event_time_us);
@@ -286,14 +320,40 @@ pub fn write_event(
 }
 
 const MORE_DATA: [&str; 23] = [
-    "moreData0", "moreData1", "moreData2", "moreData3", "moreData4", "moreData5", "moreData6", "moreData7", "moreData8",
-    "moreData9", "moreData10", "moreData11", "moreData12", "moreData13", "moreData14", "moreData15", "moreData16",
-    "moreData17", "moreData18", "moreData19", "moreData20", "moreData21", "moreData22",
+    "moreData0",
+    "moreData1",
+    "moreData2",
+    "moreData3",
+    "moreData4",
+    "moreData5",
+    "moreData6",
+    "moreData7",
+    "moreData8",
+    "moreData9",
+    "moreData10",
+    "moreData11",
+    "moreData12",
+    "moreData13",
+    "moreData14",
+    "moreData15",
+    "moreData16",
+    "moreData17",
+    "moreData18",
+    "moreData19",
+    "moreData20",
+    "moreData21",
+    "moreData22",
 ];
 
 /// Nexmark's stream: in every 50 events, 1 person, 3 auctions, 46 bids
 /// (the standard generator's proportions).
-fn nexmark(mut event: Object<'_>, rng: &mut ChaCha8Rng, event_id: &str, sequence: u64, time_us: i64) -> String {
+fn nexmark(
+    mut event: Object<'_>,
+    rng: &mut ChaCha8Rng,
+    event_id: &str,
+    sequence: u64,
+    time_us: i64,
+) -> String {
     const CITIES: [&str; 4] = ["Phoenix", "Portland", "Boise", "Seattle"];
     const STATES: [&str; 4] = ["AZ", "OR", "ID", "WA"];
     const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
@@ -307,7 +367,10 @@ fn nexmark(mut event: Object<'_>, rng: &mut ChaCha8Rng, event_id: &str, sequence
         person.integer("id", id);
         person.string("name", &format!("person-{id}"));
         person.string("emailAddress", &format!("p{id}@example.com"));
-        person.string("creditCard", &format!("{:016}", rng.random_range(0..10_000_000_000_000_000u64)));
+        person.string(
+            "creditCard",
+            &format!("{:016}", rng.random_range(0..10_000_000_000_000_000u64)),
+        );
         person.string("city", CITIES[rng.random_range(0..4)]);
         person.string("state", STATES[rng.random_range(0..4)]);
         person.time("dateTime", time_us);
@@ -338,7 +401,10 @@ fn nexmark(mut event: Object<'_>, rng: &mut ChaCha8Rng, event_id: &str, sequence
         bid.integer("bidder", 1_000 + rng.random_range(0..=epoch));
         bid.integer("price", rng.random_range(100..100_000));
         bid.string("channel", CHANNELS[rng.random_range(0..4)]);
-        bid.string("url", &format!("https://example.com/{}", rng.random_range(0..1_000)));
+        bid.string(
+            "url",
+            &format!("https://example.com/{}", rng.random_range(0..1_000)),
+        );
         bid.time("dateTime", time_us);
         bid.string("extra", "");
         bid.end();
@@ -356,8 +422,14 @@ mod tests {
     #[test]
     fn timestamps_are_iso8601_utc_with_microseconds() {
         assert_eq!(iso8601_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(iso8601_micros(1_558_026_999_000_003), "2019-05-16T17:16:39.000003Z");
-        assert_eq!(iso8601_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            iso8601_micros(1_558_026_999_000_003),
+            "2019-05-16T17:16:39.000003Z"
+        );
+        assert_eq!(
+            iso8601_micros(951_782_400_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
         assert_eq!(iso8601_micros(-1), "1969-12-31T23:59:59.999999Z");
     }
 
@@ -365,13 +437,33 @@ mod tests {
     fn the_iot_event_has_exactly_seed_004_fields() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
-        let key = write_event(&mut out, Scenario::Iot, &mut rng, "id-1", 154, 0, 1_558_026_999_000_003, 0);
+        let key = write_event(
+            &mut out,
+            Scenario::Iot,
+            &mut rng,
+            "id-1",
+            154,
+            0,
+            1_558_026_999_000_003,
+            0,
+        );
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(key, "contoso://device-id-154");
         let object = value.as_object().unwrap();
         let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
         fields.sort();
-        assert_eq!(fields, ["complexData", "createdAt", "deviceId", "deviceSequenceNumber", "eventId", "type", "value"]);
+        assert_eq!(
+            fields,
+            [
+                "complexData",
+                "createdAt",
+                "deviceId",
+                "deviceSequenceNumber",
+                "eventId",
+                "type",
+                "value"
+            ]
+        );
         assert_eq!(object["complexData"].as_object().unwrap().len(), 23);
         assert!(object["complexData"]["moreData22"].is_f64());
         assert_eq!(object["createdAt"], "2019-05-16T17:16:39.000003Z");

@@ -73,7 +73,13 @@ fn payments_table(name: &str, topic: &str) -> TableSpec {
 /// Appends `count` payments events, keyed by BIN, 1,000 to a batch.
 fn fill(log: &Log, topic: &str, count: u64, seed: u64) -> (u64, String) {
     let partitions = log.topic(topic).unwrap().partitions();
-    let mut generator = Generator::new(Options::plain(Scenario::Payments, seed, 1_000, EVENTS_PER_SECOND_OF_EVENT_TIME, START_US));
+    let mut generator = Generator::new(Options::plain(
+        Scenario::Payments,
+        seed,
+        1_000,
+        EVENTS_PER_SECOND_OF_EVENT_TIME,
+        START_US,
+    ));
     let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];
     let mut bytes = 0u64;
     let mut point_id = String::new();
@@ -84,45 +90,83 @@ fn fill(log: &Log, topic: &str, count: u64, seed: u64) -> (u64, String) {
             point_id = event.event_id.clone().unwrap();
         }
         bytes += event.payload.len() as u64;
-        let partition = (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
-        pending[partition].push(Record { timestamp: now, key: Some(event.key.into_bytes()), value: Some(event.payload.to_vec()), headers: Vec::new() });
+        let partition =
+            (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
+        pending[partition].push(Record {
+            timestamp: now,
+            key: Some(event.key.into_bytes()),
+            value: Some(event.payload.to_vec()),
+            headers: Vec::new(),
+        });
         if pending[partition].len() == 1_000 {
-            partitions[partition].append(batch::encode(&pending[partition], ProducerStamp::none())).unwrap();
+            partitions[partition]
+                .append(batch::encode(&pending[partition], ProducerStamp::none()))
+                .unwrap();
             pending[partition].clear();
         }
     }
     for (partition, records) in pending.iter().enumerate() {
         if !records.is_empty() {
-            partitions[partition].append(batch::encode(records, ProducerStamp::none())).unwrap();
+            partitions[partition]
+                .append(batch::encode(records, ProducerStamp::none()))
+                .unwrap();
         }
     }
     (bytes, point_id)
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
-    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-store".into()));
+    let dir = PathBuf::from(
+        std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-store".into()),
+    );
     let events: u64 = env("FRESHET_BENCH_EVENTS", 20_000_000);
     let live_rate: u64 = env("FRESHET_BENCH_LIVE_RATE", 100_000);
     let live_seconds: u64 = env("FRESHET_BENCH_LIVE_SECONDS", 15);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let log = Arc::new(Log::open(&dir, LogOptions::default()).unwrap());
-    let topic = TopicConfig { partitions: PARTITIONS, durability: Durability::None, ..TopicConfig::default() };
+    let topic = TopicConfig {
+        partitions: PARTITIONS,
+        durability: Durability::None,
+        ..TopicConfig::default()
+    };
     log.ensure_topic("auth-events", topic).unwrap();
     log.ensure_topic("auth-live", topic).unwrap();
-    println!("machine: {} cores; {events} payments events; freshness at {live_rate}/s for {live_seconds} s", cores());
+    log.ensure_topic("auth-busy", topic).unwrap();
+    println!(
+        "machine: {} cores; {events} payments events; freshness at {live_rate}/s for {live_seconds} s",
+        cores()
+    );
 
     let started = Instant::now();
     let (bytes, point_id) = fill(&log, "auth-events", events, 1);
-    println!("log filled: {:.1} s, {:.2} GB of JSON (not part of the measurement)", started.elapsed().as_secs_f64(), bytes as f64 / 1e9);
+    println!(
+        "log filled: {:.1} s, {:.2} GB of JSON (not part of the measurement)",
+        started.elapsed().as_secs_f64(),
+        bytes as f64 / 1e9
+    );
 
     let limits = QueryLimits::default();
-    let store = Store::open(&dir, log.clone(), Arc::new(SystemClock), limits, runtime.handle().clone()).unwrap();
+    let store = Store::open(
+        &dir,
+        log.clone(),
+        Arc::new(SystemClock),
+        limits,
+        runtime.handle().clone(),
+    )
+    .unwrap();
 
     // Ingestion: from apply until every row is queryable.
     let started = Instant::now();
@@ -140,24 +184,84 @@ fn main() {
     table.seal().unwrap();
     while table.merge_small_extents().unwrap() > 0 {}
     let info = table.info();
-    println!("extents: {} ({:.2} GB of Parquet)", info.extents, info.extent_bytes as f64 / 1e9);
-
-    // Freshness: a steady stream into a second table, log timestamp to queryable.
-    store.apply(payments_table("auth_live", "auth-live")).unwrap();
-    let live = store.table("auth_live").unwrap();
-    produce_steadily(&log, "auth-live", live_rate, live_seconds);
-    std::thread::sleep(Duration::from_secs(1));
-    let (p50, p99) = (live.stats.freshness.quantile_bound(0.50), live.stats.freshness.quantile_bound(0.99));
     println!(
-        "freshness at {live_rate}/s: p50 <= {} ms, p99 <= {} ms (bucket bounds) over {} events",
-        p50.unwrap_or(0),
-        p99.unwrap_or(0),
-        live.stats.freshness.read().2
+        "extents: {} ({:.2} GB of Parquet)",
+        info.extents,
+        info.extent_bytes as f64 / 1e9
+    );
+
+    // Freshness: a steady stream into a second table, log timestamp to
+    // queryable; then again while heavy queries run over the big table.
+    freshness(
+        &store,
+        &log,
+        "auth_live",
+        "auth-live",
+        live_rate,
+        live_seconds,
+        "alone",
+    );
+    let heavy = HEAVY_QUERY;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heavy_runs = std::thread::scope(|scope| {
+        let runner = scope.spawn(|| {
+            let mut runs = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                runtime
+                    .block_on(store.query(heavy))
+                    .unwrap_or_else(|e| panic!("{heavy}: {e}"));
+                runs += 1;
+            }
+            runs
+        });
+        freshness(
+            &store,
+            &log,
+            "auth_busy",
+            "auth-busy",
+            live_rate,
+            live_seconds,
+            "with heavy queries running",
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        runner.join().unwrap()
+    });
+    println!("  (the heavy query ran {heavy_runs} times meanwhile: {heavy})");
+
+    // A materialized view against the same aggregation over the raw rows.
+    let started = Instant::now();
+    store
+        .apply_view(freshet_store::ViewSpec {
+            name: "declines_1m".into(),
+            query: format!("{VIEW_QUERY} GROUP BY BIN, minute"),
+        })
+        .unwrap();
+    println!(
+        "view backfill over {events} rows: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let from_view = best_of_3(
+        &runtime,
+        &store,
+        "SELECT BIN, sum(declines) AS d FROM declines_1m GROUP BY BIN ORDER BY d DESC, BIN LIMIT 10",
+    );
+    let from_raw = best_of_3(
+        &runtime,
+        &store,
+        &format!(
+            "SELECT BIN, sum(declines) AS d FROM ({VIEW_QUERY} GROUP BY BIN, minute) GROUP BY BIN ORDER BY d DESC, BIN LIMIT 10"
+        ),
+    );
+    println!(
+        "top BINs by declines: from the view {from_view:.1} ms, from the raw rows {from_raw:.1} ms"
     );
 
     // Queries: hot (in memory), cold (from the extents' Parquet), DuckDB on the same files.
     let queries = queries(&point_id);
-    let hot: Vec<f64> = queries.iter().map(|(_, sql, _)| best_of_3(&runtime, &store, sql)).collect();
+    let hot: Vec<f64> = queries
+        .iter()
+        .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
+        .collect();
     let mut cold_spec = payments_table("auth", "auth-events");
     cold_spec.hot_ms = Some(1);
     store.apply(cold_spec).unwrap();
@@ -165,9 +269,14 @@ fn main() {
     std::thread::sleep(Duration::from_millis(50));
     cold_table.refresh_hot_cache().unwrap();
     assert_eq!(cold_table.info().hot_extents, 0);
-    let cold: Vec<f64> = queries.iter().map(|(_, sql, _)| best_of_3(&runtime, &store, sql)).collect();
+    let cold: Vec<f64> = queries
+        .iter()
+        .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
+        .collect();
     let duck = duckdb_times(&dir.join("store/auth/extents"), &queries);
-    println!("\n| query | Freshet hot (ms) | Freshet cold (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |");
+    println!(
+        "\n| query | Freshet hot (ms) | Freshet cold (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (at, (name, _, _)) in queries.iter().enumerate() {
         let duck = duck.as_ref().map(|d| d[at]);
@@ -182,11 +291,64 @@ fn main() {
         );
     }
     if let Some(duck) = &duck {
-        let geo = |ours: &[f64]| (ours.iter().zip(duck).map(|(o, d)| (o / d).ln()).sum::<f64>() / ours.len() as f64).exp();
-        println!("\ngeometric mean of ratios: hot {:.2}, cold {:.2}", geo(&hot), geo(&cold));
+        let geo = |ours: &[f64]| {
+            (ours
+                .iter()
+                .zip(duck)
+                .map(|(o, d)| (o / d).ln())
+                .sum::<f64>()
+                / ours.len() as f64)
+                .exp()
+        };
+        println!(
+            "\ngeometric mean of ratios: hot {:.2}, cold {:.2}",
+            geo(&hot),
+            geo(&cold)
+        );
     }
     store.shutdown();
     log.close().unwrap();
+}
+
+/// A query that keeps the query runtime busy: a high-cardinality group-by
+/// over every row.
+const HEAVY_QUERY: &str = "SELECT MerchantId, count(*) AS n, sum(Amount) AS s FROM auth GROUP BY MerchantId ORDER BY s DESC LIMIT 10";
+
+/// Seed 001's `DeclineRate1m` without its GROUP BY.
+const VIEW_QUERY: &str = "SELECT BIN, date_bin(INTERVAL '1 minute', EventTime) AS minute, count(*) AS attempts, \
+     countif(Result = 'DECLINE') AS declines, dcount(MerchantId) AS merchants FROM auth";
+
+/// Streams `rate` events/s for `seconds` into a fresh table and prints the
+/// freshness quantiles and the rate the table kept up with.
+fn freshness(
+    store: &Store,
+    log: &Log,
+    table: &str,
+    topic: &str,
+    rate: u64,
+    seconds: u64,
+    label: &str,
+) {
+    store.apply(payments_table(table, topic)).unwrap();
+    let live = store.table(table).unwrap();
+    let started = Instant::now();
+    produce_steadily(log, topic, rate, seconds);
+    let target = rate * seconds;
+    while live.info().rows < target && started.elapsed() < Duration::from_secs(seconds * 3) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (p50, p99) = (
+        live.stats.freshness.quantile_bound(0.50),
+        live.stats.freshness.quantile_bound(0.99),
+    );
+    println!(
+        "freshness at {rate}/s, {label}: p50 <= {} ms, p99 <= {} ms (bucket bounds) over {} events; {} of {target} rows queryable after {elapsed:.1} s",
+        p50.unwrap_or(0),
+        p99.unwrap_or(0),
+        live.stats.freshness.read().2,
+        live.info().rows,
+    );
 }
 
 fn cores() -> usize {
@@ -197,7 +359,9 @@ fn cores() -> usize {
 fn best_of_3(runtime: &tokio::runtime::Runtime, store: &Store, sql: &str) -> f64 {
     let run = || {
         let started = Instant::now();
-        runtime.block_on(store.query(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        runtime
+            .block_on(store.query(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         started.elapsed().as_secs_f64() * 1000.0
     };
     run();
@@ -208,7 +372,13 @@ fn best_of_3(runtime: &tokio::runtime::Runtime, store: &Store, sql: &str) -> f64
 /// they were appended, in 100 slices a second.
 fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
     let partitions = log.topic(topic).unwrap().partitions();
-    let mut generator = Generator::new(Options::plain(Scenario::Payments, 2, 1_000, rate, SystemClock.now_ms() * 1000));
+    let mut generator = Generator::new(Options::plain(
+        Scenario::Payments,
+        2,
+        1_000,
+        rate,
+        SystemClock.now_ms() * 1000,
+    ));
     let per_slice = (rate / 100).max(1);
     let started = Instant::now();
     for slice in 0..seconds * 100 {
@@ -220,12 +390,20 @@ fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
         let mut pending: Vec<Vec<Record>> = vec![Vec::new(); partitions.len()];
         for _ in 0..per_slice {
             let event = generator.next_event();
-            let partition = (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
-            pending[partition].push(Record { timestamp: now, key: None, value: Some(event.payload.to_vec()), headers: Vec::new() });
+            let partition = (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes())
+                % partitions.len() as u64) as usize;
+            pending[partition].push(Record {
+                timestamp: now,
+                key: None,
+                value: Some(event.payload.to_vec()),
+                headers: Vec::new(),
+            });
         }
         for (partition, records) in pending.iter().enumerate() {
             if !records.is_empty() {
-                partitions[partition].append(batch::encode(records, ProducerStamp::none())).unwrap();
+                partitions[partition]
+                    .append(batch::encode(records, ProducerStamp::none()))
+                    .unwrap();
             }
         }
     }
@@ -255,11 +433,19 @@ print(json.dumps(times))
     let python = std::env::var("FRESHET_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let sql: Vec<&String> = queries.iter().map(|(_, _, duck)| duck).collect();
     let output = Command::new(python)
-        .args(["-c", script, &format!("{}/*.parquet", extents.display()), &serde_json::to_string(&sql).unwrap()])
+        .args([
+            "-c",
+            script,
+            &format!("{}/*.parquet", extents.display()),
+            &serde_json::to_string(&sql).unwrap(),
+        ])
         .output()
         .ok()?;
     if !output.status.success() {
-        eprintln!("DuckDB run failed: {}", String::from_utf8_lossy(&output.stderr));
+        eprintln!(
+            "DuckDB run failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         return None;
     }
     serde_json::from_slice(&output.stdout).ok()

@@ -30,31 +30,50 @@ pub fn to_json(result: &QueryResult) -> Value {
 pub fn rows_as_arrays(schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<Value> {
     let mut buffer = Vec::new();
     {
-        let mut writer = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::JsonArray>(&mut buffer);
+        let mut writer = arrow_json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow_json::writer::JsonArray>(&mut buffer);
         for batch in batches {
-            writer.write(batch).expect("every Arrow type the store produces writes as JSON");
+            writer
+                .write(batch)
+                .expect("every Arrow type the store produces writes as JSON");
         }
         writer.finish().expect("JSON writer finishes");
     }
     if buffer.is_empty() {
         return Vec::new();
     }
-    let objects: Vec<Map<String, Value>> = serde_json::from_slice(&buffer).expect("the writer wrote JSON objects");
+    let objects: Vec<Map<String, Value>> =
+        serde_json::from_slice(&buffer).expect("the writer wrote JSON objects");
     objects
         .into_iter()
-        .map(|mut object| Value::Array(schema.fields().iter().map(|f| object.remove(f.name()).unwrap_or(Value::Null)).collect()))
+        .map(|mut object| {
+            Value::Array(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| object.remove(f.name()).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        })
         .collect()
 }
 
 pub fn to_csv(result: &QueryResult) -> Vec<u8> {
     let mut buffer = Vec::new();
     {
-        let mut writer = arrow_csv::WriterBuilder::new().with_header(true).build(&mut buffer);
+        let mut writer = arrow_csv::WriterBuilder::new()
+            .with_header(true)
+            .build(&mut buffer);
         if result.batches.is_empty() {
-            writer.write(&RecordBatch::new_empty(result.schema.clone())).expect("CSV header");
+            writer
+                .write(&RecordBatch::new_empty(result.schema.clone()))
+                .expect("CSV header");
         }
         for batch in &result.batches {
-            writer.write(batch).expect("every Arrow type the store produces writes as CSV");
+            writer
+                .write(batch)
+                .expect("every Arrow type the store produces writes as CSV");
         }
     }
     buffer
@@ -63,7 +82,8 @@ pub fn to_csv(result: &QueryResult) -> Vec<u8> {
 pub fn to_arrow_ipc(result: &QueryResult) -> Vec<u8> {
     let mut buffer = Vec::new();
     {
-        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut buffer, &result.schema).expect("IPC schema");
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut buffer, &result.schema)
+            .expect("IPC schema");
         for batch in &result.batches {
             writer.write(batch).expect("IPC batch");
         }

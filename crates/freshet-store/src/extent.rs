@@ -70,7 +70,10 @@ impl Manifest {
         for entry in fs::read_dir(&extents_dir).map_err(StoreError::io(&extents_dir))? {
             let entry = entry.map_err(StoreError::io(&extents_dir))?;
             let name = entry.file_name().to_string_lossy().to_string();
-            let listed = manifest.extents.iter().any(|e| ExtentMeta::file_name(e.id) == name);
+            let listed = manifest
+                .extents
+                .iter()
+                .any(|e| ExtentMeta::file_name(e.id) == name);
             if !listed {
                 tracing::info!(file = %entry.path().display(), "removing an extent no manifest lists");
                 fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
@@ -79,7 +82,10 @@ impl Manifest {
         for extent in &manifest.extents {
             let file = extents_dir.join(ExtentMeta::file_name(extent.id));
             if !file.exists() {
-                return Err(StoreError::Corrupt(format!("the manifest lists {} but it is missing", file.display())));
+                return Err(StoreError::Corrupt(format!(
+                    "the manifest lists {} but it is missing",
+                    file.display()
+                )));
             }
         }
         Ok(manifest)
@@ -88,7 +94,8 @@ impl Manifest {
     /// Replaces the manifest in `dir` durably.
     pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(self).expect("manifest serializes");
-        freshet_log::write_atomically(&dir.join(MANIFEST), &bytes).map_err(|e| StoreError::Io(e.to_string()))
+        freshet_log::write_atomically(&dir.join(MANIFEST), &bytes)
+            .map_err(|e| StoreError::Io(e.to_string()))
     }
 }
 
@@ -97,15 +104,22 @@ pub fn extent_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 /// Writes `batches` as one Parquet file, durably; returns its size.
-pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+pub fn write_parquet(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<u64, StoreError> {
     let temporary = path.with_extension("parquet.tmp");
     let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
     let properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
         .set_max_row_group_row_count(Some(256 * 1024))
         .build();
-    let parquet_error = |e: datafusion::parquet::errors::ParquetError| StoreError::Io(format!("{}: {e}", temporary.display()));
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
+    let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
+        StoreError::Io(format!("{}: {e}", temporary.display()))
+    };
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
     for batch in batches {
         writer.write(batch).map_err(parquet_error)?;
     }
@@ -114,7 +128,8 @@ pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -
     let bytes = file.metadata().map_err(StoreError::io(&temporary))?.len();
     drop(file);
     fs::rename(&temporary, path).map_err(StoreError::io(path))?;
-    freshet_log::sync_dir(path.parent().expect("extents live in a directory")).map_err(|e| StoreError::Io(e.to_string()))?;
+    freshet_log::sync_dir(path.parent().expect("extents live in a directory"))
+        .map_err(|e| StoreError::Io(e.to_string()))?;
     Ok(bytes)
 }
 
@@ -122,7 +137,9 @@ pub fn write_parquet(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -
 /// the table after the extent was written read as nulls).
 pub fn read_parquet(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>, StoreError> {
     let file = File::open(path).map_err(StoreError::io(path))?;
-    let parquet_error = |e: datafusion::parquet::errors::ParquetError| StoreError::Io(format!("{}: {e}", path.display()));
+    let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
+        StoreError::Io(format!("{}: {e}", path.display()))
+    };
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(parquet_error)?
         .with_batch_size(64 * 1024)

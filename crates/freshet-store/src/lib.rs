@@ -16,6 +16,7 @@
 
 pub mod encode;
 pub mod extent;
+pub mod functions;
 pub mod mapping;
 pub mod provider;
 pub mod query;
@@ -23,6 +24,7 @@ pub mod source;
 pub mod spec;
 pub mod stats;
 pub mod table;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,11 +34,12 @@ use std::thread::JoinHandle;
 use freshet_core::Clock;
 use freshet_log::Log;
 
-pub use datafusion::arrow;
 pub use crate::query::{QueryEngine, QueryError, QueryLimits, QueryResult};
 pub use crate::source::{DeadLetterSink, EmbeddedDeadLetters, EmbeddedSource, Source};
 pub use crate::spec::{ColumnSpec, ColumnType, DedupSpec, SealPolicy, TableSpec, parse_period};
 pub use crate::table::{Table, TableInfo};
+pub use crate::view::{ViewInfo, ViewPlan, ViewSpec};
+pub use datafusion::arrow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,12 +76,16 @@ pub struct Store {
     runtime: tokio::runtime::Handle,
     engine: QueryEngine,
     tables: RwLock<BTreeMap<String, Running>>,
+    /// Views by name, with the table each aggregates.
+    views: RwLock<BTreeMap<String, Arc<ViewPlan>>>,
     commit_hook: Mutex<Option<CommitHook>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,11 +100,27 @@ pub enum Applied {
 
 impl Store {
     /// `runtime` drives the log's tail waits for the ingestion threads.
-    pub fn open(data_dir: &Path, log: Arc<Log>, clock: Arc<dyn Clock>, limits: QueryLimits, runtime: tokio::runtime::Handle) -> Result<Self, StoreError> {
+    pub fn open(
+        data_dir: &Path,
+        log: Arc<Log>,
+        clock: Arc<dyn Clock>,
+        limits: QueryLimits,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Self, StoreError> {
         let dir = data_dir.join("store");
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
-        let engine = QueryEngine::new(limits).map_err(|e| StoreError::Io(format!("query runtime: {e}")))?;
-        Ok(Self { dir, log, clock, runtime, engine, tables: RwLock::new(BTreeMap::new()), commit_hook: Mutex::new(None) })
+        let engine =
+            QueryEngine::new(limits).map_err(|e| StoreError::Io(format!("query runtime: {e}")))?;
+        Ok(Self {
+            dir,
+            log,
+            clock,
+            runtime,
+            engine,
+            tables: RwLock::new(BTreeMap::new()),
+            views: RwLock::new(BTreeMap::new()),
+            commit_hook: Mutex::new(None),
+        })
     }
 
     pub fn set_commit_hook(&self, hook: CommitHook) {
@@ -108,9 +131,12 @@ impl Store {
     /// policies keep every row; changing a column's type is refused.
     /// The table (re)starts ingesting from its committed positions.
     pub fn apply(&self, spec: TableSpec) -> Result<Applied, StoreError> {
-        spec.validate().map_err(|e| StoreError::Invalid(format!("table '{}': {e}", spec.name)))?;
+        spec.validate()
+            .map_err(|e| StoreError::Invalid(format!("table '{}': {e}", spec.name)))?;
         let mut tables = self.tables.write().expect("tables lock");
-        let existing = tables.get(&spec.name).map(|r| r.table.spec().as_ref().clone());
+        let existing = tables
+            .get(&spec.name)
+            .map(|r| r.table.spec().as_ref().clone());
         if existing.as_ref() == Some(&spec) {
             return Ok(Applied::Unchanged);
         }
@@ -135,16 +161,105 @@ impl Store {
             .spawn(move || runner.run(Box::new(source), Box::new(dead_letters)))
             .map_err(|e| StoreError::Io(format!("cannot start the ingestion thread: {e}")))?;
         self.engine.register(table.clone());
-        tables.insert(spec.name.clone(), Running { table, thread: Some(thread) });
-        Ok(if existing.is_some() { Applied::Altered } else { Applied::Created })
+        tables.insert(
+            spec.name.clone(),
+            Running {
+                table: table.clone(),
+                thread: Some(thread),
+            },
+        );
+        self.reattach_views(&tables, &table);
+        Ok(if existing.is_some() {
+            Applied::Altered
+        } else {
+            Applied::Created
+        })
+    }
+
+    /// Plans the views over a table that was just (re)opened against its
+    /// current columns and backfills them.
+    fn reattach_views(&self, tables: &BTreeMap<String, Running>, table: &Arc<Table>) {
+        let mut views = self.views.write().expect("views lock");
+        let schemas = table_schemas(tables);
+        for view in views.values_mut().filter(|v| v.table == table.name()) {
+            let attached = ViewPlan::compile(view.spec.clone(), &schemas)
+                .map(Arc::new)
+                .and_then(|plan| {
+                    table.add_view(plan.clone())?;
+                    Ok(plan)
+                });
+            match attached {
+                Ok(plan) => {
+                    self.engine.register_view(table.clone(), plan.clone());
+                    *view = plan;
+                }
+                Err(error) => {
+                    tracing::error!(view = %view.spec.name, %error, "the view no longer fits its table")
+                }
+            }
+        }
+    }
+
+    /// Creates or replaces a materialized view and backfills it from the
+    /// table's sealed rows.
+    pub fn apply_view(&self, spec: ViewSpec) -> Result<Applied, StoreError> {
+        let tables = self.tables.read().expect("tables lock");
+        if tables.contains_key(&spec.name) {
+            return Err(StoreError::Invalid(format!(
+                "view '{}': a table has that name",
+                spec.name
+            )));
+        }
+        let mut views = self.views.write().expect("views lock");
+        let existing = views.get(&spec.name).cloned();
+        if existing.as_ref().is_some_and(|v| v.spec == spec) {
+            return Ok(Applied::Unchanged);
+        }
+        let plan = Arc::new(ViewPlan::compile(spec.clone(), &table_schemas(&tables))?);
+        let table = tables[&plan.table].table.clone();
+        if let Some(old) = &existing
+            && let Some(running) = tables.get(&old.table)
+        {
+            running.table.remove_view(&spec.name);
+        }
+        table.add_view(plan.clone())?;
+        self.engine.register_view(table, plan.clone());
+        views.insert(spec.name.clone(), plan);
+        Ok(if existing.is_some() {
+            Applied::Altered
+        } else {
+            Applied::Created
+        })
+    }
+
+    pub fn views(&self) -> Vec<ViewInfo> {
+        let tables = self.tables.read().expect("tables lock");
+        let views = self.views.read().expect("views lock");
+        views
+            .values()
+            .filter_map(|view| {
+                tables
+                    .get(&view.table)
+                    .map(|running| running.table.view_info(view))
+            })
+            .collect()
     }
 
     pub fn table(&self, name: &str) -> Option<Arc<Table>> {
-        self.tables.read().expect("tables lock").get(name).map(|r| r.table.clone())
+        self.tables
+            .read()
+            .expect("tables lock")
+            .get(name)
+            .map(|r| r.table.clone())
     }
 
     pub fn tables(&self) -> Vec<Arc<Table>> {
-        self.tables.read().expect("tables lock").values().map(|r| r.table.clone()).collect()
+        self.tables
+            .read()
+            .expect("tables lock")
+            .values()
+            .map(|r| r.table.clone())
+            .collect()
     }
 
     pub fn limits(&self) -> QueryLimits {
@@ -185,14 +300,23 @@ impl Drop for Store {
     }
 }
 
+fn table_schemas(tables: &BTreeMap<String, Running>) -> Vec<(String, arrow::datatypes::SchemaRef)> {
+    tables
+        .iter()
+        .map(|(name, running)| (name.clone(), running.table.schema().clone()))
+        .collect()
+}
+
 const COLUMNS_FILE: &str = "columns.json";
 
 /// Column types a table has had, so that an alter cannot reinterpret
 /// stored data under another type.
 fn check_column_types(dir: &Path, spec: &TableSpec) -> Result<(), StoreError> {
-    let Ok(bytes) = std::fs::read(dir.join(COLUMNS_FILE)) else { return Ok(()) };
-    let known: HashMap<String, String> =
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.join(COLUMNS_FILE).display())))?;
+    let Ok(bytes) = std::fs::read(dir.join(COLUMNS_FILE)) else {
+        return Ok(());
+    };
+    let known: HashMap<String, String> = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", dir.join(COLUMNS_FILE).display())))?;
     for column in &spec.columns {
         if let Some(kind) = known.get(&column.name)
             && kind != column.kind.name()
@@ -210,8 +334,10 @@ fn check_column_types(dir: &Path, spec: &TableSpec) -> Result<(), StoreError> {
 
 fn save_column_types(dir: &Path, spec: &TableSpec) -> Result<(), StoreError> {
     let path = dir.join(COLUMNS_FILE);
-    let mut known: HashMap<String, String> =
-        std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+    let mut known: HashMap<String, String> = std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
     for column in &spec.columns {
         known.insert(column.name.clone(), column.kind.name().to_string());
     }

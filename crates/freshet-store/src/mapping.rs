@@ -12,12 +12,13 @@ use std::sync::Arc;
 
 use arrow_json::ReaderBuilder;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray, new_null_array,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
-use datafusion::arrow::compute::{filter_record_batch, is_not_null};
 use datafusion::arrow::compute::kernels::zip::zip;
+use datafusion::arrow::compute::{filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::scalar::ScalarValue;
@@ -54,7 +55,12 @@ struct PathTree {
 
 impl PathTree {
     fn insert(&mut self, path: &[String], leaf: DataType, column: &str) -> Result<(), String> {
-        let conflict = || format!("column '{column}': path '{}' is also read by another column or holds one", path.join("."));
+        let conflict = || {
+            format!(
+                "column '{column}': path '{}' is also read by another column or holds one",
+                path.join(".")
+            )
+        };
         let mut node = &mut *self;
         for part in path {
             if node.leaf.is_some() {
@@ -98,14 +104,28 @@ impl Mapper {
         }
         let json_schema = Arc::new(Schema::new(tree.fields()?));
         let schema = Arc::new(Schema::new(
-            spec.columns.iter().map(|c| Field::new(&c.name, c.kind.data_type(), true)).collect::<Vec<_>>(),
+            spec.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.kind.data_type(), true))
+                .collect::<Vec<_>>(),
         ));
         let defaults = spec
             .columns
             .iter()
-            .map(|column| column.default.as_ref().map(|value| default_array(column, value)).transpose())
+            .map(|column| {
+                column
+                    .default
+                    .as_ref()
+                    .map(|value| default_array(column, value))
+                    .transpose()
+            })
             .collect::<Result<_, _>>()?;
-        Ok(Self { columns: spec.columns.clone(), json_schema, schema, defaults })
+        Ok(Self {
+            columns: spec.columns.clone(),
+            json_schema,
+            schema,
+            defaults,
+        })
     }
 
     /// The mapped columns' schema.
@@ -127,7 +147,9 @@ impl Mapper {
                     }
                 }
                 let good: Vec<&[u8]> = kept.iter().map(|&at| events[at]).collect();
-                let decoded = self.decode(&good).expect("records that decode alone decode together");
+                let decoded = self
+                    .decode(&good)
+                    .expect("records that decode alone decode together");
                 self.finish(decoded, kept, rejected)
             }
         }
@@ -138,7 +160,11 @@ impl Mapper {
     fn decode(&self, events: &[&[u8]]) -> Result<Vec<ArrayRef>, String> {
         let rows = events.len();
         if rows == 0 {
-            return Ok(self.columns.iter().map(|c| new_null_array(&decoded_type(c), 0)).collect());
+            return Ok(self
+                .columns
+                .iter()
+                .map(|c| new_null_array(&decoded_type(c), 0))
+                .collect());
         }
         let mut decoder = ReaderBuilder::new(self.json_schema.clone())
             .with_batch_size(rows + 1)
@@ -157,17 +183,27 @@ impl Mapper {
             decoder.decode(b"\n").map_err(describe)?;
         }
         let batch = decoder.flush().map_err(describe)?;
-        let Some(batch) = batch else { return Err("the event is empty".into()) };
+        let Some(batch) = batch else {
+            return Err("the event is empty".into());
+        };
         if batch.num_rows() != rows {
             return Err("an event is not exactly one JSON object".into());
         }
         let root = StructArray::from(batch);
-        self.columns.iter().map(|column| Ok(leaf(&root, &column.path))).collect()
+        self.columns
+            .iter()
+            .map(|column| Ok(leaf(&root, &column.path)))
+            .collect()
     }
 
     /// Converts datetimes, applies defaults and drops rows that miss a
     /// required value or hold an unreadable datetime.
-    fn finish(&self, decoded: Vec<ArrayRef>, kept: Vec<usize>, mut rejected: Vec<(usize, String)>) -> Mapped {
+    fn finish(
+        &self,
+        decoded: Vec<ArrayRef>,
+        kept: Vec<usize>,
+        mut rejected: Vec<(usize, String)>,
+    ) -> Mapped {
         let rows = kept.len();
         let mut bad: Vec<Option<String>> = vec![None; rows];
         let mut arrays = Vec::with_capacity(self.columns.len());
@@ -187,15 +223,23 @@ impl Mapper {
             if column.required && array.null_count() > 0 {
                 for row in 0..rows {
                     if array.is_null(row) && bad[row].is_none() {
-                        bad[row] = Some(format!("required field '{}' is missing or null", column.path.join(".")));
+                        bad[row] = Some(format!(
+                            "required field '{}' is missing or null",
+                            column.path.join(".")
+                        ));
                     }
                 }
             }
             arrays.push(array);
         }
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).expect("mapped columns fit the schema");
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .expect("mapped columns fit the schema");
         if bad.iter().all(Option::is_none) {
-            return Mapped { batch, kept, rejected };
+            return Mapped {
+                batch,
+                kept,
+                rejected,
+            };
         }
         let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
         let batch = filter_record_batch(&batch, &keep).expect("filter keeps the schema");
@@ -207,7 +251,11 @@ impl Mapper {
             }
         }
         rejected.sort_by_key(|(at, _)| *at);
-        Mapped { batch, kept: still_kept, rejected }
+        Mapped {
+            batch,
+            kept: still_kept,
+            rejected,
+        }
     }
 }
 
@@ -220,7 +268,9 @@ fn decoded_type(column: &ColumnSpec) -> DataType {
 
 fn describe(error: ArrowError) -> String {
     match error {
-        ArrowError::JsonError(message) | ArrowError::ParseError(message) | ArrowError::CastError(message) => message,
+        ArrowError::JsonError(message)
+        | ArrowError::ParseError(message)
+        | ArrowError::CastError(message) => message,
         other => other.to_string(),
     }
 }
@@ -228,24 +278,43 @@ fn describe(error: ArrowError) -> String {
 /// The array at `path` inside `root`, null wherever a parent object was
 /// missing or null.
 fn leaf(root: &StructArray, path: &[String]) -> ArrayRef {
-    let mut current = root.column_by_name(&path[0]).expect("path is in the decode schema").clone();
+    let mut current = root
+        .column_by_name(&path[0])
+        .expect("path is in the decode schema")
+        .clone();
     let mut nulls = current.logical_nulls();
     for part in &path[1..] {
-        let parent = current.as_any().downcast_ref::<StructArray>().expect("inner path parts are structs");
-        let child = parent.column_by_name(part).expect("path is in the decode schema").clone();
+        let parent = current
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("inner path parts are structs");
+        let child = parent
+            .column_by_name(part)
+            .expect("path is in the decode schema")
+            .clone();
         nulls = NullBuffer::union(nulls.as_ref(), child.logical_nulls().as_ref());
         current = child;
     }
-    if nulls.as_ref().map(NullBuffer::null_count) == current.logical_nulls().as_ref().map(NullBuffer::null_count) {
+    if nulls.as_ref().map(NullBuffer::null_count)
+        == current.logical_nulls().as_ref().map(NullBuffer::null_count)
+    {
         return current;
     }
-    let data = current.to_data().into_builder().nulls(nulls).build().expect("same length and type");
+    let data = current
+        .to_data()
+        .into_builder()
+        .nulls(nulls)
+        .build()
+        .expect("same length and type");
     datafusion::arrow::array::make_array(data)
 }
 
 /// ISO-8601 text (with or without zone; UTC assumed) or epoch milliseconds.
 fn parse_datetimes(name: &str, text: &ArrayRef, bad: &mut [Option<String>]) -> ArrayRef {
-    let text = text.as_any().downcast_ref::<StringArray>().expect("datetimes decode as text");
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("datetimes decode as text");
     let values: TimestampMicrosecondArray = text
         .iter()
         .enumerate()
@@ -266,26 +335,46 @@ fn parse_datetimes(name: &str, text: &ArrayRef, bad: &mut [Option<String>]) -> A
 
 fn default_array(column: &ColumnSpec, value: &serde_json::Value) -> Result<ArrayRef, String> {
     use serde_json::Value;
-    let wrong = || format!("column '{}': default {value} is not a {}", column.name, column.kind.name());
+    let wrong = || {
+        format!(
+            "column '{}': default {value} is not a {}",
+            column.name,
+            column.kind.name()
+        )
+    };
     let scalar = match (column.kind, value) {
         (ColumnType::String, Value::String(s)) => ScalarValue::Utf8(Some(s.clone())),
-        (ColumnType::Long, Value::Number(n)) => ScalarValue::Int64(Some(n.as_i64().ok_or_else(wrong)?)),
-        (ColumnType::Int, Value::Number(n)) => {
-            ScalarValue::Int32(Some(n.as_i64().and_then(|v| i32::try_from(v).ok()).ok_or_else(wrong)?))
+        (ColumnType::Long, Value::Number(n)) => {
+            ScalarValue::Int64(Some(n.as_i64().ok_or_else(wrong)?))
         }
-        (ColumnType::Real, Value::Number(n)) => ScalarValue::Float64(Some(n.as_f64().ok_or_else(wrong)?)),
+        (ColumnType::Int, Value::Number(n)) => ScalarValue::Int32(Some(
+            n.as_i64()
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or_else(wrong)?,
+        )),
+        (ColumnType::Real, Value::Number(n)) => {
+            ScalarValue::Float64(Some(n.as_f64().ok_or_else(wrong)?))
+        }
         (ColumnType::Bool, Value::Bool(b)) => ScalarValue::Boolean(Some(*b)),
         (ColumnType::Datetime, Value::String(s)) => {
             let ns = string_to_timestamp_nanos(s).map_err(|_| wrong())?;
             ScalarValue::TimestampMicrosecond(Some(ns.div_euclid(1000)), Some("UTC".into()))
         }
-        (ColumnType::Datetime, Value::Number(n)) => {
-            ScalarValue::TimestampMicrosecond(Some(n.as_i64().ok_or_else(wrong)? * 1000), Some("UTC".into()))
-        }
+        (ColumnType::Datetime, Value::Number(n)) => ScalarValue::TimestampMicrosecond(
+            Some(n.as_i64().ok_or_else(wrong)? * 1000),
+            Some("UTC".into()),
+        ),
         _ => return Err(wrong()),
     };
     let array = scalar.to_array().map_err(|e| e.to_string())?;
-    debug_assert_eq!(array.data_type(), &if column.kind == ColumnType::Datetime { timestamp_type() } else { column.kind.data_type() });
+    debug_assert_eq!(
+        array.data_type(),
+        &if column.kind == ColumnType::Datetime {
+            timestamp_type()
+        } else {
+            column.kind.data_type()
+        }
+    );
     Ok(array)
 }
 
@@ -323,12 +412,24 @@ mod tests {
         assert!(mapped.rejected.is_empty(), "{:?}", mapped.rejected);
         let batch = mapped.batch;
         assert_eq!(batch.num_rows(), 2);
-        let md0 = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let md0 = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!(md0.value(0), 1.5);
         assert!(md0.is_null(1));
-        let seq = batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        let seq = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(seq.values(), &[7, 8]);
-        let at = batch.column(3).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let at = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         assert_eq!(at.value(0), 1_558_027_000_000_003);
         assert_eq!(at.value(1), 1_558_027_000_000_000);
     }
@@ -352,9 +453,22 @@ mod tests {
         assert_eq!(mapped.kept, vec![0, 6]);
         let reasons: Vec<usize> = mapped.rejected.iter().map(|(at, _)| *at).collect();
         assert_eq!(reasons, vec![1, 2, 3, 4, 5]);
-        assert!(mapped.rejected[1].1.contains("required field 'eventId'"), "{:?}", mapped.rejected);
-        assert!(mapped.rejected[2].1.contains("yesterday"), "{:?}", mapped.rejected);
-        let seq = mapped.batch.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert!(
+            mapped.rejected[1].1.contains("required field 'eventId'"),
+            "{:?}",
+            mapped.rejected
+        );
+        assert!(
+            mapped.rejected[2].1.contains("yesterday"),
+            "{:?}",
+            mapped.rejected
+        );
+        let seq = mapped
+            .batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(seq.values(), &[1, -1], "the default fills a missing value");
     }
 
@@ -363,7 +477,10 @@ mod tests {
         let spec = TableSpec::new(
             "t",
             "topic",
-            vec![column("a", "x", ColumnType::String), column("b", "x.y", ColumnType::String)],
+            vec![
+                column("a", "x", ColumnType::String),
+                column("b", "x.y", ColumnType::String),
+            ],
         );
         assert!(Mapper::new(&spec).unwrap_err().contains("path"));
     }

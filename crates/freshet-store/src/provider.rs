@@ -50,7 +50,9 @@ pub struct TimeBounds {
 impl TimeBounds {
     /// Whether rows in `[lo, hi]` can match.
     fn overlaps(&self, lo: Option<i64>, hi: Option<i64>) -> bool {
-        let (Some(lo), Some(hi)) = (lo, hi) else { return true };
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return true;
+        };
         self.min.is_none_or(|min| hi >= min) && self.max.is_none_or(|max| lo <= max)
     }
 
@@ -66,7 +68,11 @@ impl TimeBounds {
 
     fn narrow(&mut self, expr: &Expr, column: &str) {
         match expr {
-            Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::And,
+                right,
+            }) => {
                 self.narrow(left, column);
                 self.narrow(right, column);
             }
@@ -81,8 +87,12 @@ impl TimeBounds {
                 };
                 let Some(micros) = micros(value) else { return };
                 match op {
-                    Operator::Gt | Operator::GtEq => self.min = Some(self.min.map_or(micros, |m| m.max(micros))),
-                    Operator::Lt | Operator::LtEq => self.max = Some(self.max.map_or(micros, |m| m.min(micros))),
+                    Operator::Gt | Operator::GtEq => {
+                        self.min = Some(self.min.map_or(micros, |m| m.max(micros)))
+                    }
+                    Operator::Lt | Operator::LtEq => {
+                        self.max = Some(self.max.map_or(micros, |m| m.min(micros)))
+                    }
                     Operator::Eq => {
                         self.min = Some(self.min.map_or(micros, |m| m.max(micros)));
                         self.max = Some(self.max.map_or(micros, |m| m.min(micros)));
@@ -91,9 +101,11 @@ impl TimeBounds {
                 }
             }
             Expr::Between(between) if !between.negated => {
-                if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) =
-                    (between.expr.as_ref(), between.low.as_ref(), between.high.as_ref())
-                    && c.name == column
+                if let (Expr::Column(c), Expr::Literal(lo, _), Expr::Literal(hi, _)) = (
+                    between.expr.as_ref(),
+                    between.low.as_ref(),
+                    between.high.as_ref(),
+                ) && c.name == column
                 {
                     if let Some(lo) = micros(lo) {
                         self.min = Some(self.min.map_or(lo, |m| m.max(lo)));
@@ -128,7 +140,10 @@ impl TableProvider for StoreTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -163,10 +178,13 @@ async fn plan_scan(
         .filter(|e| cutoff.is_none_or(|cutoff| e.meta.max_ingestion_ms >= cutoff))
         .collect();
     // Retention filters rows at query time only where an extent straddles the cutoff.
-    let retention_filter = cutoff.filter(|&cutoff| extents.iter().any(|e| e.meta.min_ingestion_ms < cutoff));
+    let retention_filter =
+        cutoff.filter(|&cutoff| extents.iter().any(|e| e.meta.min_ingestion_ms < cutoff));
     let ingestion_index = schema.fields().len() - 1;
     let scan_projection: Option<Vec<usize>> = match (projection, retention_filter) {
-        (Some(p), Some(_)) if !p.contains(&ingestion_index) => Some(p.iter().copied().chain([ingestion_index]).collect()),
+        (Some(p), Some(_)) if !p.contains(&ingestion_index) => {
+            Some(p.iter().copied().chain([ingestion_index]).collect())
+        }
         (p, _) => p.cloned(),
     };
     let target_partitions = state.config().target_partitions().max(1);
@@ -181,15 +199,21 @@ async fn plan_scan(
     }
     let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
     if !in_memory.is_empty() {
-        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); target_partitions.min(in_memory.len())];
+        let mut partitions: Vec<Vec<RecordBatch>> =
+            vec![Vec::new(); target_partitions.min(in_memory.len())];
         for (at, batch) in split_large(in_memory).into_iter().enumerate() {
             let count = partitions.len();
             partitions[at % count].push(batch);
         }
-        inputs.push(MemorySourceConfig::try_new_exec(&partitions, schema.clone(), scan_projection.clone())?);
+        inputs.push(MemorySourceConfig::try_new_exec(
+            &partitions,
+            schema.clone(),
+            scan_projection.clone(),
+        )?);
     }
     if !cold.is_empty() {
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target_partitions.min(cold.len())];
+        let mut groups: Vec<Vec<PartitionedFile>> =
+            vec![Vec::new(); target_partitions.min(cold.len())];
         for (at, extent) in cold.iter().enumerate() {
             let count = groups.len();
             let path = extent.path.to_string_lossy().to_string();
@@ -200,10 +224,11 @@ async fn plan_scan(
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
         }
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
-            .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
-            .with_projection_indices(scan_projection.clone())?
-            .build();
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
+                .with_projection_indices(scan_projection.clone())?
+                .build();
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         inputs.push(format.create_physical_plan(state, config).await?);
     }
@@ -223,18 +248,25 @@ async fn plan_scan(
         let keep = Expr::BinaryExpr(BinaryExpr::new(
             Box::new(col(INGESTION_TIME)),
             Operator::GtEq,
-            Box::new(lit(ScalarValue::TimestampMillisecond(Some(cutoff), Some("UTC".into())))),
+            Box::new(lit(ScalarValue::TimestampMillisecond(
+                Some(cutoff),
+                Some("UTC".into()),
+            ))),
         ));
         let df_schema = DFSchema::try_from(projected.as_ref().clone())?;
-        plan = Arc::new(FilterExec::try_new(state.create_physical_expr(keep, &df_schema)?, plan)?);
+        plan = Arc::new(FilterExec::try_new(
+            state.create_physical_expr(keep, &df_schema)?,
+            plan,
+        )?);
         if let Some(wanted) = projection
             && !wanted.contains(&ingestion_index)
         {
             let exprs: Vec<_> = (0..wanted.len())
                 .map(|at| {
                     let field = projected.field(at);
-                    let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
-                        Arc::new(datafusion::physical_expr::expressions::Column::new(field.name(), at));
+                    let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
+                        datafusion::physical_expr::expressions::Column::new(field.name(), at),
+                    );
                     (column, field.name().clone())
                 })
                 .collect();
@@ -266,19 +298,41 @@ mod tests {
     use super::*;
 
     fn ts(us: i64) -> Expr {
-        lit(ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into())))
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
     }
 
     #[test]
     fn time_bounds_come_from_comparisons_and_between() {
-        let filters = vec![col("t").gt_eq(ts(100)), ts(500).gt(col("t")), col("x").eq(lit(1))];
+        let filters = vec![
+            col("t").gt_eq(ts(100)),
+            ts(500).gt(col("t")),
+            col("x").eq(lit(1)),
+        ];
         let bounds = TimeBounds::from_filters(&filters, "t");
-        assert_eq!(bounds, TimeBounds { min: Some(100), max: Some(500) });
+        assert_eq!(
+            bounds,
+            TimeBounds {
+                min: Some(100),
+                max: Some(500)
+            }
+        );
         assert!(bounds.overlaps(Some(400), Some(900)));
         assert!(!bounds.overlaps(Some(501), Some(900)));
         assert!(!bounds.overlaps(Some(0), Some(99)));
         let between = vec![col("t").between(ts(10), ts(20))];
-        assert_eq!(TimeBounds::from_filters(&between, "t"), TimeBounds { min: Some(10), max: Some(20) });
-        assert_eq!(TimeBounds::from_filters(&between, "other"), TimeBounds::default());
+        assert_eq!(
+            TimeBounds::from_filters(&between, "t"),
+            TimeBounds {
+                min: Some(10),
+                max: Some(20)
+            }
+        );
+        assert_eq!(
+            TimeBounds::from_filters(&between, "other"),
+            TimeBounds::default()
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::provider::StoreTable;
 use crate::table::Table;
+use crate::view::{ViewPlan, ViewTable};
 
 /// Bounds on queries.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,7 +34,12 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { threads: cores, memory_bytes: 2 << 30, timeout: Duration::from_secs(60), max_rows: 500_000 }
+        Self {
+            threads: cores,
+            memory_bytes: 2 << 30,
+            timeout: Duration::from_secs(60),
+            max_rows: 500_000,
+        }
     }
 }
 
@@ -50,18 +57,29 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    fn from_datafusion(error: &DataFusionError, sql: &str) -> Self {
+    pub(crate) fn from_datafusion(error: &DataFusionError, sql: &str) -> Self {
         let root = error.find_root();
         let (code, mut message) = match root {
             DataFusionError::SQL(parser, _) => ("syntax", parser.to_string()),
-            DataFusionError::ResourcesExhausted(m) => ("resources", format!("the query needs more memory than allowed: {m}")),
+            DataFusionError::ResourcesExhausted(m) => (
+                "resources",
+                format!("the query needs more memory than allowed: {m}"),
+            ),
             DataFusionError::Plan(m) => ("plan", m.clone()),
             DataFusionError::SchemaError(e, _) => ("plan", e.to_string()),
             DataFusionError::NotImplemented(m) => ("plan", format!("not supported: {m}")),
             other => ("execution", other.to_string()),
         };
-        if message.contains("DDL not supported") || message.contains("DML not supported") || message.contains("Statement not supported") {
-            return Self { code: "forbidden", message: "queries are read-only: only SELECT (and EXPLAIN) can run".into(), line: None, column: None };
+        if message.contains("DDL not supported")
+            || message.contains("DML not supported")
+            || message.contains("Statement not supported")
+        {
+            return Self {
+                code: "forbidden",
+                message: "queries are read-only: only SELECT (and EXPLAIN) can run".into(),
+                line: None,
+                column: None,
+            };
         }
         let (mut line, mut column) = (None, None);
         if let Some(span) = error.diagnostic().and_then(|d| d.span) {
@@ -86,7 +104,12 @@ impl QueryError {
         {
             message = format!("{message} (at line {l}, column {c})");
         }
-        Self { code, message, line, column }
+        Self {
+            code,
+            message,
+            line,
+            column,
+        }
     }
 }
 
@@ -127,7 +150,9 @@ pub struct QueryEngine {
 
 impl std::fmt::Debug for QueryEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryEngine").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("QueryEngine")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -150,7 +175,12 @@ impl QueryEngine {
             .build_arc()
             .map_err(std::io::Error::other)?;
         let context = SessionContext::new_with_config_rt(config, runtime_env);
-        Ok(Self { runtime: Some(runtime), context, limits })
+        crate::functions::register(&context).map_err(std::io::Error::other)?;
+        Ok(Self {
+            runtime: Some(runtime),
+            context,
+            limits,
+        })
     }
 
     pub fn limits(&self) -> QueryLimits {
@@ -159,10 +189,19 @@ impl QueryEngine {
 
     pub fn register(&self, table: Arc<Table>) {
         let name = table.name().to_string();
-        let _ = self.context.deregister_table(name.as_str());
+        self.register_provider(&name, Arc::new(StoreTable::new(table)));
+    }
+
+    pub fn register_view(&self, table: Arc<Table>, view: Arc<ViewPlan>) {
+        let name = view.spec.name.clone();
+        self.register_provider(&name, Arc::new(ViewTable::new(table, view)));
+    }
+
+    fn register_provider(&self, name: &str, provider: Arc<dyn TableProvider>) {
+        let _ = self.context.deregister_table(name);
         self.context
-            .register_table(name.as_str(), Arc::new(StoreTable::new(table)))
-            .expect("the store's catalog takes tables");
+            .register_table(name, provider)
+            .expect("the store's catalog takes tables and views");
     }
 
     pub fn deregister(&self, name: &str) {
@@ -174,45 +213,66 @@ impl QueryEngine {
         let context = self.context.clone();
         let limits = self.limits;
         let sql = sql.to_string();
-        let task = self.runtime.as_ref().expect("the runtime lives until drop").spawn(async move {
-            let started = Instant::now();
-            let run = async {
-                let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-                let frame = context.sql_with_options(&sql, options).await?;
-                let mut stream = frame.execute_stream().await?;
-                let schema = stream.schema();
-                let mut batches = Vec::new();
-                let mut rows = 0;
-                let mut truncated = false;
-                while let Some(batch) = stream.next().await {
-                    let batch = batch?;
-                    if rows + batch.num_rows() > limits.max_rows {
-                        batches.push(batch.slice(0, limits.max_rows - rows));
-                        rows = limits.max_rows;
-                        truncated = true;
-                        break;
+        let task = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .spawn(async move {
+                let started = Instant::now();
+                let run = async {
+                    let options = SQLOptions::new()
+                        .with_allow_ddl(false)
+                        .with_allow_dml(false)
+                        .with_allow_statements(false);
+                    let frame = context.sql_with_options(&sql, options).await?;
+                    let mut stream = frame.execute_stream().await?;
+                    let schema = stream.schema();
+                    let mut batches = Vec::new();
+                    let mut rows = 0;
+                    let mut truncated = false;
+                    while let Some(batch) = stream.next().await {
+                        let batch = batch?;
+                        if rows + batch.num_rows() > limits.max_rows {
+                            batches.push(batch.slice(0, limits.max_rows - rows));
+                            rows = limits.max_rows;
+                            truncated = true;
+                            break;
+                        }
+                        rows += batch.num_rows();
+                        batches.push(batch);
                     }
-                    rows += batch.num_rows();
-                    batches.push(batch);
+                    Ok::<_, DataFusionError>(QueryResult {
+                        schema,
+                        batches,
+                        rows,
+                        truncated,
+                        elapsed: Duration::ZERO,
+                    })
+                };
+                match tokio::time::timeout(limits.timeout, run).await {
+                    Err(_) => Err(QueryError {
+                        code: "timeout",
+                        message: format!(
+                            "the query ran longer than {:?} and was stopped",
+                            limits.timeout
+                        ),
+                        line: None,
+                        column: None,
+                    }),
+                    Ok(Err(error)) => Err(QueryError::from_datafusion(&error, &sql)),
+                    Ok(Ok(mut result)) => {
+                        result.elapsed = started.elapsed();
+                        Ok(result)
+                    }
                 }
-                Ok::<_, DataFusionError>(QueryResult { schema, batches, rows, truncated, elapsed: Duration::ZERO })
-            };
-            match tokio::time::timeout(limits.timeout, run).await {
-                Err(_) => Err(QueryError {
-                    code: "timeout",
-                    message: format!("the query ran longer than {:?} and was stopped", limits.timeout),
-                    line: None,
-                    column: None,
-                }),
-                Ok(Err(error)) => Err(QueryError::from_datafusion(&error, &sql)),
-                Ok(Ok(mut result)) => {
-                    result.elapsed = started.elapsed();
-                    Ok(result)
-                }
-            }
-        });
+            });
         task.await.unwrap_or_else(|error| {
-            Err(QueryError { code: "execution", message: format!("the query failed: {error}"), line: None, column: None })
+            Err(QueryError {
+                code: "execution",
+                message: format!("the query failed: {error}"),
+                line: None,
+                column: None,
+            })
         })
     }
 }
@@ -233,7 +293,10 @@ mod tests {
 
     #[test]
     fn positions_are_read_from_parser_messages() {
-        assert_eq!(parse_position("Expected: an expression, found: FROM at Line: 2, Column: 8"), Some((2, 8)));
+        assert_eq!(
+            parse_position("Expected: an expression, found: FROM at Line: 2, Column: 8"),
+            Some((2, 8))
+        );
         assert_eq!(parse_position("no position"), None);
         assert_eq!(end_position("SELECT *\nFROM t WHERE  \n"), (2, 13));
     }

@@ -29,7 +29,11 @@ pub enum SourceError {
     /// The position fell off the start of the partition (retention ran
     /// before the table read it): reading resumes at `start`.
     #[error("offset {offset} of partition {partition} is gone; the partition starts at {start}")]
-    Truncated { partition: u32, offset: i64, start: i64 },
+    Truncated {
+        partition: u32,
+        offset: i64,
+        start: i64,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -41,7 +45,13 @@ pub trait Source: Send {
 
     /// Appends records of `partition` at or after `offset` to `out`, about
     /// `max_bytes` of them; returns the next offset to read.
-    fn read(&mut self, partition: u32, offset: i64, max_bytes: usize, out: &mut Vec<SourceRecord>) -> Result<i64, SourceError>;
+    fn read(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        out: &mut Vec<SourceRecord>,
+    ) -> Result<i64, SourceError>;
 
     /// Waits until `partition` has data at `offset` or `timeout` passes.
     fn wait(&mut self, partition: u32, offset: i64, timeout: Duration);
@@ -79,41 +89,68 @@ impl EmbeddedSource {
     /// `runtime` drives the log's tail waits; the source is used from a
     /// thread outside it.
     pub fn new(log: Arc<Log>, topic: &str, runtime: tokio::runtime::Handle) -> Self {
-        Self { log, topic: topic.to_string(), runtime }
+        Self {
+            log,
+            topic: topic.to_string(),
+            runtime,
+        }
     }
 
     fn partition(&self, partition: u32) -> Result<Arc<freshet_log::Partition>, SourceError> {
-        self.log.partition(&self.topic, partition).map_err(|error| match error {
-            LogError::UnknownTopic(_) | LogError::UnknownPartition { .. } => SourceError::NoTopic(self.topic.clone()),
-            other => SourceError::Other(other.to_string()),
-        })
+        self.log
+            .partition(&self.topic, partition)
+            .map_err(|error| match error {
+                LogError::UnknownTopic(_) | LogError::UnknownPartition { .. } => {
+                    SourceError::NoTopic(self.topic.clone())
+                }
+                other => SourceError::Other(other.to_string()),
+            })
     }
 }
 
 impl Source for EmbeddedSource {
     fn partitions(&mut self) -> Result<Vec<u32>, SourceError> {
-        let topic = self.log.topic(&self.topic).map_err(|_| SourceError::NoTopic(self.topic.clone()))?;
+        let topic = self
+            .log
+            .topic(&self.topic)
+            .map_err(|_| SourceError::NoTopic(self.topic.clone()))?;
         Ok(topic.partitions().iter().map(|p| p.id()).collect())
     }
 
-    fn read(&mut self, partition: u32, offset: i64, max_bytes: usize, out: &mut Vec<SourceRecord>) -> Result<i64, SourceError> {
+    fn read(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        out: &mut Vec<SourceRecord>,
+    ) -> Result<i64, SourceError> {
         let log_partition = self.partition(partition)?;
         let read = match log_partition.read(offset, max_bytes) {
             Ok(read) => read,
             Err(LogError::OffsetOutOfRange { start, .. }) if offset < start => {
-                return Err(SourceError::Truncated { partition, offset, start });
+                return Err(SourceError::Truncated {
+                    partition,
+                    offset,
+                    start,
+                });
             }
             Err(error) => return Err(SourceError::Other(error.to_string())),
         };
         let mut bytes = Bytes::from(read.bytes);
         while !bytes.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut bytes)
-                .map_err(|error| SourceError::Other(format!("partition {partition}: undecodable batch: {error}")))?;
+            let set = RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
+                SourceError::Other(format!("partition {partition}: undecodable batch: {error}"))
+            })?;
             for record in set.records {
                 if record.offset < offset || record.control {
                     continue;
                 }
-                out.push(SourceRecord { partition, offset: record.offset, timestamp: record.timestamp, value: record.value });
+                out.push(SourceRecord {
+                    partition,
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    value: record.value,
+                });
             }
         }
         Ok(read.next_offset.max(offset))
@@ -122,7 +159,8 @@ impl Source for EmbeddedSource {
     fn wait(&mut self, partition: u32, offset: i64, timeout: Duration) {
         match self.partition(partition) {
             Ok(log_partition) => {
-                self.runtime.block_on(log_partition.wait_for_data(offset, timeout));
+                self.runtime
+                    .block_on(log_partition.wait_for_data(offset, timeout));
             }
             Err(_) => std::thread::sleep(timeout),
         }
@@ -142,7 +180,10 @@ pub struct EmbeddedDeadLetters {
 
 impl EmbeddedDeadLetters {
     pub fn new(log: Arc<Log>, topic: &str) -> Self {
-        Self { log, topic: topic.to_string() }
+        Self {
+            log,
+            topic: topic.to_string(),
+        }
     }
 }
 
@@ -153,10 +194,20 @@ impl DeadLetterSink for EmbeddedDeadLetters {
         }
         let topic = self
             .log
-            .ensure_topic(&self.topic, TopicConfig { partitions: 1, ..TopicConfig::default() })
+            .ensure_topic(
+                &self.topic,
+                TopicConfig {
+                    partitions: 1,
+                    ..TopicConfig::default()
+                },
+            )
             .map_err(|e| SourceError::Other(e.to_string()))?;
-        let partition = topic.partition(0).map_err(|e| SourceError::Other(e.to_string()))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let partition = topic
+            .partition(0)
+            .map_err(|e| SourceError::Other(e.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let records: Vec<Record> = letters
             .iter()
             .map(|letter| Record {
@@ -164,38 +215,67 @@ impl DeadLetterSink for EmbeddedDeadLetters {
                 key: Some(format!("{}/{}", letter.partition, letter.offset).into_bytes()),
                 value: letter.value.as_ref().map(|v| v.to_vec()),
                 headers: vec![
-                    ("freshet.table".into(), Some(letter.table.clone().into_bytes())),
-                    ("freshet.source.partition".into(), Some(letter.partition.to_string().into_bytes())),
-                    ("freshet.source.offset".into(), Some(letter.offset.to_string().into_bytes())),
-                    ("freshet.reason".into(), Some(letter.reason.clone().into_bytes())),
+                    (
+                        "freshet.table".into(),
+                        Some(letter.table.clone().into_bytes()),
+                    ),
+                    (
+                        "freshet.source.partition".into(),
+                        Some(letter.partition.to_string().into_bytes()),
+                    ),
+                    (
+                        "freshet.source.offset".into(),
+                        Some(letter.offset.to_string().into_bytes()),
+                    ),
+                    (
+                        "freshet.reason".into(),
+                        Some(letter.reason.clone().into_bytes()),
+                    ),
                 ],
             })
             .collect();
         for chunk in records.chunks(1000) {
-                        partition
+            partition
                 .append(batch::encode(chunk, ProducerStamp::none()))
-                .map_err(|e| SourceError::Other(format!("dead-letter topic '{}': {e}", self.topic)))?;
+                .map_err(|e| {
+                    SourceError::Other(format!("dead-letter topic '{}': {e}", self.topic))
+                })?;
         }
         Ok(())
     }
 
     fn sent_marks(&mut self, table: &str) -> Result<BTreeMap<u32, i64>, SourceError> {
         let mut marks = BTreeMap::new();
-        let Ok(partition) = self.log.partition(&self.topic, 0) else { return Ok(marks) };
+        let Ok(partition) = self.log.partition(&self.topic, 0) else {
+            return Ok(marks);
+        };
         let mut offset = partition.log_start_offset();
         while offset < partition.end_offset() {
-            let read = partition.read(offset, 4 << 20).map_err(|e| SourceError::Other(e.to_string()))?;
+            let read = partition
+                .read(offset, 4 << 20)
+                .map_err(|e| SourceError::Other(e.to_string()))?;
             let mut bytes = Bytes::from(read.bytes);
             while !bytes.is_empty() {
-                let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| SourceError::Other(e.to_string()))?;
+                let set = RecordBatchDecoder::decode(&mut bytes)
+                    .map_err(|e| SourceError::Other(e.to_string()))?;
                 for record in set.records {
                     let header = |name: &str| {
-                        record.headers.iter().find(|(k, _)| &***k == name).and_then(|(_, v)| v.as_ref()).and_then(|v| std::str::from_utf8(v).ok().map(str::to_string))
+                        record
+                            .headers
+                            .iter()
+                            .find(|(k, _)| &***k == name)
+                            .and_then(|(_, v)| v.as_ref())
+                            .and_then(|v| std::str::from_utf8(v).ok().map(str::to_string))
                     };
                     if header("freshet.table").as_deref() != Some(table) {
                         continue;
                     }
-                    let (Some(p), Some(o)) = (header("freshet.source.partition"), header("freshet.source.offset")) else { continue };
+                    let (Some(p), Some(o)) = (
+                        header("freshet.source.partition"),
+                        header("freshet.source.offset"),
+                    ) else {
+                        continue;
+                    };
                     if let (Ok(p), Ok(o)) = (p.parse::<u32>(), o.parse::<i64>()) {
                         let mark = marks.entry(p).or_insert(o);
                         *mark = (*mark).max(o);

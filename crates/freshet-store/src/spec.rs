@@ -81,7 +81,13 @@ pub struct ColumnSpec {
 impl ColumnSpec {
     /// A nullable column read from the dotted `path`, without a default.
     pub fn at_path(name: &str, path: &str, kind: ColumnType) -> Self {
-        Self { name: name.into(), path: path.split('.').map(String::from).collect(), kind, default: None, required: false }
+        Self {
+            name: name.into(),
+            path: path.split('.').map(String::from).collect(),
+            kind,
+            default: None,
+            required: false,
+        }
     }
 }
 
@@ -132,7 +138,12 @@ pub struct SealPolicy {
 
 impl Default for SealPolicy {
     fn default() -> Self {
-        Self { max_rows: 1_000_000, max_age_ms: 30_000, merge_below_rows: 4_000_000, max_extents_to_merge: 16 }
+        Self {
+            max_rows: 1_000_000,
+            max_age_ms: 30_000,
+            merge_below_rows: 4_000_000,
+            max_extents_to_merge: 16,
+        }
     }
 }
 
@@ -161,7 +172,10 @@ impl TableSpec {
             name,
             topic,
             vec![
-                ColumnSpec { required: true, ..ColumnSpec::at_path("eventId", "eventId", ColumnType::String) },
+                ColumnSpec {
+                    required: true,
+                    ..ColumnSpec::at_path("eventId", "eventId", ColumnType::String)
+                },
                 ColumnSpec::at_path("BIN", "BIN", ColumnType::String),
                 ColumnSpec::at_path("MerchantId", "MerchantId", ColumnType::String),
                 ColumnSpec::at_path("Result", "Result", ColumnType::String),
@@ -170,7 +184,10 @@ impl TableSpec {
             ],
         );
         spec.time_column = Some("EventTime".into());
-        spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 10 * 60_000 });
+        spec.dedup = Some(DedupSpec {
+            column: "eventId".into(),
+            window_ms: 10 * 60_000,
+        });
         spec
     }
 
@@ -182,7 +199,11 @@ impl TableSpec {
             .iter()
             .map(|c| Field::new(&c.name, c.kind.data_type(), true))
             .collect();
-        fields.push(Field::new(INGESTION_TIME, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false));
+        fields.push(Field::new(
+            INGESTION_TIME,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ));
         Arc::new(Schema::new(fields))
     }
 
@@ -193,38 +214,61 @@ impl TableSpec {
     /// Checks names, paths and references; the message says what to fix.
     pub fn validate(&self) -> Result<(), String> {
         let valid_name = |name: &str| {
-            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit())
         };
         if !valid_name(&self.name) {
-            return Err(format!("invalid table name '{}': use letters, digits and _, not starting with a digit", self.name));
+            return Err(format!(
+                "invalid table name '{}': use letters, digits and _, not starting with a digit",
+                self.name
+            ));
         }
         if self.columns.is_empty() {
             return Err("a table needs at least one column".into());
         }
         for (at, column) in self.columns.iter().enumerate() {
             if column.name == INGESTION_TIME || column.name.is_empty() {
-                return Err(format!("column name '{}' is reserved or empty", column.name));
+                return Err(format!(
+                    "column name '{}' is reserved or empty",
+                    column.name
+                ));
             }
             if self.columns[..at].iter().any(|c| c.name == column.name) {
                 return Err(format!("column '{}' is declared twice", column.name));
             }
             if column.path.is_empty() || column.path.iter().any(|p| p.is_empty()) {
-                return Err(format!("column '{}': the path must name a field, like 'a.b'", column.name));
+                return Err(format!(
+                    "column '{}': the path must name a field, like 'a.b'",
+                    column.name
+                ));
             }
         }
         if let Some(time) = &self.time_column {
             match self.columns.iter().find(|c| &c.name == time) {
                 Some(c) if c.kind == ColumnType::Datetime => {}
-                Some(c) => return Err(format!("time_column '{time}' must be a datetime column, not {}", c.kind.name())),
+                Some(c) => {
+                    return Err(format!(
+                        "time_column '{time}' must be a datetime column, not {}",
+                        c.kind.name()
+                    ));
+                }
                 None => return Err(format!("time_column '{time}' is not a column of the table")),
             }
         }
         if let Some(dedup) = &self.dedup {
             match self.columns.iter().find(|c| c.name == dedup.column) {
-                None => return Err(format!("dedup key '{}' is not a column of the table", dedup.column)),
+                None => {
+                    return Err(format!(
+                        "dedup key '{}' is not a column of the table",
+                        dedup.column
+                    ));
+                }
                 Some(c) if matches!(c.kind, ColumnType::Real | ColumnType::Bool) => {
-                    return Err(format!("dedup key '{}' must be a string, long, int or datetime column", dedup.column));
+                    return Err(format!(
+                        "dedup key '{}' must be a string, long, int or datetime column",
+                        dedup.column
+                    ));
                 }
                 Some(_) => {}
             }
@@ -247,18 +291,28 @@ impl TableSpec {
 /// Parses `30s`, `5m`, `2h`, `7d` or `250ms` into milliseconds.
 pub fn parse_period(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: i64 = number.parse().map_err(|_| format!("'{text}' is not a period like 30s, 5m, 2h or 7d"))?;
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a period like 30s, 5m, 2h or 7d"))?;
     let scale = match unit.trim() {
         "ms" => 1,
         "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("'{text}' has an unknown unit; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit; use ms, s, m, h or d"
+            ));
+        }
     };
-    number.checked_mul(scale).ok_or_else(|| format!("'{text}' is too long"))
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("'{text}' is too long"))
 }
 
 #[cfg(test)]
@@ -275,20 +329,34 @@ mod tests {
         assert_eq!(parse_period("30s"), Ok(30_000));
         assert_eq!(parse_period("5m"), Ok(300_000));
         assert_eq!(parse_period("7d"), Ok(7 * 86_400_000));
-        assert!(parse_period("5 weeks").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_period("5 weeks")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_period("soon").is_err());
     }
 
     #[test]
     fn validation_names_what_is_wrong() {
-        let mut spec = TableSpec::new("t", "topic", vec![column("a", ColumnType::String), column("ts", ColumnType::Long)]);
+        let mut spec = TableSpec::new(
+            "t",
+            "topic",
+            vec![
+                column("a", ColumnType::String),
+                column("ts", ColumnType::Long),
+            ],
+        );
         assert_eq!(spec.validate(), Ok(()));
         spec.time_column = Some("ts".into());
         assert!(spec.validate().unwrap_err().contains("must be a datetime"));
         spec.time_column = Some("nope".into());
         assert!(spec.validate().unwrap_err().contains("not a column"));
         spec.time_column = None;
-        spec.dedup = Some(DedupSpec { column: "b".into(), window_ms: 10 });
+        spec.dedup = Some(DedupSpec {
+            column: "b".into(),
+            window_ms: 10,
+        });
         assert!(spec.validate().unwrap_err().contains("dedup key 'b'"));
         spec.dedup = None;
         spec.columns.push(column("a", ColumnType::Real));

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds (ms) of the freshness histogram: from an event's log
 /// timestamp to the moment queries can see it.
-pub const FRESHNESS_BUCKETS_MS: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000];
+pub const FRESHNESS_BUCKETS_MS: [u64; 12] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
+];
 
 #[derive(Debug, Default)]
 pub struct TableStats {
@@ -30,7 +32,10 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, value: u64) {
-        let at = FRESHNESS_BUCKETS_MS.iter().position(|&bound| value <= bound).unwrap_or(FRESHNESS_BUCKETS_MS.len());
+        let at = FRESHNESS_BUCKETS_MS
+            .iter()
+            .position(|&bound| value <= bound)
+            .unwrap_or(FRESHNESS_BUCKETS_MS.len());
         self.buckets[at].fetch_add(1, Ordering::Relaxed);
         self.sum.fetch_add(value, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -38,8 +43,16 @@ impl Histogram {
 
     /// Non-cumulative bucket counts, the sum and the count.
     pub fn read(&self) -> (Vec<u64>, u64, u64) {
-        let buckets = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
-        (buckets, self.sum.load(Ordering::Relaxed), self.count.load(Ordering::Relaxed))
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        (
+            buckets,
+            self.sum.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
     }
 
     /// The smallest bucket bound at or above quantile `q` (an upper estimate).

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    TimestampMillisecondArray,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -24,12 +24,15 @@ use crate::mapping::Mapper;
 use crate::source::{DeadLetter, DeadLetterSink, Source, SourceError, SourceRecord};
 use crate::spec::TableSpec;
 use crate::stats::TableStats;
+use crate::view::{ViewInfo, ViewPlan};
 use crate::{CommitHook, StoreError};
 
 /// How much one read of a partition takes.
 const READ_BYTES: usize = 4 << 20;
 /// How long the loop waits for new events when there are none.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// State batches a view collects from seals before they are merged into one.
+const VIEW_COMPACT_AFTER: usize = 16;
 
 /// A batch of buffered rows and the source positions after it.
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ struct State {
     buffer_rows: usize,
     manifest: Manifest,
     hot: HashMap<u64, Arc<Vec<RecordBatch>>>,
+    /// Each view's materialized part: accumulator states of every sealed
+    /// row, or why folding stopped.
+    materialized: HashMap<String, Result<Vec<RecordBatch>, String>>,
 }
 
 /// What a query reads of a table at one moment.
@@ -71,11 +77,14 @@ pub struct Table {
     halted: AtomicBool,
     lag: AtomicU64,
     commit_hook: Mutex<Option<CommitHook>>,
+    views: RwLock<Vec<Arc<ViewPlan>>>,
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table").field("name", &self.spec.name).finish_non_exhaustive()
+        f.debug_struct("Table")
+            .field("name", &self.spec.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +123,11 @@ pub struct ColumnInfo {
 impl Table {
     /// Opens (or creates) the table's directory and loads its manifest and
     /// hot extents.
-    pub fn open(spec: TableSpec, dir: &Path, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StoreError> {
+    pub fn open(
+        spec: TableSpec,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StoreError> {
         spec.validate().map_err(StoreError::Invalid)?;
         let manifest = Manifest::open(dir)?;
         let schema = spec.schema();
@@ -123,13 +136,17 @@ impl Table {
             schema,
             dir: dir.to_path_buf(),
             clock,
-            state: RwLock::new(State { manifest, ..State::default() }),
+            state: RwLock::new(State {
+                manifest,
+                ..State::default()
+            }),
             committing: Mutex::new(()),
             stats: TableStats::default(),
             stop: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             lag: AtomicU64::new(0),
             commit_hook: Mutex::new(None),
+            views: RwLock::new(Vec::new()),
         });
         table.refresh_hot_cache()?;
         Ok(table)
@@ -157,7 +174,12 @@ impl Table {
 
     /// The durable source positions (what the consumer group has committed).
     pub fn committed_positions(&self) -> BTreeMap<u32, i64> {
-        self.state.read().expect("table lock").manifest.positions.clone()
+        self.state
+            .read()
+            .expect("table lock")
+            .manifest
+            .positions
+            .clone()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -166,12 +188,21 @@ impl Table {
             .manifest
             .extents
             .iter()
-            .map(|meta| Extent { meta: meta.clone(), path: extent_path(&self.dir, meta.id), hot: state.hot.get(&meta.id).cloned() })
+            .map(|meta| Extent {
+                meta: meta.clone(),
+                path: extent_path(&self.dir, meta.id),
+                hot: state.hot.get(&meta.id).cloned(),
+            })
             .collect();
         Snapshot {
             schema: self.schema.clone(),
             spec: self.spec.clone(),
-            buffer: state.buffer.iter().filter(|b| b.batch.num_rows() > 0).map(|b| b.batch.clone()).collect(),
+            buffer: state
+                .buffer
+                .iter()
+                .filter(|b| b.batch.num_rows() > 0)
+                .map(|b| b.batch.clone())
+                .collect(),
             extents,
             retention_cutoff_ms: self.spec.retention_ms.map(|r| self.clock.now_ms() - r),
         }
@@ -194,7 +225,11 @@ impl Table {
                 .spec
                 .columns
                 .iter()
-                .map(|c| ColumnInfo { name: c.name.clone(), path: c.path.join("."), kind: c.kind.name() })
+                .map(|c| ColumnInfo {
+                    name: c.name.clone(),
+                    path: c.path.join("."),
+                    kind: c.kind.name(),
+                })
                 .collect(),
             time_column: self.spec.time_column.clone(),
             dedup: self.spec.dedup.as_ref().map(|d| d.column.clone()),
@@ -221,7 +256,11 @@ impl Table {
     }
 
     /// Runs ingestion until `stop`; seals what is buffered before returning.
-    pub fn run(self: &Arc<Self>, mut source: Box<dyn Source>, mut dead_letters: Box<dyn DeadLetterSink>) {
+    pub fn run(
+        self: &Arc<Self>,
+        mut source: Box<dyn Source>,
+        mut dead_letters: Box<dyn DeadLetterSink>,
+    ) {
         let mut ingest = match Ingest::new(self, dead_letters.as_mut()) {
             Ok(ingest) => ingest,
             Err(error) => {
@@ -232,7 +271,12 @@ impl Table {
         let mut last_maintenance = self.clock.now_ms();
         let mut records = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
-            let progressed = match ingest.poll(self, source.as_mut(), dead_letters.as_mut(), &mut records) {
+            let progressed = match ingest.poll(
+                self,
+                source.as_mut(),
+                dead_letters.as_mut(),
+                &mut records,
+            ) {
                 Ok(progressed) => progressed,
                 Err(error) => {
                     tracing::warn!(table = %self.spec.name, %error, "ingestion step failed; retrying");
@@ -279,8 +323,11 @@ impl Table {
 
     fn should_seal(&self, now: i64) -> bool {
         let state = self.state.read().expect("table lock");
-        let Some(oldest) = state.buffer.first() else { return false };
-        state.buffer_rows >= self.spec.seal.max_rows || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
+        let Some(oldest) = state.buffer.first() else {
+            return false;
+        };
+        state.buffer_rows >= self.spec.seal.max_rows
+            || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
     }
 
     fn buffer_full(&self) -> bool {
@@ -295,12 +342,19 @@ impl Table {
             let state = self.state.read().expect("table lock");
             (state.buffer.clone(), state.manifest.clone())
         };
-        let Some(last) = taken.last() else { return Ok(()) };
+        let Some(last) = taken.last() else {
+            return Ok(());
+        };
         let positions = last.positions.clone();
-        let batches: Vec<RecordBatch> = taken.iter().map(|b| b.batch.clone()).filter(|b| b.num_rows() > 0).collect();
+        let batches: Vec<RecordBatch> = taken
+            .iter()
+            .map(|b| b.batch.clone())
+            .filter(|b| b.num_rows() > 0)
+            .collect();
         let mut new_extents = Vec::new();
         if !batches.is_empty() {
-            let all = concat_batches(&self.schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
+            let all = concat_batches(&self.schema, &batches)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
             for part in self.split_by_time(all)? {
                 let id = manifest.next_extent_id;
                 manifest.next_extent_id += 1;
@@ -309,8 +363,21 @@ impl Table {
             }
         }
         manifest.positions.extend(positions);
-        manifest.extents.extend(new_extents.iter().map(|(meta, _)| meta.clone()));
+        manifest
+            .extents
+            .extend(new_extents.iter().map(|(meta, _)| meta.clone()));
         manifest.save(&self.dir)?;
+        let views = self.views.read().expect("views lock").clone();
+        let folded: Vec<_> = views
+            .iter()
+            .map(|view| {
+                if batches.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    view.fold(batches.clone()).map_err(|e| e.to_string())
+                }
+            })
+            .collect();
         let mut state = self.state.write().expect("table lock");
         let sealed_rows: usize = taken.iter().map(|b| b.batch.num_rows()).sum();
         state.buffer.drain(..taken.len());
@@ -318,14 +385,153 @@ impl Table {
         for (meta, part) in new_extents {
             state.hot.insert(meta.id, Arc::new(vec![part]));
         }
+        // The sealed rows leave the buffer (the views' delta) and enter the
+        // views' materialized parts under the same lock.
+        for (view, folded) in views.iter().zip(folded) {
+            let Some(Ok(materialized)) = state.materialized.get_mut(&view.spec.name) else {
+                continue;
+            };
+            match folded {
+                Ok(batches) => materialized.extend(batches),
+                Err(error) => {
+                    tracing::error!(view = %view.spec.name, %error, "the view cannot fold new rows; it answers with this error until re-applied");
+                    state.materialized.insert(
+                        view.spec.name.clone(),
+                        Err(format!(
+                            "view '{}' stopped updating: {error}",
+                            view.spec.name
+                        )),
+                    );
+                }
+            }
+        }
         let committed = manifest.positions.clone();
         state.manifest = manifest;
         drop(state);
+        for view in &views {
+            self.compact_view(view);
+        }
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = self.commit_hook.lock().expect("hook lock").as_ref() {
             hook(&self.spec.group, &self.spec.topic, &committed);
         }
         Ok(())
+    }
+
+    /// Merges a view's collected state batches into one once there are many.
+    /// Runs under the commit lock, so no seal adds batches meanwhile.
+    fn compact_view(&self, view: &ViewPlan) {
+        let batches = match self
+            .state
+            .read()
+            .expect("table lock")
+            .materialized
+            .get(&view.spec.name)
+        {
+            Some(Ok(batches)) if batches.len() > VIEW_COMPACT_AFTER => batches.clone(),
+            _ => return,
+        };
+        match view.compact(&batches) {
+            Ok(merged) => {
+                let mut state = self.state.write().expect("table lock");
+                if let Some(Ok(current)) = state.materialized.get_mut(&view.spec.name) {
+                    current.splice(..batches.len(), [merged]);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(view = %view.spec.name, %error, "merging a view's states failed; they stay apart")
+            }
+        }
+    }
+
+    /// Adds (or replaces) a view over this table and folds in every row
+    /// the table's extents hold (the backfill); buffered rows are the
+    /// view's delta until they are sealed.
+    pub fn add_view(&self, view: Arc<ViewPlan>) -> Result<(), StoreError> {
+        let _commit = self.committing.lock().expect("commit lock");
+        let extents = self.snapshot().extents;
+        let mut states = Vec::new();
+        for extent in extents {
+            let rows = match &extent.hot {
+                Some(batches) => batches.as_ref().clone(),
+                None => read_parquet(&extent.path, &self.schema)?,
+            };
+            states.extend(
+                view.fold(rows)
+                    .map_err(|e| StoreError::Invalid(format!("view '{}': {e}", view.spec.name)))?,
+            );
+            if states.len() > VIEW_COMPACT_AFTER {
+                states =
+                    vec![view.compact(&states).map_err(|e| {
+                        StoreError::Invalid(format!("view '{}': {e}", view.spec.name))
+                    })?];
+            }
+        }
+        let name = view.spec.name.clone();
+        let mut views = self.views.write().expect("views lock");
+        views.retain(|v| v.spec.name != name);
+        views.push(view);
+        self.state
+            .write()
+            .expect("table lock")
+            .materialized
+            .insert(name, Ok(states));
+        Ok(())
+    }
+
+    pub fn remove_view(&self, name: &str) {
+        let _commit = self.committing.lock().expect("commit lock");
+        self.views
+            .write()
+            .expect("views lock")
+            .retain(|v| v.spec.name != name);
+        self.state
+            .write()
+            .expect("table lock")
+            .materialized
+            .remove(name);
+    }
+
+    /// A view's materialized states and its delta (the buffered rows), read together.
+    pub fn view_snapshot(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>), String> {
+        let state = self.state.read().expect("table lock");
+        let materialized = match state.materialized.get(name) {
+            Some(Ok(batches)) => batches.clone(),
+            Some(Err(error)) => return Err(error.clone()),
+            None => {
+                return Err(format!(
+                    "view '{name}' is not on table '{}'",
+                    self.spec.name
+                ));
+            }
+        };
+        let delta = state
+            .buffer
+            .iter()
+            .filter(|b| b.batch.num_rows() > 0)
+            .map(|b| b.batch.clone())
+            .collect();
+        Ok((materialized, delta))
+    }
+
+    pub fn view_info(&self, view: &ViewPlan) -> ViewInfo {
+        let state = self.state.read().expect("table lock");
+        let (materialized_rows, error) = match state.materialized.get(&view.spec.name) {
+            Some(Ok(batches)) => (batches.iter().map(|b| b.num_rows() as u64).sum(), None),
+            Some(Err(error)) => (0, Some(error.clone())),
+            None => (0, Some("not ready".to_string())),
+        };
+        ViewInfo {
+            name: view.spec.name.clone(),
+            table: self.spec.name.clone(),
+            query: view.spec.query.clone(),
+            materialized_rows,
+            delta_rows: state.buffer_rows as u64,
+            error,
+        }
     }
 
     fn write_extent(&self, id: u64, batch: &RecordBatch) -> Result<ExtentMeta, StoreError> {
@@ -337,7 +543,10 @@ impl Table {
             .downcast_ref::<TimestampMillisecondArray>()
             .expect("the last column is the ingestion time");
         let (min_event_us, max_event_us) = match self.time_column(batch) {
-            Some(times) => (datafusion::arrow::compute::min(times), datafusion::arrow::compute::max(times)),
+            Some(times) => (
+                datafusion::arrow::compute::min(times),
+                datafusion::arrow::compute::max(times),
+            ),
             None => (None, None),
         };
         Ok(ExtentMeta {
@@ -354,15 +563,23 @@ impl Table {
 
     fn time_column<'a>(&self, batch: &'a RecordBatch) -> Option<&'a TimestampMicrosecondArray> {
         let name = self.spec.time_column.as_ref()?;
-        batch.column_by_name(name)?.as_any().downcast_ref::<TimestampMicrosecondArray>()
+        batch
+            .column_by_name(name)?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
     }
 
     /// Splits rows by event-time partition (`extent_span_ms` wide); rows
     /// without an event time go with the first partition.
     fn split_by_time(&self, batch: RecordBatch) -> Result<Vec<RecordBatch>, StoreError> {
-        let Some(times) = self.time_column(&batch) else { return Ok(vec![batch]) };
+        let Some(times) = self.time_column(&batch) else {
+            return Ok(vec![batch]);
+        };
         let span_us = self.spec.extent_span_ms * 1000;
-        let bins: Vec<Option<i64>> = times.iter().map(|t| t.map(|t| t.div_euclid(span_us))).collect();
+        let bins: Vec<Option<i64>> = times
+            .iter()
+            .map(|t| t.map(|t| t.div_euclid(span_us)))
+            .collect();
         let mut distinct: Vec<i64> = bins.iter().flatten().copied().collect();
         distinct.sort_unstable();
         distinct.dedup();
@@ -373,7 +590,10 @@ impl Table {
         distinct
             .iter()
             .map(|&bin| {
-                let mask: BooleanArray = bins.iter().map(|b| Some(b.unwrap_or(first) == bin)).collect();
+                let mask: BooleanArray = bins
+                    .iter()
+                    .map(|b| Some(b.unwrap_or(first) == bin))
+                    .collect();
                 filter_record_batch(&batch, &mask).map_err(|e| StoreError::Io(e.to_string()))
             })
             .collect()
@@ -389,11 +609,16 @@ impl Table {
 
     /// Drops extents whose every row is past the soft-delete period.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
-        let Some(retention) = self.spec.retention_ms else { return Ok(0) };
+        let Some(retention) = self.spec.retention_ms else {
+            return Ok(0);
+        };
         let _commit = self.committing.lock().expect("commit lock");
         let cutoff = self.clock.now_ms() - retention;
         let mut manifest = self.state.read().expect("table lock").manifest.clone();
-        let (expired, kept): (Vec<_>, Vec<_>) = manifest.extents.drain(..).partition(|e| e.max_ingestion_ms < cutoff);
+        let (expired, kept): (Vec<_>, Vec<_>) = manifest
+            .extents
+            .drain(..)
+            .partition(|e| e.max_ingestion_ms < cutoff);
         if expired.is_empty() {
             return Ok(0);
         }
@@ -409,28 +634,50 @@ impl Table {
         for extent in &expired {
             let _ = std::fs::remove_file(extent_path(&self.dir, extent.id));
         }
-        self.stats.extents_dropped.fetch_add(expired.len() as u64, Ordering::Relaxed);
+        self.stats
+            .extents_dropped
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
         Ok(expired.len())
     }
 
     /// Keeps extents with rows inside the hot window in memory; evicts the rest.
     pub fn refresh_hot_cache(&self) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        let is_hot = |meta: &ExtentMeta| self.spec.hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
+        let is_hot = |meta: &ExtentMeta| {
+            self.spec
+                .hot_ms
+                .is_none_or(|hot| meta.max_ingestion_ms >= now - hot)
+        };
         let (to_load, to_evict): (Vec<ExtentMeta>, Vec<u64>) = {
             let state = self.state.read().expect("table lock");
-            let to_load = state.manifest.extents.iter().filter(|m| is_hot(m) && !state.hot.contains_key(&m.id)).cloned().collect();
+            let to_load = state
+                .manifest
+                .extents
+                .iter()
+                .filter(|m| is_hot(m) && !state.hot.contains_key(&m.id))
+                .cloned()
+                .collect();
             let to_evict = state
                 .hot
                 .keys()
-                .filter(|id| state.manifest.extents.iter().find(|m| m.id == **id).is_none_or(|m| !is_hot(m)))
+                .filter(|id| {
+                    state
+                        .manifest
+                        .extents
+                        .iter()
+                        .find(|m| m.id == **id)
+                        .is_none_or(|m| !is_hot(m))
+                })
                 .copied()
                 .collect();
             (to_load, to_evict)
         };
         let mut loaded = Vec::new();
         for meta in to_load {
-            loaded.push((meta.id, read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?));
+            loaded.push((
+                meta.id,
+                read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?,
+            ));
         }
         let mut state = self.state.write().expect("table lock");
         for id in to_evict {
@@ -455,7 +702,10 @@ impl Table {
             let mut by_bin: BTreeMap<Option<i64>, Vec<&ExtentMeta>> = BTreeMap::new();
             for meta in &state.manifest.extents {
                 if (meta.rows as usize) < seal.merge_below_rows {
-                    by_bin.entry(meta.min_event_us.map(|t| t.div_euclid(span_us))).or_default().push(meta);
+                    by_bin
+                        .entry(meta.min_event_us.map(|t| t.div_euclid(span_us)))
+                        .or_default()
+                        .push(meta);
                 }
             }
             let mut chosen = Vec::new();
@@ -465,7 +715,9 @@ impl Table {
                 if group.len() >= 4 || (group.len() >= 2 && quiet) {
                     let mut rows = 0usize;
                     for meta in group.into_iter().take(seal.max_extents_to_merge) {
-                        if rows + meta.rows as usize > 4 * seal.merge_below_rows && !chosen.is_empty() {
+                        if rows + meta.rows as usize > 4 * seal.merge_below_rows
+                            && !chosen.is_empty()
+                        {
                             break;
                         }
                         rows += meta.rows as usize;
@@ -481,23 +733,42 @@ impl Table {
         }
         let mut batches = Vec::new();
         for meta in &chosen {
-            let hot = self.state.read().expect("table lock").hot.get(&meta.id).cloned();
+            let hot = self
+                .state
+                .read()
+                .expect("table lock")
+                .hot
+                .get(&meta.id)
+                .cloned();
             match hot {
                 Some(hot) => batches.extend(hot.iter().cloned()),
-                None => batches.extend(read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?),
+                None => batches.extend(read_parquet(
+                    &extent_path(&self.dir, meta.id),
+                    &self.schema,
+                )?),
             }
         }
-        let merged = concat_batches(&self.schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
+        let merged =
+            concat_batches(&self.schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
         let _commit = self.committing.lock().expect("commit lock");
         let mut manifest = self.state.read().expect("table lock").manifest.clone();
-        if !chosen.iter().all(|c| manifest.extents.iter().any(|m| m.id == c.id)) {
+        if !chosen
+            .iter()
+            .all(|c| manifest.extents.iter().any(|m| m.id == c.id))
+        {
             return Ok(0); // retention dropped one meanwhile; try again later
         }
         let id = manifest.next_extent_id;
         manifest.next_extent_id += 1;
         let mut meta = self.write_extent(id, &merged)?;
-        meta.min_ingestion_ms = chosen.iter().map(|m| m.min_ingestion_ms).min().unwrap_or(meta.min_ingestion_ms);
-        manifest.extents.retain(|m| !chosen.iter().any(|c| c.id == m.id));
+        meta.min_ingestion_ms = chosen
+            .iter()
+            .map(|m| m.min_ingestion_ms)
+            .min()
+            .unwrap_or(meta.min_ingestion_ms);
+        manifest
+            .extents
+            .retain(|m| !chosen.iter().any(|c| c.id == m.id));
         let at = manifest.extents.partition_point(|m| m.id < chosen[0].id);
         manifest.extents.insert(at, meta.clone());
         manifest.save(&self.dir)?;
@@ -506,7 +777,10 @@ impl Table {
             for old in &chosen {
                 state.hot.remove(&old.id);
             }
-            let is_hot = self.spec.hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
+            let is_hot = self
+                .spec
+                .hot_ms
+                .is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
             if is_hot {
                 state.hot.insert(id, Arc::new(vec![merged]));
             }
@@ -548,8 +822,15 @@ impl Ingest {
                 Some(window)
             }
         };
-        let dead_letter_marks = dead_letters.sent_marks(&table.spec.name).map_err(|e| StoreError::Io(e.to_string()))?;
-        Ok(Self { mapper, positions, dedup, dead_letter_marks })
+        let dead_letter_marks = dead_letters
+            .sent_marks(&table.spec.name)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(Self {
+            mapper,
+            positions,
+            dedup,
+            dead_letter_marks,
+        })
     }
 
     /// Reads once from every partition; true when anything was read.
@@ -574,7 +855,10 @@ impl Ingest {
                 Err(SourceError::Truncated { start, .. }) => {
                     tracing::warn!(table = %table.spec.name, partition, lost = start - position,
                         "events were deleted by the topic's retention before the table read them");
-                    table.stats.events_missed.fetch_add((start - position) as u64, Ordering::Relaxed);
+                    table
+                        .stats
+                        .events_missed
+                        .fetch_add((start - position) as u64, Ordering::Relaxed);
                     self.positions.insert(partition, start);
                     continue;
                 }
@@ -596,53 +880,95 @@ impl Ingest {
         Ok(progressed)
     }
 
-    fn ingest(&mut self, table: &Table, records: &[SourceRecord], dead_letters: &mut dyn DeadLetterSink) -> Result<(), SourceError> {
+    fn ingest(
+        &mut self,
+        table: &Table,
+        records: &[SourceRecord],
+        dead_letters: &mut dyn DeadLetterSink,
+    ) -> Result<(), SourceError> {
         if records.is_empty() {
             return Ok(());
         }
         let now = table.clock.now_ms();
-        let bytes: u64 = records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64)).sum();
-        let events: Vec<&[u8]> = records.iter().map(|r| r.value.as_deref().unwrap_or(b"")).collect();
+        let bytes: u64 = records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64))
+            .sum();
+        let events: Vec<&[u8]> = records
+            .iter()
+            .map(|r| r.value.as_deref().unwrap_or(b""))
+            .collect();
         let mapped = self.mapper.map(&events);
         let letters: Vec<DeadLetter> = mapped
             .rejected
             .iter()
             .map(|(at, reason)| (&records[*at], reason))
-            .filter(|(record, _)| self.dead_letter_marks.get(&record.partition).is_none_or(|&mark| record.offset > mark))
+            .filter(|(record, _)| {
+                self.dead_letter_marks
+                    .get(&record.partition)
+                    .is_none_or(|&mark| record.offset > mark)
+            })
             .map(|(record, reason)| DeadLetter {
                 table: table.spec.name.clone(),
                 partition: record.partition,
                 offset: record.offset,
-                reason: if record.value.is_none() { "the event has no value".into() } else { reason.clone() },
+                reason: if record.value.is_none() {
+                    "the event has no value".into()
+                } else {
+                    reason.clone()
+                },
                 value: record.value.clone(),
             })
             .collect();
         dead_letters.send(&letters)?;
-        table.stats.dead_letters.fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
+        table
+            .stats
+            .dead_letters
+            .fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
         let mut batch = mapped.batch;
         if let Some(dedup) = &mut self.dedup {
             let keep = dedup.filter(&batch, now);
             let dropped = keep.false_count();
             if dropped > 0 {
                 batch = filter_record_batch(&batch, &keep).expect("filter keeps the schema");
-                table.stats.duplicates_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                table
+                    .stats
+                    .duplicates_dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
             }
         }
         let rows = batch.num_rows();
         let mut columns = batch.columns().to_vec();
-        columns.push(Arc::new(TimestampMillisecondArray::from(vec![now; rows]).with_timezone("UTC")) as ArrayRef);
-        let batch = RecordBatch::try_new(table.schema.clone(), columns).expect("mapped columns and ingestion time fit the table");
+        columns.push(
+            Arc::new(TimestampMillisecondArray::from(vec![now; rows]).with_timezone("UTC"))
+                as ArrayRef,
+        );
+        let batch = RecordBatch::try_new(table.schema.clone(), columns)
+            .expect("mapped columns and ingestion time fit the table");
         // Freshness: from the event's log timestamp to queryable.
         for at in &mapped.kept {
-            table.stats.freshness.observe((now - records[*at].timestamp).max(0) as u64);
+            table
+                .stats
+                .freshness
+                .observe((now - records[*at].timestamp).max(0) as u64);
         }
-        table.stats.rows_ingested.fetch_add(rows as u64, Ordering::Relaxed);
-        table.stats.bytes_ingested.fetch_add(bytes, Ordering::Relaxed);
+        table
+            .stats
+            .rows_ingested
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        table
+            .stats
+            .bytes_ingested
+            .fetch_add(bytes, Ordering::Relaxed);
         if rows > 0 {
             let last = records.last().expect("not empty");
             let mut positions = self.positions.clone();
             positions.insert(last.partition, last.offset + 1);
-            table.push(Buffered { batch, positions, ingested_ms: now });
+            table.push(Buffered {
+                batch,
+                positions,
+                ingested_ms: now,
+            });
         }
         Ok(())
     }
@@ -658,14 +984,23 @@ struct DedupWindow {
 
 impl DedupWindow {
     fn new(window_ms: i64, column: usize) -> Self {
-        Self { window_ms, column, seen: HashMap::new(), order: VecDeque::new() }
+        Self {
+            window_ms,
+            column,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Loads the keys of extents still inside the window.
     fn rebuild(&mut self, table: &Table) -> Result<(), StoreError> {
         let since = table.clock.now_ms() - self.window_ms;
         let snapshot = table.snapshot();
-        for extent in snapshot.extents.iter().filter(|e| e.meta.max_ingestion_ms >= since) {
+        for extent in snapshot
+            .extents
+            .iter()
+            .filter(|e| e.meta.max_ingestion_ms >= since)
+        {
             let batches = match &extent.hot {
                 Some(hot) => hot.as_ref().clone(),
                 None => read_parquet(&extent.path, &snapshot.schema)?,
@@ -726,16 +1061,28 @@ impl DedupWindow {
 fn key_hashes(column: &ArrayRef) -> Vec<Option<u128>> {
     use xxhash_rust::xxh3::xxh3_128;
     if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
-        return strings.iter().map(|s| s.map(|s| xxh3_128(s.as_bytes()))).collect();
+        return strings
+            .iter()
+            .map(|s| s.map(|s| xxh3_128(s.as_bytes())))
+            .collect();
     }
     if let Some(longs) = column.as_any().downcast_ref::<Int64Array>() {
-        return longs.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+        return longs
+            .iter()
+            .map(|v| v.map(|v| xxh3_128(&v.to_le_bytes())))
+            .collect();
     }
     if let Some(ints) = column.as_any().downcast_ref::<Int32Array>() {
-        return ints.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+        return ints
+            .iter()
+            .map(|v| v.map(|v| xxh3_128(&v.to_le_bytes())))
+            .collect();
     }
     if let Some(times) = column.as_any().downcast_ref::<TimestampMicrosecondArray>() {
-        return times.iter().map(|v| v.map(|v| xxh3_128(&v.to_le_bytes()))).collect();
+        return times
+            .iter()
+            .map(|v| v.map(|v| xxh3_128(&v.to_le_bytes())))
+            .collect();
     }
     // Reals and bools make poor keys; every row is kept.
     vec![None; column.len()]

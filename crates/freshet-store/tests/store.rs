@@ -12,11 +12,17 @@ use freshet_log::{Log, LogOptions, TopicConfig};
 use freshet_sim::generator::{Generated, Generator, Injection, Options};
 use freshet_sim::scenario::Scenario;
 use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringArray};
-use freshet_store::{ColumnSpec, ColumnType, DedupSpec, QueryLimits, QueryResult, Store, TableSpec};
+use freshet_store::{
+    ColumnSpec, ColumnType, DedupSpec, QueryLimits, QueryResult, Store, TableSpec,
+};
 use serde_json::Value;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn options(scenario: Scenario, seed: u64) -> Options {
@@ -33,7 +39,11 @@ fn produce(log: &Log, topic: &str, events: &[Generated]) {
     let partitions = log.topic(topic).unwrap().partitions();
     let mut by_partition: BTreeMap<usize, Vec<Record>> = BTreeMap::new();
     for event in events {
-        let partition = event.key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize)) % partitions.len();
+        let partition = event
+            .key
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+            % partitions.len();
         by_partition.entry(partition).or_default().push(Record {
             timestamp: SystemClock.now_ms(),
             key: Some(event.key.clone().into_bytes()),
@@ -43,7 +53,9 @@ fn produce(log: &Log, topic: &str, events: &[Generated]) {
     }
     for (partition, records) in by_partition {
         for chunk in records.chunks(500) {
-            partitions[partition].append(batch::encode(chunk, ProducerStamp::none())).unwrap();
+            partitions[partition]
+                .append(batch::encode(chunk, ProducerStamp::none()))
+                .unwrap();
         }
     }
 }
@@ -57,7 +69,10 @@ fn iot_table() -> TableSpec {
         "telemetry",
         "iot",
         vec![
-            ColumnSpec { required: true, ..column("eventId", "eventId", ColumnType::String) },
+            ColumnSpec {
+                required: true,
+                ..column("eventId", "eventId", ColumnType::String)
+            },
             column("deviceId", "deviceId", ColumnType::String),
             column("type", "type", ColumnType::String),
             column("value", "value", ColumnType::Real),
@@ -67,7 +82,10 @@ fn iot_table() -> TableSpec {
         ],
     );
     spec.time_column = Some("createdAt".into());
-    spec.dedup = Some(DedupSpec { column: "eventId".into(), window_ms: 600_000 });
+    spec.dedup = Some(DedupSpec {
+        column: "eventId".into(),
+        window_ms: 600_000,
+    });
     spec.extent_span_ms = 60_000;
     spec
 }
@@ -83,10 +101,31 @@ impl Fixture {
     fn open(dir: &Path, topic: &str, partitions: u32, clock: Arc<dyn Clock>) -> Self {
         let runtime = runtime();
         let log = Arc::new(Log::open(dir, LogOptions::default()).unwrap());
-        log.ensure_topic(topic, TopicConfig { partitions, ..TopicConfig::default() }).unwrap();
-        let limits = QueryLimits { threads: 2, ..QueryLimits::default() };
-        let store = Store::open(dir, log.clone(), clock.clone(), limits, runtime.handle().clone()).unwrap();
-        Self { runtime, log, store: Some(store) }
+        log.ensure_topic(
+            topic,
+            TopicConfig {
+                partitions,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+        let limits = QueryLimits {
+            threads: 2,
+            ..QueryLimits::default()
+        };
+        let store = Store::open(
+            dir,
+            log.clone(),
+            clock.clone(),
+            limits,
+            runtime.handle().clone(),
+        )
+        .unwrap();
+        Self {
+            runtime,
+            log,
+            store: Some(store),
+        }
     }
 
     fn store(&self) -> &Store {
@@ -94,12 +133,19 @@ impl Fixture {
     }
 
     fn query(&self, sql: &str) -> QueryResult {
-        self.runtime.block_on(self.store().query(sql)).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        self.runtime
+            .block_on(self.store().query(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
     }
 
     fn count(&self, sql: &str) -> i64 {
         let result = self.query(sql);
-        result.batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+        result.batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
     }
 
     /// Waits until the table holds `rows` rows (queries see them).
@@ -110,7 +156,10 @@ impl Fixture {
             if seen == rows {
                 return;
             }
-            assert!(Instant::now() < deadline, "{table} has {seen} rows, expected {rows}");
+            assert!(
+                Instant::now() < deadline,
+                "{table} has {seen} rows, expected {rows}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -125,7 +174,13 @@ impl Fixture {
 fn events_are_queryable_and_answers_match_the_events() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::open(dir.path(), "iot", 3, Arc::new(SystemClock));
-    let events = generate(Options { duplicates: 0.01, ..options(Scenario::Iot, 7) }, 20_000);
+    let events = generate(
+        Options {
+            duplicates: 0.01,
+            ..options(Scenario::Iot, 7)
+        },
+        20_000,
+    );
     fixture.store().apply(iot_table()).unwrap();
     produce(&fixture.log, "iot", &events);
 
@@ -136,31 +191,57 @@ fn events_are_queryable_and_answers_match_the_events() {
         .map(|e| serde_json::from_slice(&e.payload).unwrap())
         .collect();
     let duplicates = events.len() - unique.len();
-    assert!(duplicates > 100, "the simulator injected {duplicates} duplicates");
+    assert!(
+        duplicates > 100,
+        "the simulator injected {duplicates} duplicates"
+    );
     fixture.wait_for_rows("telemetry", unique.len() as i64);
-    assert_eq!(fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"), unique.len() as i64);
+    assert_eq!(
+        fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"),
+        unique.len() as i64
+    );
 
     let mut by_type: BTreeMap<String, (i64, f64)> = BTreeMap::new();
     for event in &unique {
-        let entry = by_type.entry(event["type"].as_str().unwrap().to_string()).or_default();
+        let entry = by_type
+            .entry(event["type"].as_str().unwrap().to_string())
+            .or_default();
         entry.0 += 1;
         entry.1 += event["value"].as_f64().unwrap();
     }
     let result = fixture.query("SELECT type, count(*) AS n, sum(value) AS total FROM telemetry GROUP BY type ORDER BY type");
     let mut answered = BTreeMap::new();
     for batch in &result.batches {
-        let types = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-        let counts = batch.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
-        let sums = batch.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+        let types = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let counts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let sums = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         for row in 0..batch.num_rows() {
-            answered.insert(types.value(row).to_string(), (counts.value(row), sums.value(row)));
+            answered.insert(
+                types.value(row).to_string(),
+                (counts.value(row), sums.value(row)),
+            );
         }
     }
     assert_eq!(answered.len(), by_type.len());
     for (kind, (count, sum)) in &by_type {
         let (n, total) = answered[kind];
         assert_eq!(n, *count, "{kind}");
-        assert!((total - sum).abs() < 1e-6 * sum.abs().max(1.0), "{kind}: {total} vs {sum}");
+        assert!(
+            (total - sum).abs() < 1e-6 * sum.abs().max(1.0),
+            "{kind}: {total} vs {sum}"
+        );
     }
 
     // A time-range filter, checked against the events' own times.
@@ -181,7 +262,10 @@ fn events_are_queryable_and_answers_match_the_events() {
     table.seal().unwrap();
     assert!(table.info().extents >= 1);
     assert_eq!(table.info().buffered_rows, 0);
-    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), unique.len() as i64);
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM telemetry"),
+        unique.len() as i64
+    );
     assert_eq!(fixture.count(&sql), expected);
     assert_eq!(table.info().duplicates_dropped, duplicates as u64);
     fixture.close();
@@ -204,7 +288,14 @@ fn a_restart_resumes_from_committed_positions_without_loss_or_repeats() {
     let committed: i64 = table.committed_positions().values().sum();
     assert_eq!(committed, 3_000);
     // An extent file written but never committed (a crash between the two steps).
-    std::fs::write(table.dir().join("extents").join(format!("{:020}.parquet", 999)), b"partial").unwrap();
+    std::fs::write(
+        table
+            .dir()
+            .join("extents")
+            .join(format!("{:020}.parquet", 999)),
+        b"partial",
+    )
+    .unwrap();
     drop(table);
     fixture.store().halt(); // no final seal, as after kill -9
     fixture.close();
@@ -213,9 +304,18 @@ fn a_restart_resumes_from_committed_positions_without_loss_or_repeats() {
     fixture.store().apply(iot_table()).unwrap();
     produce(&fixture.log, "iot", &events[4_000..]);
     fixture.wait_for_rows("telemetry", 6_000);
-    assert_eq!(fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"), 6_000);
+    assert_eq!(
+        fixture.count("SELECT count(DISTINCT \"eventId\") FROM telemetry"),
+        6_000
+    );
     let table = fixture.store().table("telemetry").unwrap();
-    assert!(!table.dir().join("extents").join(format!("{:020}.parquet", 999)).exists());
+    assert!(
+        !table
+            .dir()
+            .join("extents")
+            .join(format!("{:020}.parquet", 999))
+            .exists()
+    );
     fixture.close();
 }
 
@@ -223,8 +323,17 @@ fn a_restart_resumes_from_committed_positions_without_loss_or_repeats() {
 fn malformed_events_fill_only_the_dead_letter_topic() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
-    let events = generate(Options { malformed: 0.3, ..options(Scenario::Iot, 3) }, 3_000);
-    let malformed = events.iter().filter(|e| e.injection == Injection::Malformed).count();
+    let events = generate(
+        Options {
+            malformed: 0.3,
+            ..options(Scenario::Iot, 3)
+        },
+        3_000,
+    );
+    let malformed = events
+        .iter()
+        .filter(|e| e.injection == Injection::Malformed)
+        .count();
     assert!(malformed > 500);
     fixture.store().apply(iot_table()).unwrap();
     produce(&fixture.log, "iot", &events);
@@ -238,11 +347,25 @@ fn malformed_events_fill_only_the_dead_letter_topic() {
     let dead = fixture.log.partition("iot.deadletter", 0).unwrap();
     assert_eq!(dead.end_offset(), malformed as i64);
     let read = dead.read(0, 1 << 20).unwrap();
-    let records = batch::decode_uncompressed(&read.bytes[..batch::split(&read.bytes).unwrap()[0].1.len()]).unwrap();
+    let records =
+        batch::decode_uncompressed(&read.bytes[..batch::split(&read.bytes).unwrap()[0].1.len()])
+            .unwrap();
     let (_, first) = &records[0];
-    let reason = first.headers.iter().find(|(k, _)| k == "freshet.reason").unwrap().1.clone().unwrap();
+    let reason = first
+        .headers
+        .iter()
+        .find(|(k, _)| k == "freshet.reason")
+        .unwrap()
+        .1
+        .clone()
+        .unwrap();
     assert!(!reason.is_empty());
-    assert!(first.headers.iter().any(|(k, v)| k == "freshet.table" && v.as_deref() == Some(&b"telemetry"[..])));
+    assert!(
+        first
+            .headers
+            .iter()
+            .any(|(k, v)| k == "freshet.table" && v.as_deref() == Some(&b"telemetry"[..]))
+    );
     fixture.close();
 
     // Re-reading after a restart does not send dead letters twice.
@@ -251,7 +374,14 @@ fn malformed_events_fill_only_the_dead_letter_topic() {
     fixture.store().apply(iot_table()).unwrap();
     fixture.wait_for_rows("telemetry", (events.len() - malformed) as i64);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(fixture.log.partition("iot.deadletter", 0).unwrap().end_offset(), malformed as i64);
+    assert_eq!(
+        fixture
+            .log
+            .partition("iot.deadletter", 0)
+            .unwrap()
+            .end_offset(),
+        malformed as i64
+    );
     fixture.close();
 }
 
@@ -283,16 +413,31 @@ fn retention_and_the_hot_window_follow_the_clock() {
 
     // Past retention for the first batch only.
     clock.advance_ms(3_600_000 - 1_200_000 + 1);
-    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000, "filtered at query time");
+    assert_eq!(
+        fixture.count("SELECT count(*) FROM telemetry"),
+        1_000,
+        "filtered at query time"
+    );
     table.maintain().unwrap();
     assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000);
     let ids: HashSet<String> = fixture
         .query("SELECT \"eventId\" FROM telemetry")
         .batches
         .iter()
-        .flat_map(|b| b.column(0).as_any().downcast_ref::<StringArray>().unwrap().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>())
+        .flat_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
         .collect();
-    let second: HashSet<String> = events[1_000..].iter().map(|e| e.event_id.clone().unwrap()).collect();
+    let second: HashSet<String> = events[1_000..]
+        .iter()
+        .map(|e| e.event_id.clone().unwrap())
+        .collect();
     assert_eq!(ids, second);
     fixture.close();
 }
@@ -317,7 +462,9 @@ fn small_extents_merge_without_changing_answers() {
     assert_eq!(table.info().extents, 1);
     assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 5_000);
     assert_eq!(fixture.count("SELECT sum(seq) FROM telemetry"), before);
-    let files = std::fs::read_dir(table.dir().join("extents")).unwrap().count();
+    let files = std::fs::read_dir(table.dir().join("extents"))
+        .unwrap()
+        .count();
     assert_eq!(files, 1, "merged-away files are removed");
     fixture.close();
 }
@@ -327,15 +474,31 @@ fn sql_errors_say_where_and_what() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
     fixture.store().apply(iot_table()).unwrap();
-    let error = fixture.runtime.block_on(fixture.store().query("SELECT count(*)\nFROM telemetry\nWHERE value >")).unwrap_err();
+    let error = fixture
+        .runtime
+        .block_on(
+            fixture
+                .store()
+                .query("SELECT count(*)\nFROM telemetry\nWHERE value >"),
+        )
+        .unwrap_err();
     assert_eq!(error.code, "syntax");
     assert_eq!(error.line, Some(3), "{error:?}");
-    let error = fixture.runtime.block_on(fixture.store().query("SELECT nope FROM telemetry")).unwrap_err();
+    let error = fixture
+        .runtime
+        .block_on(fixture.store().query("SELECT nope FROM telemetry"))
+        .unwrap_err();
     assert_eq!(error.code, "plan");
     assert!(error.message.contains("nope"), "{error:?}");
-    let error = fixture.runtime.block_on(fixture.store().query("DROP TABLE telemetry")).unwrap_err();
+    let error = fixture
+        .runtime
+        .block_on(fixture.store().query("DROP TABLE telemetry"))
+        .unwrap_err();
     assert_eq!(error.code, "forbidden", "{error:?}");
-    let error = fixture.runtime.block_on(fixture.store().query("SELECT * FROM missing")).unwrap_err();
+    let error = fixture
+        .runtime
+        .block_on(fixture.store().query("SELECT * FROM missing"))
+        .unwrap_err();
     assert!(error.message.contains("missing"), "{error:?}");
     fixture.close();
 }
@@ -352,13 +515,210 @@ fn altering_a_table_keeps_its_rows() {
     fixture.wait_for_rows("telemetry", 1_000);
     fixture.store().table("telemetry").unwrap().seal().unwrap();
     let altered = iot_table();
-    assert_eq!(fixture.store().apply(altered.clone()).unwrap(), freshet_store::Applied::Altered);
+    assert_eq!(
+        fixture.store().apply(altered.clone()).unwrap(),
+        freshet_store::Applied::Altered
+    );
     produce(&fixture.log, "iot", &events[1_000..]);
     fixture.wait_for_rows("telemetry", 2_000);
-    assert_eq!(fixture.count("SELECT count(md0) FROM telemetry"), 1_000, "old rows read the new column as null");
+    assert_eq!(
+        fixture.count("SELECT count(md0) FROM telemetry"),
+        1_000,
+        "old rows read the new column as null"
+    );
     let mut retyped = altered;
-    retyped.columns.iter_mut().find(|c| c.name == "seq").unwrap().kind = ColumnType::Real;
+    retyped
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "seq")
+        .unwrap()
+        .kind = ColumnType::Real;
     let error = fixture.store().apply(retyped).unwrap_err();
-    assert!(error.to_string().contains("changing it to real is not supported"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("changing it to real is not supported"),
+        "{error}"
+    );
+    fixture.close();
+}
+
+/// Rows of a result as JSON values, for comparing two results.
+fn rows(result: &QueryResult) -> Vec<Vec<Value>> {
+    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+    for batch in &result.batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+    let objects: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&writer.into_inner()).unwrap_or_default();
+    let names: Vec<String> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    objects
+        .into_iter()
+        .map(|o| {
+            names
+                .iter()
+                .map(|n| o.get(n).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect()
+}
+
+/// Equal, with floating-point sums allowed to differ in the last digits
+/// (their order of addition differs) and columns named in `loose` within
+/// `tolerance` (approximate aggregates merged from partial sketches).
+fn assert_same_rows(view: &[Vec<Value>], raw: &[Vec<Value>], loose: &[usize], tolerance: f64) {
+    assert_eq!(view.len(), raw.len(), "row counts differ");
+    for (a, b) in view.iter().zip(raw) {
+        for (at, (x, y)) in a.iter().zip(b).enumerate() {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y))
+                    if !(x.fract() == 0.0 && y.fract() == 0.0) || loose.contains(&at) =>
+                {
+                    let allowed = if loose.contains(&at) {
+                        tolerance
+                    } else {
+                        1e-9 * x.abs().max(1.0)
+                    };
+                    assert!(
+                        (x - y).abs() <= allowed,
+                        "column {at}: view {x} vs raw {y} in {a:?} / {b:?}"
+                    );
+                }
+                _ => assert_eq!(x, y, "column {at} in {a:?} / {b:?}"),
+            }
+        }
+    }
+}
+
+const VIEW_AGGREGATES: &str = "count(*) AS n, countif(type = 'temperature') AS temperatures, sum(seq) AS seq_sum, \
+     min(value) AS low, max(value) AS high, avg(value) AS mean, dcount(eventId) AS ids, \
+     approx_percentile_cont(value, 0.5) AS median, arg_max(value, seq) AS seq_at_high, arg_min(value, seq) AS seq_at_low";
+
+#[test]
+fn views_equal_the_aggregation_over_raw_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = iot_table();
+    // Many seals, so that the materialized part is merged from many state
+    // batches, and a long interval, so that the last rows stay the delta.
+    spec.seal.max_rows = 700;
+    spec.seal.max_age_ms = 600_000;
+    let events = generate(
+        Options {
+            duplicates: 0.01,
+            ..options(Scenario::Iot, 11)
+        },
+        20_000,
+    );
+    let group = "deviceId, date_bin(INTERVAL '5 seconds', createdAt) AS minute";
+    let view = |name: &str| freshet_store::ViewSpec {
+        name: name.into(),
+        query: format!(
+            "SELECT {group}, {VIEW_AGGREGATES} FROM telemetry GROUP BY deviceId, minute"
+        ),
+    };
+    let raw = format!(
+        "SELECT {group}, {VIEW_AGGREGATES} FROM telemetry GROUP BY deviceId, minute ORDER BY deviceId, minute"
+    );
+    {
+        let fixture = Fixture::open(dir.path(), "iot", 3, Arc::new(SystemClock));
+        fixture.store().apply(spec.clone()).unwrap();
+        fixture.store().apply_view(view("early")).unwrap();
+        produce(&fixture.log, "iot", &events[..10_000]);
+        let first = events[..10_000]
+            .iter()
+            .filter(|e| e.injection != Injection::Duplicate)
+            .count();
+        fixture.wait_for_rows("telemetry", first as i64);
+        // Created over existing rows: backfilled from the extents.
+        fixture.store().apply_view(view("late")).unwrap();
+        produce(&fixture.log, "iot", &events[10_000..]);
+        let unique = events
+            .iter()
+            .filter(|e| e.injection != Injection::Duplicate)
+            .count();
+        fixture.wait_for_rows("telemetry", unique as i64);
+
+        let infos = fixture.store().views();
+        assert_eq!(infos.len(), 2);
+        for info in &infos {
+            assert!(info.error.is_none(), "{info:?}");
+            assert!(
+                info.materialized_rows > 0 && info.delta_rows > 0,
+                "both parts are exercised: {info:?}"
+            );
+        }
+        let expected = rows(&fixture.query(&raw));
+        assert!(expected.len() > 50, "{} groups", expected.len());
+        let total: i64 = expected.iter().map(|r| r[2].as_i64().unwrap()).sum();
+        assert_eq!(total, unique as i64);
+        for name in ["early", "late"] {
+            let got =
+                rows(&fixture.query(&format!("SELECT * FROM {name} ORDER BY deviceId, minute")));
+            // Medians merged from t-digests of parts may differ from one
+            // t-digest over all values by its error: within 3 of a 0-100 range.
+            assert_same_rows(&got, &expected, &[9], 3.0);
+        }
+        // Operators above the aggregation run over the merged answer.
+        let filtered = rows(&fixture.query(
+            "SELECT deviceId, sum(n) AS n FROM early WHERE n > 1 GROUP BY deviceId ORDER BY n DESC, deviceId LIMIT 5",
+        ));
+        let raw_filtered = rows(&fixture.query(
+            "SELECT deviceId, sum(n) AS n FROM (SELECT deviceId, date_bin(INTERVAL '5 seconds', createdAt) AS minute, count(*) AS n \
+             FROM telemetry GROUP BY deviceId, minute) WHERE n > 1 GROUP BY deviceId ORDER BY n DESC, deviceId LIMIT 5",
+        ));
+        assert_eq!(filtered, raw_filtered);
+        fixture.close();
+    }
+    // After a restart the materialized part is rebuilt from the extents.
+    let fixture = Fixture::open(dir.path(), "iot", 3, Arc::new(SystemClock));
+    fixture.store().apply(spec).unwrap();
+    fixture.store().apply_view(view("early")).unwrap();
+    let expected = rows(&fixture.query(&raw));
+    let got = rows(&fixture.query("SELECT * FROM early ORDER BY deviceId, minute"));
+    assert_same_rows(&got, &expected, &[9], 3.0);
+    fixture.close();
+}
+
+#[test]
+fn queries_that_cannot_be_views_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    fixture.store().apply(iot_table()).unwrap();
+    let refuse = |query: &str| {
+        let spec = freshet_store::ViewSpec {
+            name: "v".into(),
+            query: query.into(),
+        };
+        fixture
+            .store()
+            .apply_view(spec)
+            .expect_err(query)
+            .to_string()
+    };
+    assert!(refuse("SELECT count(DISTINCT deviceId) FROM telemetry").contains("count(DISTINCT"));
+    assert!(refuse("SELECT a.deviceId, count(*) FROM telemetry a JOIN telemetry b ON a.eventId = b.eventId GROUP BY a.deviceId").contains("one table"));
+    assert!(refuse("SELECT deviceId FROM telemetry").contains("GROUP BY"));
+    let unknown = refuse("SELECT nosuch, count(*) FROM telemetry GROUP BY nosuch");
+    assert!(unknown.contains("nosuch"), "{unknown}");
+    let syntax = refuse("SELECT deviceId, count(*) FROM telemetry GROUP deviceId");
+    assert!(syntax.contains("Line: 1, Column: 42"), "{syntax}");
+    let clash = freshet_store::ViewSpec {
+        name: "telemetry".into(),
+        query: "SELECT count(*) FROM telemetry".into(),
+    };
+    assert!(
+        fixture
+            .store()
+            .apply_view(clash)
+            .unwrap_err()
+            .to_string()
+            .contains("a table has that name")
+    );
     fixture.close();
 }

@@ -36,7 +36,14 @@ impl Drop for Server {
 fn start_server(dir: &Path) -> Server {
     let ports = dir.join("ports.json");
     let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["serve", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.join("data"))
         .arg("--ports-file")
         .arg(&ports)
@@ -49,18 +56,27 @@ fn start_server(dir: &Path) -> Server {
         if let Ok(text) = std::fs::read_to_string(&ports) {
             break text;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "freshet did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "freshet did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let ports: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Server { child, kafka: ports["kafka"].as_str().unwrap().to_string() }
+    Server {
+        child,
+        kafka: ports["kafka"].as_str().unwrap().to_string(),
+    }
 }
 
 fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", acks)
-        .set("enable.idempotence", if acks == "all" { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if acks == "all" { "true" } else { "false" },
+        )
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "2000000")
@@ -79,7 +95,8 @@ fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) 
     let started = Instant::now();
     let threads: Vec<_> = (0..PRODUCERS)
         .map(|thread| {
-            let (bootstrap, topic, acks) = (bootstrap.to_string(), topic.to_string(), acks.to_string());
+            let (bootstrap, topic, acks) =
+                (bootstrap.to_string(), topic.to_string(), acks.to_string());
             let share = count / PRODUCERS + usize::from(thread < count % PRODUCERS);
             std::thread::spawn(move || {
                 let producer = producer(&bootstrap, &acks);
@@ -114,7 +131,11 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
     let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count));
     let threads: Vec<_> = (0..PARTITIONS)
         .map(|partition| {
-            let (bootstrap, topic, remaining) = (bootstrap.to_string(), topic.to_string(), std::sync::Arc::clone(&remaining));
+            let (bootstrap, topic, remaining) = (
+                bootstrap.to_string(),
+                topic.to_string(),
+                std::sync::Arc::clone(&remaining),
+            );
             std::thread::spawn(move || {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &bootstrap)
@@ -127,7 +148,9 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
                     .create()
                     .expect("consumer");
                 let mut assignment = TopicPartitionList::new();
-                assignment.add_partition_offset(&topic, partition, Offset::Beginning).unwrap();
+                assignment
+                    .add_partition_offset(&topic, partition, Offset::Beginning)
+                    .unwrap();
                 consumer.assign(&assignment).unwrap();
                 let mut bytes = 0usize;
                 while remaining.load(std::sync::atomic::Ordering::Relaxed) > 0 {
@@ -135,13 +158,19 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
                         remaining.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         bytes += message.payload().map_or(0, |p| p.len());
                     }
-                    assert!(started.elapsed() < Duration::from_secs(300), "consume stalled");
+                    assert!(
+                        started.elapsed() < Duration::from_secs(300),
+                        "consume stalled"
+                    );
                 }
                 bytes
             })
         })
         .collect();
-    let bytes = threads.into_iter().map(|t| t.join().expect("consumer thread")).sum();
+    let bytes = threads
+        .into_iter()
+        .map(|t| t.join().expect("consumer thread"))
+        .sum();
     (started.elapsed().as_secs_f64(), bytes)
 }
 
@@ -157,7 +186,9 @@ fn latency(bootstrap: &str, topic: &str, rate: usize, seconds: u64) -> (f64, f64
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::End).unwrap();
+        assignment
+            .add_partition_offset(topic, partition, Offset::End)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // let the consumer reach the end
@@ -196,14 +227,24 @@ fn latency(bootstrap: &str, topic: &str, rate: usize, seconds: u64) -> (f64, f64
     }
     sender.join().unwrap();
     latencies_us.sort_unstable();
-    let at = |q: f64| latencies_us[((latencies_us.len() as f64 * q) as usize).min(latencies_us.len() - 1)] as f64 / 1000.0;
+    let at = |q: f64| {
+        latencies_us[((latencies_us.len() as f64 * q) as usize).min(latencies_us.len() - 1)] as f64
+            / 1000.0
+    };
     (at(0.5), at(0.99), at(0.999))
 }
 
 fn fio_mb_s(dir: &Path, mib: usize) -> Option<f64> {
     let file = dir.join("fio.dat");
     let output = Command::new("fio")
-        .args(["--name=seq", "--rw=write", "--bs=1M", "--ioengine=psync", "--end_fsync=1", "--output-format=json"])
+        .args([
+            "--name=seq",
+            "--rw=write",
+            "--bs=1M",
+            "--ioengine=psync",
+            "--end_fsync=1",
+            "--output-format=json",
+        ])
         .arg(format!("--size={mib}M"))
         .arg(format!("--filename={}", file.display()))
         .output()
@@ -215,24 +256,39 @@ fn fio_mb_s(dir: &Path, mib: usize) -> Option<f64> {
 
 fn iperf3_mb_s() -> Option<f64> {
     let port = "15201";
-    let mut server = Command::new("iperf3").args(["-s", "-1", "-p", port]).stdout(Stdio::null()).spawn().ok()?;
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", port])
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
     std::thread::sleep(Duration::from_millis(300));
-    let output = Command::new("iperf3").args(["-c", "127.0.0.1", "-p", port, "-t", "5", "-J"]).output().ok()?;
+    let output = Command::new("iperf3")
+        .args(["-c", "127.0.0.1", "-p", port, "-t", "5", "-J"])
+        .output()
+        .ok()?;
     let _ = server.wait();
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
     Some(json["end"]["sum_received"]["bits_per_second"].as_f64()? / 8e6)
 }
 
 fn main() {
-    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-kafka".into()));
-    let mib: usize = std::env::var("FRESHET_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(512);
+    let dir = PathBuf::from(
+        std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-kafka".into()),
+    );
+    let mib: usize = std::env::var("FRESHET_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
     let disk_before = fio_mb_s(&dir, mib);
     let loopback = iperf3_mb_s();
     let server = start_server(&dir);
-    let admin: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &server.kafka).create().unwrap();
+    let admin: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &server.kafka)
+        .create()
+        .unwrap();
     drop(admin);
 
     println!("| case | records | produce s | records/s | MB/s | consume MB/s |");
@@ -242,10 +298,22 @@ fn main() {
         for acks in ["1", "all"] {
             let topic = format!("bench-{size}-{acks}");
             let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
-                .args(["topic", "create", &topic, "-p", &PARTITIONS.to_string(), "-b", &server.kafka])
+                .args([
+                    "topic",
+                    "create",
+                    &topic,
+                    "-p",
+                    &PARTITIONS.to_string(),
+                    "-b",
+                    &server.kafka,
+                ])
                 .output()
                 .unwrap();
-            assert!(create.status.success(), "{}", String::from_utf8_lossy(&create.stderr));
+            assert!(
+                create.status.success(),
+                "{}",
+                String::from_utf8_lossy(&create.stderr)
+            );
             let count = (mib << 20) / size;
             let seconds = produce(&server.kafka, &topic, acks, size, count);
             let (consume_seconds, consumed_bytes) = consume(&server.kafka, &topic, count);
@@ -259,7 +327,15 @@ fn main() {
         }
     }
     let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["topic", "create", "latency", "-p", &PARTITIONS.to_string(), "-b", &server.kafka])
+        .args([
+            "topic",
+            "create",
+            "latency",
+            "-p",
+            &PARTITIONS.to_string(),
+            "-b",
+            &server.kafka,
+        ])
         .output()
         .unwrap();
     assert!(create.status.success());
@@ -274,17 +350,29 @@ fn main() {
         (a, b) => a.or(b),
     };
     println!();
-    println!("End-to-end latency, acks=all, 5,000 records/s for 10 s: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms");
+    println!(
+        "End-to-end latency, acks=all, 5,000 records/s for 10 s: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms"
+    );
     println!();
     println!("| limit (same run) | MB/s |");
     println!("|---|---|");
-    println!("| fio sequential write 1 MiB, fsync at end: before {} / after {} | {} |", fmt(disk_before), fmt(disk_after), fmt(disk));
+    println!(
+        "| fio sequential write 1 MiB, fsync at end: before {} / after {} | {} |",
+        fmt(disk_before),
+        fmt(disk_after),
+        fmt(disk)
+    );
     println!("| iperf3 loopback TCP | {} |", fmt(loopback));
     println!();
     println!("| case | produce / disk | consume / loopback |");
     println!("|---|---|---|");
     for (size, acks, produce_mb_s, consume_mb_s) in rows {
-        let ratio = |v: f64, limit: Option<f64>| limit.map_or("n/a".into(), |l| format!("{:.2}", v / l));
-        println!("| {size} B, acks={acks} | {} | {} |", ratio(produce_mb_s, disk), ratio(consume_mb_s, loopback));
+        let ratio =
+            |v: f64, limit: Option<f64>| limit.map_or("n/a".into(), |l| format!("{:.2}", v / l));
+        println!(
+            "| {size} B, acks={acks} | {} | {} |",
+            ratio(produce_mb_s, disk),
+            ratio(consume_mb_s, loopback)
+        );
     }
 }

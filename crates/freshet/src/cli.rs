@@ -9,12 +9,16 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
 use freshet_server::{BoundPorts, Config, Server};
-use freshet_store::TableSpec;
+use freshet_store::{TableSpec, ViewSpec};
 
 use crate::{client, query, simulate};
 
 #[derive(Debug, Parser)]
-#[command(name = "freshet", version, about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards.")]
+#[command(
+    name = "freshet",
+    version,
+    about = "Real-time analytics in one binary: a Kafka-compatible log, continuous SQL, an analytical store and dashboards."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,24 +138,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
-    config.server.data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
+    config.server.data_dir = args
+        .data_dir
+        .unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
     // TODO(issue 7): the demo pipeline (jobs, tables, views, dashboard).
-    config.topics.push(("auth-events".into(), TopicConfig { partitions: 4, ..TopicConfig::default() }));
+    config.topics.push((
+        "auth-events".into(),
+        TopicConfig {
+            partitions: 4,
+            ..TopicConfig::default()
+        },
+    ));
     config.tables.push(demo_auth_table());
+    config.views.push(ViewSpec {
+        name: "decline_rate_1m".into(),
+        query: DECLINE_RATE_1M.into(),
+    });
     let manifest = config.server.data_dir.join("demo-manifest.json");
     let feed = move |ports: &BoundPorts| {
         let bootstrap = ports.kafka.to_string();
-        println!("  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)");
-        println!("  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'");
+        println!(
+            "  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)"
+        );
+        println!(
+            "  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'"
+        );
         println!(
             "  Query:    freshet query --server http://{} \"SELECT BIN, count(*) AS n, avg(CASE WHEN Result = 'DECLINE' THEN 1.0 ELSE 0.0 END) AS decline_rate FROM auth GROUP BY BIN ORDER BY decline_rate DESC LIMIT 5\"",
             ports.http
         );
-        let stop: Box<dyn FnOnce() + Send> = Box::new(simulate::spawn_demo_feed(bootstrap, manifest));
+        println!(
+            "  View:     freshet query --server http://{} \"SELECT * FROM decline_rate_1m ORDER BY minute DESC, decline_rate DESC LIMIT 10\"",
+            ports.http
+        );
+        let stop: Box<dyn FnOnce() + Send> =
+            Box::new(simulate::spawn_demo_feed(bootstrap, manifest));
         Some(stop)
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
+
+/// Seed 001's `DeclineRate1m`: attempts, declines and the decline rate per
+/// BIN and minute, kept up to date as a materialized view.
+const DECLINE_RATE_1M: &str = "SELECT BIN, date_bin(INTERVAL '1 minute', EventTime) AS minute, count(*) AS attempts, \
+     countif(Result = 'DECLINE') AS declines, CAST(countif(Result = 'DECLINE') AS DOUBLE) / count(*) AS decline_rate \
+     FROM auth GROUP BY BIN, minute";
 
 /// The demo's raw table of payment authorisations (seed 001's `AuthEvents`).
 fn demo_auth_table() -> TableSpec {
@@ -165,7 +196,11 @@ fn demo_auth_table() -> TableSpec {
 type OnStarted = Box<dyn FnOnce(&BoundPorts) -> Option<Box<dyn FnOnce() + Send>> + Send>;
 
 /// Runs until SIGTERM or Ctrl-C.
-async fn run_server(mut config: Config, listeners: &ListenerArgs, started: Option<OnStarted>) -> anyhow::Result<()> {
+async fn run_server(
+    mut config: Config,
+    listeners: &ListenerArgs,
+    started: Option<OnStarted>,
+) -> anyhow::Result<()> {
     if let Some(http) = listeners.http_listen {
         config.server.http_listen = http;
     }

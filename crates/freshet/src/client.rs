@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -36,14 +38,21 @@ impl ConsumerContext for CliContext {}
 #[derive(Debug, Args)]
 pub struct Connection {
     /// Kafka bootstrap servers (Freshet's Kafka listener, or any cluster).
-    #[arg(long, short = 'b', env = "FRESHET_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        short = 'b',
+        env = "FRESHET_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
 }
 
 impl Connection {
     fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap).set("log_level", "3");
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("log_level", "3");
         config
     }
 }
@@ -145,14 +154,21 @@ pub enum GroupCommand {
 }
 
 fn key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("'{text}' is not NAME=VALUE"))
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))
 }
 
 fn admin(connection: &Connection) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    connection.config().create().context("creating the Kafka admin client")
+    connection
+        .config()
+        .create()
+        .context("creating the Kafka admin client")
 }
 
-fn check(results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>) -> anyhow::Result<()> {
+fn check(
+    results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>,
+) -> anyhow::Result<()> {
     for result in results {
         if let Err((name, code)) = result {
             bail!("{name}: {code}");
@@ -163,44 +179,87 @@ fn check(results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>
 
 pub async fn topic(command: TopicCommand) -> anyhow::Result<()> {
     match command {
-        TopicCommand::Create { name, partitions, configs, connection } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            configs,
+            connection,
+        } => {
             let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
             for (key, value) in &configs {
                 topic = topic.set(key, value);
             }
-            check(admin(&connection)?.create_topics(&[topic], &AdminOptions::new()).await?)?;
+            check(
+                admin(&connection)?
+                    .create_topics(&[topic], &AdminOptions::new())
+                    .await?,
+            )?;
             println!("created topic {name} with {partitions} partitions");
         }
-        TopicCommand::Grow { name, partitions, connection } => {
-            check(admin(&connection)?.create_partitions(&[NewPartitions::new(&name, partitions)], &AdminOptions::new()).await?)?;
+        TopicCommand::Grow {
+            name,
+            partitions,
+            connection,
+        } => {
+            check(
+                admin(&connection)?
+                    .create_partitions(
+                        &[NewPartitions::new(&name, partitions)],
+                        &AdminOptions::new(),
+                    )
+                    .await?,
+            )?;
             println!("topic {name} now has {partitions} partitions");
         }
         TopicCommand::Delete { name, connection } => {
-            check(admin(&connection)?.delete_topics(&[&name], &AdminOptions::new()).await?)?;
+            check(
+                admin(&connection)?
+                    .delete_topics(&[&name], &AdminOptions::new())
+                    .await?,
+            )?;
             println!("deleted topic {name}");
         }
         TopicCommand::List { connection } => {
             let consumer: BaseConsumer = connection.config().create()?;
-            let metadata = consumer.fetch_metadata(None, TIMEOUT).context("fetching metadata")?;
+            let metadata = consumer
+                .fetch_metadata(None, TIMEOUT)
+                .context("fetching metadata")?;
             println!("{:<40} {:>10}", "TOPIC", "PARTITIONS");
-            for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
+            for topic in metadata
+                .topics()
+                .iter()
+                .filter(|t| !t.name().starts_with("__"))
+            {
                 println!("{:<40} {:>10}", topic.name(), topic.partitions().len());
             }
         }
         TopicCommand::Describe { name, connection } => {
             let consumer: BaseConsumer = connection.config().create()?;
-            let metadata = consumer.fetch_metadata(Some(&name), TIMEOUT).context("fetching metadata")?;
+            let metadata = consumer
+                .fetch_metadata(Some(&name), TIMEOUT)
+                .context("fetching metadata")?;
             let topic = metadata.topics().first().context("no metadata returned")?;
             if let Some(error) = topic.error() {
                 bail!("topic {name}: {error:?}");
             }
             println!("topic {name}: {} partitions", topic.partitions().len());
-            println!("{:>9} {:>8} {:>14} {:>14}", "PARTITION", "LEADER", "START", "END");
+            println!(
+                "{:>9} {:>8} {:>14} {:>14}",
+                "PARTITION", "LEADER", "START", "END"
+            );
             for partition in topic.partitions() {
                 let (low, high) = consumer.fetch_watermarks(&name, partition.id(), TIMEOUT)?;
-                println!("{:>9} {:>8} {:>14} {:>14}", partition.id(), partition.leader(), low, high);
+                println!(
+                    "{:>9} {:>8} {:>14} {:>14}",
+                    partition.id(),
+                    partition.leader(),
+                    low,
+                    high
+                );
             }
-            let described = admin(&connection)?.describe_configs(&[ResourceSpecifier::Topic(&name)], &AdminOptions::new()).await?;
+            let described = admin(&connection)?
+                .describe_configs(&[ResourceSpecifier::Topic(&name)], &AdminOptions::new())
+                .await?;
             for resource in described.into_iter().flatten() {
                 for entry in resource.entries {
                     println!("  {} = {}", entry.name, entry.value.unwrap_or_default());
@@ -217,7 +276,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         .config()
         .set("acks", &args.acks)
         .set("compression.type", &args.compression)
-        .set("enable.idempotence", if args.acks == "all" { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if args.acks == "all" { "true" } else { "false" },
+        )
         .set("linger.ms", "5")
         .create()
         .context("creating the Kafka producer")?;
@@ -234,7 +296,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         };
         let mut headers = OwnedHeaders::new();
         for (name, value) in &args.headers {
-            headers = headers.insert(Header { key: name, value: Some(value) });
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value),
+            });
         }
         let topic = args.topic.clone();
         let producer = producer.clone();
@@ -243,7 +308,10 @@ pub async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             if let Some(key) = &key {
                 record = record.key(key);
             }
-            producer.send(record, Duration::from_secs(30)).await.map_err(|(error, _)| error)
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(error, _)| error)
         }));
         produced += 1;
     }
@@ -266,26 +334,44 @@ fn start_at(from: &str) -> anyhow::Result<StartAt> {
     Ok(match from {
         "earliest" | "beginning" => StartAt::Offset(Offset::Beginning),
         "latest" | "end" => StartAt::Offset(Offset::End),
-        text if text.starts_with('@') => StartAt::Timestamp(text[1..].parse().context("--from @TIMESTAMP_MS")?),
-        text => StartAt::Offset(Offset::Offset(
-            text.parse().with_context(|| format!("--from '{text}': earliest, latest, an offset or @TIMESTAMP_MS"))?,
-        )),
+        text if text.starts_with('@') => {
+            StartAt::Timestamp(text[1..].parse().context("--from @TIMESTAMP_MS")?)
+        }
+        text => StartAt::Offset(Offset::Offset(text.parse().with_context(|| {
+            format!("--from '{text}': earliest, latest, an offset or @TIMESTAMP_MS")
+        })?)),
     })
 }
 
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
-    let group = args.group.clone().unwrap_or_else(|| "freshet-consume-without-group".to_string());
+    let group = args
+        .group
+        .clone()
+        .unwrap_or_else(|| "freshet-consume-without-group".to_string());
     let consumer: StreamConsumer<CliContext> = args
         .connection
         .config()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", if args.from == "latest" { "latest" } else { "earliest" })
+        .set(
+            "auto.offset.reset",
+            if args.from == "latest" {
+                "latest"
+            } else {
+                "earliest"
+            },
+        )
         .create_with_context(CliContext)
         .context("creating the Kafka consumer")?;
-    let metadata = consumer.fetch_metadata(Some(&args.topic), TIMEOUT).context("fetching metadata")?;
-    let partitions: Vec<i32> = metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    let metadata = consumer
+        .fetch_metadata(Some(&args.topic), TIMEOUT)
+        .context("fetching metadata")?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
     if partitions.is_empty() {
         bail!("topic {} does not exist or has no partitions", args.topic);
     }
@@ -302,9 +388,15 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             StartAt::Timestamp(timestamp_ms) => {
                 let mut query = TopicPartitionList::new();
                 for &partition in &partitions {
-                    query.add_partition_offset(&args.topic, partition, Offset::Offset(timestamp_ms))?;
+                    query.add_partition_offset(
+                        &args.topic,
+                        partition,
+                        Offset::Offset(timestamp_ms),
+                    )?;
                 }
-                assignment = consumer.offsets_for_times(query, TIMEOUT).context("looking up offsets by timestamp")?;
+                assignment = consumer
+                    .offsets_for_times(query, TIMEOUT)
+                    .context("looking up offsets by timestamp")?;
             }
         }
         consumer.assign(&assignment)?;
@@ -343,18 +435,29 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
 }
 
 fn format_message<M: Message>(format: &str, message: &M) -> String {
-    let text = |bytes: Option<&[u8]>| bytes.map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let text = |bytes: Option<&[u8]>| {
+        bytes
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
     let headers = message
         .headers()
         .map(|headers| {
-            headers.iter().map(|h| format!("{}={}", h.key, text(h.value))).collect::<Vec<_>>().join(",")
+            headers
+                .iter()
+                .map(|h| format!("{}={}", h.key, text(h.value)))
+                .collect::<Vec<_>>()
+                .join(",")
         })
         .unwrap_or_default();
     format
         .replace("%t", message.topic())
         .replace("%p", &message.partition().to_string())
         .replace("%o", &message.offset().to_string())
-        .replace("%T", &message.timestamp().to_millis().unwrap_or(-1).to_string())
+        .replace(
+            "%T",
+            &message.timestamp().to_millis().unwrap_or(-1).to_string(),
+        )
         .replace("%h", &headers)
         .replace("%k", &text(message.key()))
         .replace("%v", &text(message.payload()))
@@ -364,33 +467,70 @@ pub async fn group(command: GroupCommand) -> anyhow::Result<()> {
     match command {
         GroupCommand::List { connection } => {
             let consumer: BaseConsumer = connection.config().create()?;
-            let groups = consumer.fetch_group_list(None, TIMEOUT).context("listing groups")?;
+            let groups = consumer
+                .fetch_group_list(None, TIMEOUT)
+                .context("listing groups")?;
             println!("{:<40} {:<20} {:>8}", "GROUP", "STATE", "MEMBERS");
             for group in groups.groups() {
-                println!("{:<40} {:<20} {:>8}", group.name(), group.state(), group.members().len());
+                println!(
+                    "{:<40} {:<20} {:>8}",
+                    group.name(),
+                    group.state(),
+                    group.members().len()
+                );
             }
         }
         GroupCommand::Describe { group, connection } => {
             let probe: BaseConsumer = connection.config().set("group.id", &group).create()?;
-            let groups = probe.fetch_group_list(Some(&group), TIMEOUT).context("describing the group")?;
+            let groups = probe
+                .fetch_group_list(Some(&group), TIMEOUT)
+                .context("describing the group")?;
             let described = groups.groups().first().context("no such group")?;
-            println!("group {group}: {} ({} members)", described.state(), described.members().len());
+            println!(
+                "group {group}: {} ({} members)",
+                described.state(),
+                described.members().len()
+            );
             for member in described.members() {
-                println!("  member {} client {} host {}", member.id(), member.client_id(), member.client_host());
+                println!(
+                    "  member {} client {} host {}",
+                    member.id(),
+                    member.client_id(),
+                    member.client_host()
+                );
             }
             let metadata = probe.fetch_metadata(None, TIMEOUT)?;
             let mut all = TopicPartitionList::new();
-            for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
+            for topic in metadata
+                .topics()
+                .iter()
+                .filter(|t| !t.name().starts_with("__"))
+            {
                 for partition in topic.partitions() {
                     all.add_partition(topic.name(), partition.id());
                 }
             }
-            let committed = probe.committed_offsets(all, TIMEOUT).context("fetching committed offsets")?;
-            println!("{:<30} {:>9} {:>12} {:>12} {:>10}", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
+            let committed = probe
+                .committed_offsets(all, TIMEOUT)
+                .context("fetching committed offsets")?;
+            println!(
+                "{:<30} {:>9} {:>12} {:>12} {:>10}",
+                "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+            );
             for element in committed.elements() {
-                let Offset::Offset(position) = element.offset() else { continue };
-                let (_, end) = probe.fetch_watermarks(element.topic(), element.partition(), TIMEOUT)?;
-                println!("{:<30} {:>9} {:>12} {:>12} {:>10}", element.topic(), element.partition(), position, end, end - position);
+                let Offset::Offset(position) = element.offset() else {
+                    continue;
+                };
+                let (_, end) =
+                    probe.fetch_watermarks(element.topic(), element.partition(), TIMEOUT)?;
+                println!(
+                    "{:<30} {:>9} {:>12} {:>12} {:>10}",
+                    element.topic(),
+                    element.partition(),
+                    position,
+                    end,
+                    end - position
+                );
             }
         }
     }

@@ -37,21 +37,41 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         Format::Json => "application/json",
         Format::Csv => "text/csv",
     };
-    let body = if args.kql { serde_json::json!({ "kql": args.sql }) } else { serde_json::json!({ "sql": args.sql }) };
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = if args.kql {
+        serde_json::json!({ "kql": args.sql })
+    } else {
+        serde_json::json!({ "sql": args.sql })
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut response = agent
         .post(&url)
         .header("Accept", accept)
         .send_json(&body)
         .with_context(|| format!("cannot reach the server at {}", args.server))?;
     let status = response.status();
-    let truncated = response.headers().get("x-freshet-truncated").is_some_and(|v| v == "true");
-    let bytes = response.body_mut().with_config().limit(4 << 30).read_to_vec().context("reading the answer")?;
+    let truncated = response
+        .headers()
+        .get("x-freshet-truncated")
+        .is_some_and(|v| v == "true");
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(4 << 30)
+        .read_to_vec()
+        .context("reading the answer")?;
     if !status.is_success() {
         let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let message = error["error"]["message"].as_str().unwrap_or("the server gave no reason");
+        let message = error["error"]["message"]
+            .as_str()
+            .unwrap_or("the server gave no reason");
         let mut text = format!("query failed ({status}): {message}");
-        if let (Some(line), Some(column)) = (error["error"]["line"].as_u64(), error["error"]["column"].as_u64()) {
+        if let (Some(line), Some(column)) = (
+            error["error"]["line"].as_u64(),
+            error["error"]["column"].as_u64(),
+        ) {
             text.push_str(&point_at(&args.sql, line, column));
         }
         bail!(text);
@@ -60,11 +80,17 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Json | Format::Csv => out.write_all(&bytes)?,
         Format::Table => {
-            let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).context("reading the Arrow answer")?;
+            let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .context("reading the Arrow answer")?;
             let batches = reader.collect::<Result<Vec<_>, _>>()?;
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
             writeln!(out, "{}", pretty_format_batches(&batches)?)?;
-            writeln!(out, "{rows} row{}{}", if rows == 1 { "" } else { "s" }, if truncated { " (truncated)" } else { "" })?;
+            writeln!(
+                out,
+                "{rows} row{}{}",
+                if rows == 1 { "" } else { "s" },
+                if truncated { " (truncated)" } else { "" }
+            )?;
         }
     }
     Ok(())
@@ -72,6 +98,11 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
 
 /// The query's line with a caret under `column` (both 1-based).
 fn point_at(sql: &str, line: u64, column: u64) -> String {
-    let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) else { return String::new() };
-    format!("\n  {text}\n  {}^", " ".repeat(column.saturating_sub(1) as usize))
+    let Some(text) = sql.lines().nth(line.saturating_sub(1) as usize) else {
+        return String::new();
+    };
+    format!(
+        "\n  {text}\n  {}^",
+        " ".repeat(column.saturating_sub(1) as usize)
+    )
 }

@@ -39,7 +39,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     topic: Option<String>,
     /// Kafka bootstrap servers: Freshet's Kafka listener or any Kafka-protocol broker.
-    #[arg(long, short = 'b', env = "FRESHET_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        short = 'b',
+        env = "FRESHET_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
     /// Write JSON lines to this file ('-' for standard output) instead of a broker.
     #[arg(long, conflicts_with = "null")]
@@ -101,7 +106,12 @@ pub struct VerifyArgs {
     /// Topic to check (default: the manifest's).
     #[arg(long)]
     topic: Option<String>,
-    #[arg(long, short = 'b', env = "FRESHET_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        short = 'b',
+        env = "FRESHET_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap: String,
     /// Give up reading after this long.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
@@ -123,16 +133,34 @@ pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) -> impl FnOnce() + 
         args: SimulateArgs,
     }
     let argv = [
-        "simulate", "--scenario", "payments", "--rate", "200", "--duration", "24h", "--keys", "20", "--bootstrap", &bootstrap,
-        "--manifest", manifest.to_str().unwrap_or("demo-manifest.json"),
+        "simulate",
+        "--scenario",
+        "payments",
+        "--rate",
+        "200",
+        "--duration",
+        "24h",
+        "--keys",
+        "20",
+        "--bootstrap",
+        &bootstrap,
+        "--manifest",
+        manifest.to_str().unwrap_or("demo-manifest.json"),
     ];
     let feed = <Feed as clap::Parser>::parse_from(argv);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let args = SimulateArgs { progress: false, stop: Some(Arc::clone(&stop)), ..feed.args };
+    let args = SimulateArgs {
+        progress: false,
+        stop: Some(Arc::clone(&stop)),
+        ..feed.args
+    };
     let thread = std::thread::Builder::new()
         .name("demo-feed".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime for the feed");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the feed");
             if let Err(error) = runtime.block_on(simulate(args)) {
                 tracing::error!(%error, "the demo feed stopped");
             }
@@ -145,8 +173,13 @@ pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) -> impl FnOnce() + 
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a duration like 500ms, 30s, 5m or 1h"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 500ms, 30s, 5m or 1h"))?;
     let seconds = match unit {
         "ms" => value / 1_000.0,
         "" | "s" => value,
@@ -158,7 +191,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What the delivery callback needs of an event to count it.
@@ -179,9 +214,14 @@ impl ProducerContext for Delivery {
 
     fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
         match result {
-            Ok(_) => self.manifest.lock().expect("manifest lock").record(&sent.event, now_ms()),
+            Ok(_) => self
+                .manifest
+                .lock()
+                .expect("manifest lock")
+                .record(&sent.event, now_ms()),
             Err((error, _)) => {
-                self.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(%error, "an event was not delivered");
             }
         }
@@ -191,7 +231,10 @@ impl ProducerContext for Delivery {
 enum Sink {
     Null,
     Lines(Box<dyn Write>),
-    Kafka { producer: ThreadedProducer<Delivery>, topic: String },
+    Kafka {
+        producer: ThreadedProducer<Delivery>,
+        topic: String,
+    },
     Http(HttpSink),
 }
 
@@ -208,12 +251,24 @@ struct HttpSink {
 const HTTP_BATCH: usize = 500;
 
 impl HttpSink {
-    fn send(&mut self, event: Generated, manifest: &mut Manifest, errors: &std::sync::atomic::AtomicU64) -> anyhow::Result<()> {
+    fn send(
+        &mut self,
+        event: Generated,
+        manifest: &mut Manifest,
+        errors: &std::sync::atomic::AtomicU64,
+    ) -> anyhow::Result<()> {
         if event.injection == Injection::Malformed {
-            let response = self.agent.post(&self.url).header("Content-Type", "application/x-ndjson").send(&event.payload[..]);
+            let response = self
+                .agent
+                .post(&self.url)
+                .header("Content-Type", "application/x-ndjson")
+                .send(&event.payload[..]);
             match response {
                 Ok(r) if r.status().as_u16() == 400 => manifest.record(&event, now_ms()),
-                Ok(r) => bail!("the server took a malformed event with status {}", r.status()),
+                Ok(r) => bail!(
+                    "the server took a malformed event with status {}",
+                    r.status()
+                ),
                 Err(error) => bail!("posting to {}: {error}", self.url),
             }
             return Ok(());
@@ -227,11 +282,19 @@ impl HttpSink {
         Ok(())
     }
 
-    fn flush(&mut self, manifest: &mut Manifest, errors: &std::sync::atomic::AtomicU64) -> anyhow::Result<()> {
+    fn flush(
+        &mut self,
+        manifest: &mut Manifest,
+        errors: &std::sync::atomic::AtomicU64,
+    ) -> anyhow::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let response = self.agent.post(&self.url).header("Content-Type", "application/x-ndjson").send(&self.body[..]);
+        let response = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/x-ndjson")
+            .send(&self.body[..]);
         match response {
             Ok(r) if r.status().is_success() => {
                 let now = now_ms();
@@ -241,7 +304,10 @@ impl HttpSink {
             }
             Ok(mut r) => {
                 let reason = r.body_mut().read_to_string().unwrap_or_default();
-                errors.fetch_add(self.batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                errors.fetch_add(
+                    self.batch.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tracing::warn!(status = %r.status(), %reason, "the server refused a batch of events");
             }
             Err(error) => bail!("posting to {}: {error}", self.url),
@@ -255,7 +321,11 @@ impl HttpSink {
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let start_us = match args.start.as_str() {
         "now" => now_ms() * 1_000,
-        text => text.parse::<i64>().context("--start: 'now' or milliseconds since the epoch")? * 1_000,
+        text => {
+            text.parse::<i64>()
+                .context("--start: 'now' or milliseconds since the epoch")?
+                * 1_000
+        }
     };
     let options = Options {
         scenario: args.scenario,
@@ -272,52 +342,96 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     };
     options.validate().map_err(anyhow::Error::msg)?;
     let count = args.count.unwrap_or(u64::MAX);
-    let duration = args.duration.or(if args.count.is_none() { Some(Duration::from_secs(60)) } else { None });
-    let topic = args.topic.clone().unwrap_or_else(|| args.scenario.default_topic().to_string());
+    let duration = args.duration.or(if args.count.is_none() {
+        Some(Duration::from_secs(60))
+    } else {
+        None
+    });
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| args.scenario.default_topic().to_string());
     let destination = match (&args.output, args.null, &args.http) {
         (_, true, _) => "null".to_string(),
         (Some(path), _, _) => path.display().to_string(),
-        (None, _, Some(http)) => format!("{}/api/v1/topics/{topic}/events", http.trim_end_matches('/')),
+        (None, _, Some(http)) => format!(
+            "{}/api/v1/topics/{topic}/events",
+            http.trim_end_matches('/')
+        ),
         (None, _, None) => format!("kafka://{}/{topic}", args.bootstrap),
     };
-    let manifest = Arc::new(Mutex::new(Manifest::new(args.scenario.name(), args.seed, &destination, now_ms())));
+    let manifest = Arc::new(Mutex::new(Manifest::new(
+        args.scenario.name(),
+        args.seed,
+        &destination,
+        now_ms(),
+    )));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut sink = if args.null {
         Sink::Null
     } else if args.http.is_some() {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Sink::Http(HttpSink { agent, url: destination.clone(), body: Vec::new(), batch: Vec::new() })
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Sink::Http(HttpSink {
+            agent,
+            url: destination.clone(),
+            body: Vec::new(),
+            batch: Vec::new(),
+        })
     } else if let Some(path) = &args.output {
         let writer: Box<dyn Write> = if path.as_os_str() == "-" {
             Box::new(std::io::BufWriter::new(std::io::stdout()))
         } else {
-            Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?))
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ))
         };
         Sink::Lines(writer)
     } else {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", &args.bootstrap)
             .set("acks", &args.acks)
-            .set("enable.idempotence", if args.acks == "all" { "true" } else { "false" })
+            .set(
+                "enable.idempotence",
+                if args.acks == "all" { "true" } else { "false" },
+            )
             .set("compression.type", &args.compression)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "1000000")
             .set("log_level", "3")
-            .create_with_context(Delivery { manifest: Arc::clone(&manifest), errors: Arc::clone(&errors) })
+            .create_with_context(Delivery {
+                manifest: Arc::clone(&manifest),
+                errors: Arc::clone(&errors),
+            })
             .context("creating the Kafka producer")?;
-        Sink::Kafka { producer, topic: topic.clone() }
+        Sink::Kafka {
+            producer,
+            topic: topic.clone(),
+        }
     };
 
-    let progress = if args.progress { ProgressBar::new(if count == u64::MAX { 0 } else { count }) } else { ProgressBar::hidden() };
+    let progress = if args.progress {
+        ProgressBar::new(if count == u64::MAX { 0 } else { count })
+    } else {
+        ProgressBar::hidden()
+    };
     progress.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed_precise} sent {pos} ({per_sec}) {msg}").expect("valid template"),
+        ProgressStyle::with_template("{spinner} {elapsed_precise} sent {pos} ({per_sec}) {msg}")
+            .expect("valid template"),
     );
     let mut generator = Generator::new(options);
     let started = Instant::now();
     let mut sent = 0u64;
     // Null and file sinks count as delivered at once.
     let mut local = Manifest::new(args.scenario.name(), args.seed, &destination, now_ms());
-    let stopped = || args.stop.as_ref().is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed));
+    let stopped = || {
+        args.stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Relaxed))
+    };
     while sent < count && duration.is_none_or(|d| started.elapsed() < d) && !stopped() {
         if args.rate > 0 {
             let due = Duration::from_secs_f64(sent as f64 / args.rate as f64);
@@ -342,15 +456,31 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             Sink::Kafka { producer, topic } => {
                 // librdkafka copies key and payload; the delivery callback
                 // gets the event's identity back to count it.
-                let Generated { key, payload, event_id, event_time_us, injection } = event;
-                let identity = Generated { key: key.clone(), payload: Default::default(), event_id, event_time_us, injection };
+                let Generated {
+                    key,
+                    payload,
+                    event_id,
+                    event_time_us,
+                    injection,
+                } = event;
+                let identity = Generated {
+                    key: key.clone(),
+                    payload: Default::default(),
+                    event_id,
+                    event_time_us,
+                    injection,
+                };
                 let mut opaque = Box::new(Sent { event: identity });
                 loop {
-                    let record = BaseRecord::with_opaque_to(topic, opaque).payload(&payload[..]).key(key.as_bytes());
+                    let record = BaseRecord::with_opaque_to(topic, opaque)
+                        .payload(&payload[..])
+                        .key(key.as_bytes());
                     match producer.send(record) {
                         Ok(()) => break,
                         Err((error, returned)) => {
-                            if error.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                            if error.rdkafka_error_code()
+                                != Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                            {
                                 bail!("producing: {error}");
                             }
                             opaque = returned.delivery_opaque;
@@ -363,14 +493,22 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         sent += 1;
         if sent.is_multiple_of(1_024) {
             progress.set_position(sent);
-            progress.set_message(format!("errors {}", errors.load(std::sync::atomic::Ordering::Relaxed)));
+            progress.set_message(format!(
+                "errors {}",
+                errors.load(std::sync::atomic::Ordering::Relaxed)
+            ));
         }
     }
     let manifest = match sink {
         Sink::Kafka { producer, .. } => {
-            producer.flush(Duration::from_secs(60)).context("waiting for the broker to acknowledge everything")?;
+            producer
+                .flush(Duration::from_secs(60))
+                .context("waiting for the broker to acknowledge everything")?;
             drop(producer);
-            Arc::try_unwrap(manifest).map_err(|_| anyhow::anyhow!("manifest still shared"))?.into_inner().expect("manifest lock")
+            Arc::try_unwrap(manifest)
+                .map_err(|_| anyhow::anyhow!("manifest still shared"))?
+                .into_inner()
+                .expect("manifest lock")
         }
         Sink::Lines(mut writer) => {
             writer.flush()?;
@@ -391,7 +529,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let mut manifest = manifest;
     manifest.send_errors = errors.load(std::sync::atomic::Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
-    std::fs::write(&args.manifest, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", args.manifest.display()))?;
+    std::fs::write(&args.manifest, serde_json::to_vec_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", args.manifest.display()))?;
     eprintln!(
         "sent {} events to {destination} in {elapsed:.1}s ({:.0}/s): {} unique, {} duplicates, {} late, {} out of order, {} malformed, {} errors; manifest {}",
         manifest.sent,
@@ -414,19 +553,34 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let started_ms = now_ms();
     let read_manifest = |path: &PathBuf| -> anyhow::Result<Manifest> {
-        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("{} is not a manifest written by freshet simulate", path.display()))
+        serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| {
+            format!(
+                "{} is not a manifest written by freshet simulate",
+                path.display()
+            )
+        })
     };
     let fresh_manifest = |path: &PathBuf| {
         std::fs::metadata(path)
             .and_then(|m| m.modified())
-            .is_ok_and(|modified| modified >= std::time::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64))
+            .is_ok_and(|modified| {
+                modified >= std::time::UNIX_EPOCH + Duration::from_millis(started_ms.max(0) as u64)
+            })
     };
-    let mut manifest = if args.follow { None } else { Some(read_manifest(&args.manifest)?) };
+    let mut manifest = if args.follow {
+        None
+    } else {
+        Some(read_manifest(&args.manifest)?)
+    };
     let topic = match (&args.topic, &manifest) {
         (Some(topic), _) => topic.clone(),
         (None, Some(manifest)) => manifest_topic(manifest)?,
-        (None, None) => bail!("--follow needs --topic (the manifest is written only when the simulator ends)"),
+        (None, None) => {
+            bail!("--follow needs --topic (the manifest is written only when the simulator ends)")
+        }
     };
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
@@ -450,7 +604,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let mut ends: Option<std::collections::HashMap<i32, i64>> = None;
     loop {
         if started.elapsed() > args.timeout {
-            bail!("gave up after {:?}: the topic was not read to its end", args.timeout);
+            bail!(
+                "gave up after {:?}: the topic was not read to its end",
+                args.timeout
+            );
         }
         if manifest.is_none() && fresh_manifest(&args.manifest) {
             manifest = Some(read_manifest(&args.manifest)?);
@@ -458,17 +615,22 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         if manifest.is_some() && ends.is_none() {
             let mut marks = std::collections::HashMap::new();
             for &partition in &partitions {
-                let (_, high) = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
+                let (_, high) =
+                    consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))?;
                 marks.insert(partition, high);
             }
             ends = Some(marks);
         }
         if let Some(ends) = &ends
-            && ends.iter().all(|(partition, end)| positions.get(partition).copied().unwrap_or(0) >= *end)
+            && ends
+                .iter()
+                .all(|(partition, end)| positions.get(partition).copied().unwrap_or(0) >= *end)
         {
             break;
         }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let message = message.context("reading the topic")?;
         let read_ms = now_ms();
         positions.insert(message.partition(), message.offset() + 1);
@@ -490,19 +652,36 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let manifest = manifest.expect("the loop ends only with a manifest");
     let read_seconds = started.elapsed().as_secs_f64();
     let verdict = manifest.verify(&observed, false);
-    println!("topic {topic}: {records} records read in {read_seconds:.1}s ({:.0}/s)", records as f64 / read_seconds.max(1e-9));
-    println!("  sent unique {} / present unique {} / missing {} / unexpected {}", verdict.sent_unique, verdict.present_unique, verdict.missing, verdict.unexpected);
+    println!(
+        "topic {topic}: {records} records read in {read_seconds:.1}s ({:.0}/s)",
+        records as f64 / read_seconds.max(1e-9)
+    );
+    println!(
+        "  sent unique {} / present unique {} / missing {} / unexpected {}",
+        verdict.sent_unique, verdict.present_unique, verdict.missing, verdict.unexpected
+    );
     println!(
         "  duplicates injected {} / present {} / beyond those injected {}",
         verdict.duplicates_injected, verdict.duplicates_present, verdict.excess_duplicates
     );
-    println!("  malformed sent {} / present {}", verdict.malformed_sent, verdict.malformed_present);
-    println!("  simulator rate {:.0} events/s over {:.1}s", manifest.rate_per_s(), (manifest.send_finished_ms - manifest.send_started_ms) as f64 / 1e3);
+    println!(
+        "  malformed sent {} / present {}",
+        verdict.malformed_sent, verdict.malformed_present
+    );
+    println!(
+        "  simulator rate {:.0} events/s over {:.1}s",
+        manifest.rate_per_s(),
+        (manifest.send_finished_ms - manifest.send_started_ms) as f64 / 1e3
+    );
     if latencies_ms.is_empty() {
-        println!("  latency from send to read: not measured (run with --follow while the simulator sends)");
+        println!(
+            "  latency from send to read: not measured (run with --follow while the simulator sends)"
+        );
     } else {
         latencies_ms.sort_unstable();
-        let at = |q: f64| latencies_ms[((latencies_ms.len() as f64 * q) as usize).min(latencies_ms.len() - 1)];
+        let at = |q: f64| {
+            latencies_ms[((latencies_ms.len() as f64 * q) as usize).min(latencies_ms.len() - 1)]
+        };
         println!(
             "  latency from send to read over {} events: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
             latencies_ms.len(),
@@ -512,7 +691,10 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             latencies_ms[latencies_ms.len() - 1]
         );
     }
-    println!("  same set of event ids as sent: {}", if verdict.same_set { "yes" } else { "NO" });
+    println!(
+        "  same set of event ids as sent: {}",
+        if verdict.same_set { "yes" } else { "NO" }
+    );
     if !verdict.ok {
         bail!("verification failed: events were lost, duplicated or changed");
     }
@@ -530,10 +712,17 @@ fn manifest_topic(manifest: &Manifest) -> anyhow::Result<String> {
 }
 
 /// The topic's partitions; with `follow`, waits for the topic to appear.
-fn wait_for_partitions(consumer: &BaseConsumer, topic: &str, follow: bool, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+fn wait_for_partitions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    follow: bool,
+    timeout: Duration,
+) -> anyhow::Result<Vec<i32>> {
     let started = Instant::now();
     loop {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("fetching metadata")?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .context("fetching metadata")?;
         let partitions: Vec<i32> = metadata
             .topics()
             .first()

@@ -12,7 +12,11 @@ use common::{BINARY, Freshet};
 
 fn http_get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -41,9 +45,15 @@ fn help_lists_every_command_and_each_has_its_own_help() {
     let output = run(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    let commands = ["serve", "demo", "simulate", "verify", "topic", "produce", "consume", "query", "job", "apply", "replay"];
+    let commands = [
+        "serve", "demo", "simulate", "verify", "topic", "produce", "consume", "query", "job",
+        "apply", "replay",
+    ];
     for command in commands {
-        assert!(help.contains(command), "--help does not list {command}:\n{help}");
+        assert!(
+            help.contains(command),
+            "--help does not list {command}:\n{help}"
+        );
         let output = run(&[command, "--help"]);
         assert!(output.status.success(), "freshet {command} --help failed");
     }
@@ -61,10 +71,18 @@ fn a_bad_config_names_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("freshet.toml");
     std::fs::write(&config, "[[topic]]\nname = \"t\"\npartitons = 3\n").unwrap();
-    let output = Command::new(BINARY).arg("serve").arg("--config").arg(&config).output().unwrap();
+    let output = Command::new(BINARY)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("freshet.toml:3:") && stderr.contains("partitons"), "{stderr}");
+    assert!(
+        stderr.contains("freshet.toml:3:") && stderr.contains("partitons"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -76,13 +94,20 @@ fn serve_creates_the_declared_topics_and_stops_cleanly_on_sigterm() {
     assert!(health.contains("\"status\":\"ok\""), "{health}");
     let log_dir: PathBuf = dir.path().join("data/log");
     for partition in 0..4 {
-        assert!(log_dir.join(format!("auth-events/{partition}/00000000000000000000.log")).exists());
+        assert!(
+            log_dir
+                .join(format!("auth-events/{partition}/00000000000000000000.log"))
+                .exists()
+        );
     }
     assert!(log_dir.join("alerts/0").exists());
     freshet.signal(libc::SIGTERM);
     let status = freshet.wait();
     assert!(status.success(), "{status:?}");
-    assert!(log_dir.join(".clean-shutdown").exists(), "a clean stop leaves the clean-shutdown marker");
+    assert!(
+        log_dir.join(".clean-shutdown").exists(),
+        "a clean stop leaves the clean-shutdown marker"
+    );
 }
 
 #[test]
@@ -105,7 +130,14 @@ fn demo_serves_a_topic_that_the_simulator_keeps_feeding_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let ports_path = dir.path().join("ports.json");
     let child = Command::new(BINARY)
-        .args(["demo", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "demo",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .arg("--ports-file")
         .arg(&ports_path)
@@ -113,14 +145,22 @@ fn demo_serves_a_topic_that_the_simulator_keeps_feeding_and_stops_cleanly() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let ports: serde_json::Value = serde_json::from_slice(&common::wait_for(|| std::fs::read(&ports_path).ok())).unwrap();
+    let ports: serde_json::Value =
+        serde_json::from_slice(&common::wait_for(|| std::fs::read(&ports_path).ok())).unwrap();
     let kafka = ports["kafka"].as_str().unwrap().to_string();
-    let demo = Freshet { child, http: ports["http"].as_str().unwrap().to_string(), kafka };
+    let demo = Freshet {
+        child,
+        http: ports["http"].as_str().unwrap().to_string(),
+        kafka,
+    };
     let events = demo.client(&["consume", "auth-events", "-n", "5", "-f", "%v"], "");
     assert_eq!(events.lines().count(), 5);
     for line in events.lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert!(event["BIN"].is_string() && event["Result"].is_string(), "{line}");
+        assert!(
+            event["BIN"].is_string() && event["Result"].is_string(),
+            "{line}"
+        );
     }
     demo.signal(libc::SIGTERM);
     assert!(demo.wait().success());

@@ -8,7 +8,11 @@ use std::process::Command;
 use common::{BINARY, Freshet};
 
 fn simulate(args: &[&str]) -> std::process::Output {
-    Command::new(BINARY).arg("simulate").args(args).output().unwrap()
+    Command::new(BINARY)
+        .arg("simulate")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -18,11 +22,32 @@ fn the_same_seed_and_start_give_the_same_bytes() {
         let file = dir.path().join(name);
         let manifest = dir.path().join(format!("{name}.manifest"));
         let output = simulate(&[
-            "--scenario", "payments", "--count", "5000", "--rate", "0", "--seed", seed, "--start", "1700000000000",
-            "--duplicates", "0.01", "--late", "0.01", "--malformed", "0.01",
-            "--output", file.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(),
+            "--scenario",
+            "payments",
+            "--count",
+            "5000",
+            "--rate",
+            "0",
+            "--seed",
+            seed,
+            "--start",
+            "1700000000000",
+            "--duplicates",
+            "0.01",
+            "--late",
+            "0.01",
+            "--malformed",
+            "0.01",
+            "--output",
+            file.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
         ]);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         std::fs::read(file).unwrap()
     };
     let first = run("a.jsonl", "7");
@@ -35,11 +60,23 @@ fn the_same_seed_and_start_give_the_same_bytes() {
 fn the_asked_rate_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("m.json");
-    let output = simulate(&["--null", "--rate", "2000", "--duration", "3s", "--manifest", manifest.to_str().unwrap()]);
+    let output = simulate(&[
+        "--null",
+        "--rate",
+        "2000",
+        "--duration",
+        "3s",
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]);
     assert!(output.status.success());
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
     let sent = manifest["sent"].as_u64().unwrap() as f64;
-    assert!((sent - 6_000.0).abs() <= 6_000.0 * 0.02, "sent {sent} events in 3 s at 2,000/s");
+    assert!(
+        (sent - 6_000.0).abs() <= 6_000.0 * 0.02,
+        "sent {sent} events in 3 s at 2,000/s"
+    );
 }
 
 #[test]
@@ -49,8 +86,23 @@ fn simulate_into_freshet_then_verify_finds_every_event_once() {
     let manifest = dir.path().join("manifest.json");
     let manifest_arg = manifest.to_str().unwrap();
     let sent = freshet.client(
-        &["simulate", "--scenario", "iot", "--count", "20000", "--rate", "0", "--duplicates", "0.01", "--malformed", "0.002",
-          "--keys", "50", "--manifest", manifest_arg],
+        &[
+            "simulate",
+            "--scenario",
+            "iot",
+            "--count",
+            "20000",
+            "--rate",
+            "0",
+            "--duplicates",
+            "0.01",
+            "--malformed",
+            "0.002",
+            "--keys",
+            "50",
+            "--manifest",
+            manifest_arg,
+        ],
         "",
     );
     let _ = sent;
@@ -62,24 +114,56 @@ fn simulate_into_freshet_then_verify_finds_every_event_once() {
     let live = dir.path().join("live.json");
     let live_arg = live.to_str().unwrap();
     let follower = Command::new(BINARY)
-        .args(["verify", "--follow", "--topic", "pay", "--manifest", live_arg])
+        .args([
+            "verify",
+            "--follow",
+            "--topic",
+            "pay",
+            "--manifest",
+            live_arg,
+        ])
         .env("FRESHET_BOOTSTRAP", &freshet.kafka)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     freshet.client(
-        &["simulate", "--scenario", "payments", "--topic", "pay", "--count", "3000", "--rate", "1500", "--manifest", live_arg],
+        &[
+            "simulate",
+            "--scenario",
+            "payments",
+            "--topic",
+            "pay",
+            "--count",
+            "3000",
+            "--rate",
+            "1500",
+            "--manifest",
+            live_arg,
+        ],
         "",
     );
     let followed = follower.wait_with_output().unwrap();
     let report = String::from_utf8_lossy(&followed.stdout);
-    assert!(followed.status.success(), "{report}{}", String::from_utf8_lossy(&followed.stderr));
-    assert!(report.contains("latency from send to read over"), "{report}");
-    assert!(report.contains("present unique 3000") || report.contains("missing 0"), "{report}");
+    assert!(
+        followed.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    assert!(
+        report.contains("latency from send to read over"),
+        "{report}"
+    );
+    assert!(
+        report.contains("present unique 3000") || report.contains("missing 0"),
+        "{report}"
+    );
 
     // Events appended behind the simulator's back are caught.
-    freshet.client(&["produce", "iot-events"], "{\"eventId\":\"not-from-the-simulator\"}\n");
+    freshet.client(
+        &["produce", "iot-events"],
+        "{\"eventId\":\"not-from-the-simulator\"}\n",
+    );
     let extra = freshet.client_output(&["verify", "--manifest", manifest_arg], "");
     assert!(!extra.status.success());
     assert!(String::from_utf8_lossy(&extra.stdout).contains("unexpected 1"));

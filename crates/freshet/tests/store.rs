@@ -32,14 +32,25 @@ columns = [
 "#;
 
 fn post(url: &str, body: &Value, accept: &str) -> (u16, Vec<u8>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut response = agent.post(url).header("Accept", accept).send_json(body).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(url)
+        .header("Accept", accept)
+        .send_json(body)
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_vec().unwrap())
 }
 
 fn query(freshet: &Freshet, sql: &str) -> Value {
-    let (status, body) = post(&format!("http://{}/api/v1/query", freshet.http), &json!({ "sql": sql }), "application/json");
+    let (status, body) = post(
+        &format!("http://{}/api/v1/query", freshet.http),
+        &json!({ "sql": sql }),
+        "application/json",
+    );
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 200, "{sql}: {body}");
     body
@@ -51,7 +62,19 @@ fn scalar(freshet: &Freshet, sql: &str) -> i64 {
 
 fn simulate(freshet: &Freshet, dir: &std::path::Path, count: &str, extra: &[&str]) -> Value {
     let manifest = dir.join(format!("manifest-{count}.json"));
-    let mut args = vec!["simulate", "--scenario", "iot", "--topic", "iot", "--count", count, "--rate", "0", "--keys", "50"];
+    let mut args = vec![
+        "simulate",
+        "--scenario",
+        "iot",
+        "--topic",
+        "iot",
+        "--count",
+        count,
+        "--rate",
+        "0",
+        "--keys",
+        "50",
+    ];
     args.extend_from_slice(&["--manifest", manifest.to_str().unwrap()]);
     args.extend_from_slice(extra);
     freshet.client(&args, "");
@@ -62,32 +85,65 @@ fn simulate(freshet: &Freshet, dir: &std::path::Path, count: &str, extra: &[&str
 fn simulator_events_become_rows_queryable_by_sql() {
     let dir = tempfile::tempdir().unwrap();
     let freshet = Freshet::start(dir.path(), CONFIG);
-    let manifest = simulate(&freshet, dir.path(), "20000", &["--duplicates", "0.01", "--malformed", "0.002"]);
+    let manifest = simulate(
+        &freshet,
+        dir.path(),
+        "20000",
+        &["--duplicates", "0.01", "--malformed", "0.002"],
+    );
     let unique = manifest["unique"].as_i64().unwrap();
     let malformed = manifest["malformed"].as_i64().unwrap();
-    assert!(manifest["duplicates"].as_i64().unwrap() > 100 && malformed > 10, "{manifest}");
+    assert!(
+        manifest["duplicates"].as_i64().unwrap() > 100 && malformed > 10,
+        "{manifest}"
+    );
 
     wait_for(|| (scalar(&freshet, "SELECT count(*) FROM telemetry") == unique).then_some(()));
-    assert_eq!(scalar(&freshet, "SELECT count(DISTINCT eventId) FROM telemetry"), unique, "no duplicate reached the table");
-    let answer = query(&freshet, "SELECT type, count(*) AS n FROM telemetry GROUP BY type ORDER BY n DESC");
-    let total: i64 = answer["rows"].as_array().unwrap().iter().map(|row| row[1].as_i64().unwrap()).sum();
+    assert_eq!(
+        scalar(&freshet, "SELECT count(DISTINCT eventId) FROM telemetry"),
+        unique,
+        "no duplicate reached the table"
+    );
+    let answer = query(
+        &freshet,
+        "SELECT type, count(*) AS n FROM telemetry GROUP BY type ORDER BY n DESC",
+    );
+    let total: i64 = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row[1].as_i64().unwrap())
+        .sum();
     assert_eq!(total, unique);
     assert_eq!(answer["columns"][0]["name"], "type");
 
     // The table listing shows the rows and what was set aside.
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let tables: Value = serde_json::from_slice(
-        &agent.get(&format!("http://{}/api/v1/tables", freshet.http)).call().unwrap().body_mut().read_to_vec().unwrap(),
+        &agent
+            .get(&format!("http://{}/api/v1/tables", freshet.http))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
     )
     .unwrap();
     let table = &tables["tables"][0];
     assert_eq!(table["name"], "telemetry");
     assert_eq!(table["rows"].as_i64().unwrap(), unique);
     assert_eq!(table["dead_letters"].as_i64().unwrap(), malformed);
-    assert_eq!(table["duplicates_dropped"].as_i64().unwrap(), manifest["duplicates"].as_i64().unwrap());
+    assert_eq!(
+        table["duplicates_dropped"].as_i64().unwrap(),
+        manifest["duplicates"].as_i64().unwrap()
+    );
 
     // CSV and Arrow IPC by Accept.
-    let (status, csv) = post(&format!("http://{}/api/v1/query", freshet.http), &json!({"sql": "SELECT count(*) AS n FROM telemetry"}), "text/csv");
+    let (status, csv) = post(
+        &format!("http://{}/api/v1/query", freshet.http),
+        &json!({"sql": "SELECT count(*) AS n FROM telemetry"}),
+        "text/csv",
+    );
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8(csv).unwrap(), format!("n\n{unique}\n"));
     let (status, ipc) = post(
@@ -96,20 +152,42 @@ fn simulator_events_become_rows_queryable_by_sql() {
         "application/vnd.apache.arrow.stream",
     );
     assert_eq!(status, 200);
-    assert_eq!(&ipc[..4], &[0xff, 0xff, 0xff, 0xff], "an Arrow IPC stream starts with a continuation marker");
+    assert_eq!(
+        &ipc[..4],
+        &[0xff, 0xff, 0xff, 0xff],
+        "an Arrow IPC stream starts with a continuation marker"
+    );
 
     // `freshet query` prints a table.
     let http = format!("http://{}", freshet.http);
-    let printed = freshet.client(&["query", "--server", &http, "SELECT count(*) AS n FROM telemetry"], "");
-    assert!(printed.contains(&unique.to_string()) && printed.contains("| n"), "{printed}");
+    let printed = freshet.client(
+        &[
+            "query",
+            "--server",
+            &http,
+            "SELECT count(*) AS n FROM telemetry",
+        ],
+        "",
+    );
+    assert!(
+        printed.contains(&unique.to_string()) && printed.contains("| n"),
+        "{printed}"
+    );
 
     // Bad SQL: a JSON error with the position, and a caret from the CLI.
-    let (status, body) = post(&format!("http://{}/api/v1/query", freshet.http), &json!({"sql": "SELECT count(*) FROM telemetry WHERE"}), "application/json");
+    let (status, body) = post(
+        &format!("http://{}/api/v1/query", freshet.http),
+        &json!({"sql": "SELECT count(*) FROM telemetry WHERE"}),
+        "application/json",
+    );
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "syntax");
     assert_eq!(body["error"]["line"], 1);
-    let output = freshet.client_output(&["query", "--server", &http, "SELECT nope FROM telemetry"], "");
+    let output = freshet.client_output(
+        &["query", "--server", &http, "SELECT nope FROM telemetry"],
+        "",
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nope"), "{stderr}");
@@ -122,18 +200,37 @@ fn events_posted_over_http_land_in_the_table() {
     let events: Vec<Value> = (0..50)
         .map(|i| json!({"eventId": format!("e{i}"), "deviceId": format!("d{}", i % 5), "type": "CO2", "value": i, "createdAt": "2026-11-22T10:00:00Z"}))
         .collect();
-    let (status, body) = post(&format!("http://{}/api/v1/topics/iot/events?key=deviceId", freshet.http), &Value::Array(events), "application/json");
+    let (status, body) = post(
+        &format!(
+            "http://{}/api/v1/topics/iot/events?key=deviceId",
+            freshet.http
+        ),
+        &Value::Array(events),
+        "application/json",
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["count"], 50);
     wait_for(|| (scalar(&freshet, "SELECT count(*) FROM telemetry") == 50).then_some(()));
-    assert_eq!(scalar(&freshet, "SELECT CAST(sum(value) AS BIGINT) FROM telemetry"), (0..50).sum::<i64>());
-    let (status, body) = post(&format!("http://{}/api/v1/topics/nope/events", freshet.http), &json!({"a": 1}), "application/json");
+    assert_eq!(
+        scalar(&freshet, "SELECT CAST(sum(value) AS BIGINT) FROM telemetry"),
+        (0..50).sum::<i64>()
+    );
+    let (status, body) = post(
+        &format!("http://{}/api/v1/topics/nope/events", freshet.http),
+        &json!({"a": 1}),
+        "application/json",
+    );
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 
     // The simulator over HTTP: malformed events are refused at the door.
     let http = format!("http://{}", freshet.http);
-    let manifest = simulate(&freshet, dir.path(), "3000", &["--http", &http, "--malformed", "0.01", "--duplicates", "0"]);
+    let manifest = simulate(
+        &freshet,
+        dir.path(),
+        "3000",
+        &["--http", &http, "--malformed", "0.01", "--duplicates", "0"],
+    );
     assert!(manifest["malformed"].as_i64().unwrap() > 0, "{manifest}");
     assert_eq!(manifest["send_errors"], 0, "{manifest}");
     let unique = manifest["unique"].as_i64().unwrap();
@@ -155,5 +252,8 @@ fn kill_9_during_ingestion_neither_loses_nor_repeats_rows() {
     wait_for(|| (scalar(&freshet, "SELECT count(*) FROM telemetry") >= unique).then_some(()));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(scalar(&freshet, "SELECT count(*) FROM telemetry"), unique);
-    assert_eq!(scalar(&freshet, "SELECT count(DISTINCT eventId) FROM telemetry"), unique);
+    assert_eq!(
+        scalar(&freshet, "SELECT count(DISTINCT eventId) FROM telemetry"),
+        unique
+    );
 }

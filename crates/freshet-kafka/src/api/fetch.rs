@@ -8,7 +8,9 @@ use bytes::Bytes;
 use freshet_log::{LogError, Partition};
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 
 use super::{Reply, Request};
 use crate::errors;
@@ -27,7 +29,9 @@ pub(crate) fn handle(request: Request, body: FetchRequest) -> Reply {
             }
             // Sleep until any requested partition grows, or the wait ends.
             let remaining = max_wait - elapsed;
-            let waits = waitable.iter().map(|(partition, offset)| Box::pin(partition.wait_for_data(*offset, remaining)));
+            let waits = waitable
+                .iter()
+                .map(|(partition, offset)| Box::pin(partition.wait_for_data(*offset, remaining)));
             futures_util::future::select_all(waits).await;
         }
     })
@@ -40,7 +44,9 @@ fn record(request: &Request, body: &FetchRequest, response: &FetchResponse) {
         let (mut records, mut bytes) = (0u64, 0u64);
         for (wanted, data) in requested.partitions.iter().zip(&topic.partitions) {
             metrics.error("Fetch", data.error_code);
-            let Some(returned) = data.records.as_ref().filter(|r| !r.is_empty()) else { continue };
+            let Some(returned) = data.records.as_ref().filter(|r| !r.is_empty()) else {
+                continue;
+            };
             bytes += returned.len() as u64;
             if let Some(last) = last_offset(returned) {
                 records += u64::try_from(last + 1 - wanted.fetch_offset).unwrap_or(0);
@@ -62,7 +68,10 @@ fn last_offset(mut batches: &[u8]) -> Option<i64> {
 
 /// Reads every requested partition once. Returns the response, the bytes
 /// it holds, and the partitions a long poll may wait on.
-fn collect(request: &Request, body: &FetchRequest) -> (FetchResponse, usize, Vec<(Arc<Partition>, i64)>) {
+fn collect(
+    request: &Request,
+    body: &FetchRequest,
+) -> (FetchResponse, usize, Vec<(Arc<Partition>, i64)>) {
     let broker = &request.broker;
     let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0).max(1);
     let mut total = 0usize;
@@ -84,10 +93,13 @@ fn collect(request: &Request, body: &FetchRequest) -> (FetchResponse, usize, Vec
             let partition = topic
                 .as_ref()
                 .map_err(|_| LogError::UnknownTopic(name.clone()))
-                .and_then(|topic| topic.partition(u32::try_from(wanted.partition).unwrap_or(u32::MAX)));
+                .and_then(|topic| {
+                    topic.partition(u32::try_from(wanted.partition).unwrap_or(u32::MAX))
+                });
             match partition {
                 Ok(partition) => {
-                    let budget = (max_bytes.saturating_sub(total)).min(usize::try_from(wanted.partition_max_bytes).unwrap_or(0));
+                    let budget = (max_bytes.saturating_sub(total))
+                        .min(usize::try_from(wanted.partition_max_bytes).unwrap_or(0));
                     data.high_watermark = partition.end_offset();
                     data.last_stable_offset = data.high_watermark;
                     data.log_start_offset = partition.log_start_offset();

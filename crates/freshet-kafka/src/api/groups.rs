@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
-use kafka_protocol::messages::delete_groups_response::{DeletableGroupResult, DeleteGroupsResponse};
+use kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
-use kafka_protocol::messages::describe_groups_response::{DescribeGroupsResponse, DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::describe_groups_response::{
+    DescribeGroupsResponse, DescribedGroup, DescribedGroupMember,
+};
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
@@ -21,9 +25,13 @@ use kafka_protocol::messages::leave_group_response::{LeaveGroupResponse, MemberR
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
-use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponse, OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequest;
 use kafka_protocol::messages::sync_group_response::SyncGroupResponse;
 use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
@@ -37,7 +45,10 @@ fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
-pub(crate) fn find_coordinator(request: &Request, body: FindCoordinatorRequest) -> FindCoordinatorResponse {
+pub(crate) fn find_coordinator(
+    request: &Request,
+    body: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     let settings = &request.broker.settings;
     let mut response = FindCoordinatorResponse::default();
     if request.version >= 1 && body.key_type != 0 {
@@ -56,19 +67,33 @@ pub(crate) fn find_coordinator(request: &Request, body: FindCoordinatorRequest) 
 pub(crate) fn join_group(request: Request, body: JoinGroupRequest) -> Reply {
     Box::pin(async move {
         let version = request.version;
-        let rebalance_ms = if version >= 1 { body.rebalance_timeout_ms } else { body.session_timeout_ms };
+        let rebalance_ms = if version >= 1 {
+            body.rebalance_timeout_ms
+        } else {
+            body.session_timeout_ms
+        };
         let args = JoinArgs {
             member_id: body.member_id.to_string(),
             instance_id: body.group_instance_id.as_ref().map(|s| s.to_string()),
             client_id: request.client_id.clone(),
             client_host: request.client_host.clone(),
             protocol_type: body.protocol_type.to_string(),
-            protocols: body.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
-            session_timeout: Duration::from_millis(u64::try_from(body.session_timeout_ms).unwrap_or(0)),
+            protocols: body
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
+            session_timeout: Duration::from_millis(
+                u64::try_from(body.session_timeout_ms).unwrap_or(0),
+            ),
             rebalance_timeout: Duration::from_millis(u64::try_from(rebalance_ms).unwrap_or(0)),
             requires_known_member_id: version >= 4,
         };
-        let outcome = request.broker.coordinator.join(body.group_id.as_str(), args).await;
+        let outcome = request
+            .broker
+            .coordinator
+            .join(body.group_id.as_str(), args)
+            .await;
         let mut response = JoinGroupResponse::default();
         response.error_code = outcome.error_code;
         response.generation_id = outcome.generation;
@@ -94,11 +119,20 @@ pub(crate) fn join_group(request: Request, body: JoinGroupRequest) -> Reply {
 
 pub(crate) fn sync_group(request: Request, body: SyncGroupRequest) -> Reply {
     Box::pin(async move {
-        let assignments = body.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+        let assignments = body
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect();
         let outcome = request
             .broker
             .coordinator
-            .sync(body.group_id.as_str(), body.member_id.as_str(), body.generation_id, assignments)
+            .sync(
+                body.group_id.as_str(),
+                body.member_id.as_str(),
+                body.generation_id,
+                assignments,
+            )
             .await;
         let mut response = SyncGroupResponse::default();
         response.error_code = outcome.error_code;
@@ -109,7 +143,11 @@ pub(crate) fn sync_group(request: Request, body: SyncGroupRequest) -> Reply {
 
 pub(crate) fn heartbeat(request: &Request, body: HeartbeatRequest) -> HeartbeatResponse {
     let mut response = HeartbeatResponse::default();
-    response.error_code = request.broker.coordinator.heartbeat(body.group_id.as_str(), body.member_id.as_str(), body.generation_id);
+    response.error_code = request.broker.coordinator.heartbeat(
+        body.group_id.as_str(),
+        body.member_id.as_str(),
+        body.generation_id,
+    );
     response
 }
 
@@ -123,7 +161,11 @@ pub(crate) fn leave_group(request: &Request, body: LeaveGroupRequest) -> LeaveGr
     }
     for identity in body.members {
         let mut member = MemberResponse::default();
-        member.error_code = coordinator.leave(group, identity.member_id.as_str(), identity.group_instance_id.as_ref().map(|s| s.as_str()));
+        member.error_code = coordinator.leave(
+            group,
+            identity.member_id.as_str(),
+            identity.group_instance_id.as_ref().map(|s| s.as_str()),
+        );
         member.member_id = identity.member_id;
         member.group_instance_id = identity.group_instance_id;
         response.members.push(member);
@@ -133,8 +175,14 @@ pub(crate) fn leave_group(request: &Request, body: LeaveGroupRequest) -> LeaveGr
 
 pub(crate) fn offset_commit(request: Request, body: OffsetCommitRequest) -> Reply {
     let group = body.group_id.to_string();
-    let allowed = request.broker.coordinator.check_commit(&group, body.member_id.as_str(), body.generation_id_or_member_epoch);
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let allowed = request.broker.coordinator.check_commit(
+        &group,
+        body.member_id.as_str(),
+        body.generation_id_or_member_epoch,
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut response = OffsetCommitResponse::default();
     let mut commits = Vec::new();
     for topic in body.topics {
@@ -143,7 +191,9 @@ pub(crate) fn offset_commit(request: Request, body: OffsetCommitRequest) -> Repl
         for partition in topic.partitions {
             let mut answer = OffsetCommitResponsePartition::default();
             answer.partition_index = partition.partition_index;
-            let partition_known = known.as_ref().is_ok_and(|t| (0..t.config().partitions as i32).contains(&partition.partition_index));
+            let partition_known = known.as_ref().is_ok_and(|t| {
+                (0..t.config().partitions as i32).contains(&partition.partition_index)
+            });
             answer.error_code = match &allowed {
                 Err(error) => error.code(),
                 Ok(()) if !partition_known => ResponseError::UnknownTopicOrPartition.code(),
@@ -167,7 +217,13 @@ pub(crate) fn offset_commit(request: Request, body: OffsetCommitRequest) -> Repl
         response.topics.push(topic_response);
     }
     Box::pin(async move {
-        if let Err(error) = request.broker.coordinator.offsets.commit(&group, commits).await {
+        if let Err(error) = request
+            .broker
+            .coordinator
+            .offsets
+            .commit(&group, commits)
+            .await
+        {
             tracing::warn!(group, %error, "storing committed offsets failed");
             let code = crate::errors::code(&error);
             for topic in &mut response.topics {
@@ -187,13 +243,20 @@ pub(crate) fn offset_fetch(request: &Request, body: OffsetFetchRequest) -> Offse
     let group = body.group_id.as_str();
     let mut response = OffsetFetchResponse::default();
     let wanted: Vec<(TopicName, Vec<i32>)> = match body.topics {
-        Some(topics) => topics.into_iter().map(|t| (t.name, t.partition_indexes)).collect(),
+        Some(topics) => topics
+            .into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect(),
         None => {
-            let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = std::collections::BTreeMap::new();
+            let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> =
+                std::collections::BTreeMap::new();
             for ((topic, partition), _) in offsets.group(group) {
                 by_topic.entry(topic).or_default().push(partition);
             }
-            by_topic.into_iter().map(|(topic, partitions)| (TopicName(text(&topic)), partitions)).collect()
+            by_topic
+                .into_iter()
+                .map(|(topic, partitions)| (TopicName(text(&topic)), partitions))
+                .collect()
         }
     };
     for (name, partitions) in wanted {
@@ -222,7 +285,10 @@ pub(crate) fn offset_fetch(request: &Request, body: OffsetFetchRequest) -> Offse
     response
 }
 
-pub(crate) fn describe_groups(request: &Request, body: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub(crate) fn describe_groups(
+    request: &Request,
+    body: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
     for group_id in body.groups {
         let mut described = DescribedGroup::default();
@@ -231,7 +297,9 @@ pub(crate) fn describe_groups(request: &Request, body: DescribeGroupsRequest) ->
                 described.group_state = text(view.state);
                 described.protocol_type = text(&view.protocol_type);
                 described.protocol_data = text(&view.protocol);
-                for (member_id, instance_id, client_id, client_host, metadata, assignment) in view.members {
+                for (member_id, instance_id, client_id, client_host, metadata, assignment) in
+                    view.members
+                {
                     let mut member = DescribedGroupMember::default();
                     member.member_id = text(&member_id);
                     if request.version >= 4 {

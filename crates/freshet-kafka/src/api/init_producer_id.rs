@@ -19,7 +19,8 @@ pub(crate) fn handle(request: &Request, body: InitProducerIdRequest) -> InitProd
         response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return response;
     }
-    let bump = body.producer_id.0 >= 0 && body.producer_epoch >= 0 && body.producer_epoch < i16::MAX - 1;
+    let bump =
+        body.producer_id.0 >= 0 && body.producer_epoch >= 0 && body.producer_epoch < i16::MAX - 1;
     if bump {
         response.producer_id = body.producer_id;
         response.producer_epoch = body.producer_epoch + 1;

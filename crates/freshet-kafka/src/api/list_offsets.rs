@@ -4,7 +4,9 @@
 use freshet_log::batch;
 use freshet_log::{LogError, Partition};
 use kafka_protocol::messages::list_offsets_request::ListOffsetsRequest;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
+};
 
 use super::Request;
 use crate::errors;
@@ -28,7 +30,9 @@ pub(crate) fn handle(request: &Request, body: ListOffsetsRequest) -> ListOffsets
             let found = topic
                 .as_ref()
                 .map_err(|_| LogError::UnknownTopic(name.clone()))
-                .and_then(|topic| topic.partition(u32::try_from(wanted.partition_index).unwrap_or(u32::MAX)))
+                .and_then(|topic| {
+                    topic.partition(u32::try_from(wanted.partition_index).unwrap_or(u32::MAX))
+                })
                 .and_then(|partition| lookup(&partition, wanted.timestamp));
             match found {
                 Ok((offset, timestamp)) => {
@@ -60,9 +64,13 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), LogError>
             // The batch holds the first record at or after `target`; for an
             // uncompressed batch find that record, else answer with the batch.
             let read = partition.read(base_offset, 1)?;
-            if let Some((_, bytes)) = batch::split(&read.bytes).ok().and_then(|b| b.into_iter().next())
+            if let Some((_, bytes)) = batch::split(&read.bytes)
+                .ok()
+                .and_then(|b| b.into_iter().next())
                 && let Ok(records) = batch::decode_uncompressed(bytes)
-                && let Some((offset, record)) = records.into_iter().find(|(_, record)| record.timestamp >= target)
+                && let Some((offset, record)) = records
+                    .into_iter()
+                    .find(|(_, record)| record.timestamp >= target)
             {
                 return Ok((offset, record.timestamp));
             }

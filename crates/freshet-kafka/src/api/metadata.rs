@@ -2,7 +2,9 @@
 //! leads (all of them).
 
 use kafka_protocol::messages::metadata_request::MetadataRequest;
-use kafka_protocol::messages::metadata_response::{MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -21,8 +23,16 @@ pub(crate) fn handle(request: &Request, body: MetadataRequest) -> MetadataRespon
     response.cluster_id = Some(StrBytes::from_string(settings.cluster_id.clone()));
     response.controller_id = BrokerId(settings.node_id);
     let names: Vec<String> = match body.topics {
-        None => broker.log.topics().iter().map(|t| t.name().to_string()).collect(),
-        Some(topics) => topics.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect(),
+        None => broker
+            .log
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect(),
+        Some(topics) => topics
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .collect(),
     };
     for name in names {
         let mut topic = MetadataResponseTopic::default();

@@ -48,7 +48,10 @@ pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ];
 
 pub(crate) fn supported(api_key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(key, _, _)| *key == api_key).map(|&(_, min, max)| (min, max))
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(_, min, max)| (min, max))
 }
 
 /// What a handler knows about the request it serves.
@@ -65,12 +68,28 @@ pub(crate) struct Request {
 impl Request {
     /// Encodes a response frame: size, header (version per API), body.
     pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Bytes {
-        encode_frame(self.correlation_id, R::header_version(self.version), self.version, body)
-            .unwrap_or_else(|error| panic!("{} v{} response does not encode: {error}", std::any::type_name::<R>(), self.version))
+        encode_frame(
+            self.correlation_id,
+            R::header_version(self.version),
+            self.version,
+            body,
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "{} v{} response does not encode: {error}",
+                std::any::type_name::<R>(),
+                self.version
+            )
+        })
     }
 }
 
-fn encode_frame<R: Encodable>(correlation_id: i32, header_version: i16, version: i16, body: &R) -> anyhow::Result<Bytes> {
+fn encode_frame<R: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    version: i16,
+    body: &R,
+) -> anyhow::Result<Bytes> {
     let mut frame = BytesMut::with_capacity(256);
     frame.put_i32(0); // size, patched below
     let mut header = ResponseHeader::default();
@@ -87,7 +106,8 @@ pub(crate) fn ready(frame: Bytes) -> Reply {
 }
 
 fn decode<T: Decodable>(frame: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, String> {
-    T::decode(frame, version).map_err(|error| format!("malformed {api_key:?} v{version} request: {error}"))
+    T::decode(frame, version)
+        .map_err(|error| format!("malformed {api_key:?} v{version} request: {error}"))
 }
 
 /// A request decoded from its frame, before anything is done with it.
@@ -98,7 +118,11 @@ fn decode<T: Decodable>(frame: &mut Bytes, api_key: ApiKey, version: i16) -> Res
 pub enum Decoded {
     /// ApiVersions at a version we do not know: answered with error 35.
     UnsupportedApiVersions { correlation_id: i32 },
-    Request { header: RequestHeader, version: i16, body: Body },
+    Request {
+        header: RequestHeader,
+        version: i16,
+        body: Body,
+    },
 }
 
 /// The body of each API this broker serves.
@@ -132,7 +156,10 @@ pub enum Body {
 /// behaviour; only ApiVersions answers an unknown version).
 pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
     if frame.len() < 8 {
-        return Err(format!("frame of {} bytes is too short for a request header", frame.len()));
+        return Err(format!(
+            "frame of {} bytes is too short for a request header",
+            frame.len()
+        ));
     }
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -145,7 +172,9 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
         if api_key == ApiKey::ApiVersions {
             return Ok(Decoded::UnsupportedApiVersions { correlation_id });
         }
-        return Err(format!("{api_key:?} v{version} is not supported (supported: v{min}..=v{max})"));
+        return Err(format!(
+            "{api_key:?} v{version} is not supported (supported: v{min}..=v{max})"
+        ));
     }
     let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
         .map_err(|error| format!("malformed {api_key:?} v{version} request header: {error}"))?;
@@ -171,18 +200,36 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, String> {
         ApiKey::DescribeGroups => Body::DescribeGroups(decode(frame, api_key, version)?),
         ApiKey::ListGroups => Body::ListGroups(decode(frame, api_key, version)?),
         ApiKey::DeleteGroups => Body::DeleteGroups(decode(frame, api_key, version)?),
-        other => return Err(format!("{other:?} is listed as supported but has no decoder")),
+        other => {
+            return Err(format!(
+                "{other:?} is listed as supported but has no decoder"
+            ));
+        }
     };
-    Ok(Decoded::Request { header, version, body })
+    Ok(Decoded::Request {
+        header,
+        version,
+        body,
+    })
 }
 
 /// Decodes one request frame and starts its handler. Handlers run their
 /// synchronous part (appends) now, in arrival order; the reply resolves
 /// when the response is ready.
-pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::SocketAddr) -> Result<Reply, String> {
+pub(crate) fn dispatch(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: std::net::SocketAddr,
+) -> Result<Reply, String> {
     let (header, version, body) = match decode_request(frame)? {
-        Decoded::UnsupportedApiVersions { correlation_id } => return Ok(ready(api_versions::unsupported_version(correlation_id))),
-        Decoded::Request { header, version, body } => (header, version, body),
+        Decoded::UnsupportedApiVersions { correlation_id } => {
+            return Ok(ready(api_versions::unsupported_version(correlation_id)));
+        }
+        Decoded::Request {
+            header,
+            version,
+            body,
+        } => (header, version, body),
     };
     let api = api_name(&body);
     let started = std::time::Instant::now();
@@ -190,7 +237,11 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::Socke
         broker: Arc::clone(broker),
         version,
         correlation_id: header.correlation_id,
-        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
     };
     let reply = match body {
@@ -201,17 +252,27 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: std::net::Socke
         Body::ListOffsets(body) => ready(request.respond(&list_offsets::handle(&request, body))),
         Body::CreateTopics(body) => ready(request.respond(&admin::create_topics(&request, body))),
         Body::DeleteTopics(body) => ready(request.respond(&admin::delete_topics(&request, body))),
-        Body::CreatePartitions(body) => ready(request.respond(&admin::create_partitions(&request, body))),
-        Body::DescribeConfigs(body) => ready(request.respond(&admin::describe_configs(&request, body))),
-        Body::InitProducerId(body) => ready(request.respond(&init_producer_id::handle(&request, body))),
-        Body::FindCoordinator(body) => ready(request.respond(&groups::find_coordinator(&request, body))),
+        Body::CreatePartitions(body) => {
+            ready(request.respond(&admin::create_partitions(&request, body)))
+        }
+        Body::DescribeConfigs(body) => {
+            ready(request.respond(&admin::describe_configs(&request, body)))
+        }
+        Body::InitProducerId(body) => {
+            ready(request.respond(&init_producer_id::handle(&request, body)))
+        }
+        Body::FindCoordinator(body) => {
+            ready(request.respond(&groups::find_coordinator(&request, body)))
+        }
         Body::JoinGroup(body) => groups::join_group(request, body),
         Body::SyncGroup(body) => groups::sync_group(request, body),
         Body::Heartbeat(body) => ready(request.respond(&groups::heartbeat(&request, body))),
         Body::LeaveGroup(body) => ready(request.respond(&groups::leave_group(&request, body))),
         Body::OffsetCommit(body) => groups::offset_commit(request, body),
         Body::OffsetFetch(body) => ready(request.respond(&groups::offset_fetch(&request, body))),
-        Body::DescribeGroups(body) => ready(request.respond(&groups::describe_groups(&request, body))),
+        Body::DescribeGroups(body) => {
+            ready(request.respond(&groups::describe_groups(&request, body)))
+        }
         Body::ListGroups(body) => ready(request.respond(&groups::list_groups(&request, body))),
         Body::DeleteGroups(body) => groups::delete_groups(request, body),
     };

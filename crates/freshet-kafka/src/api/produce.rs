@@ -8,7 +8,9 @@ use std::time::Duration;
 use freshet_log::{LogError, Partition};
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_request::ProduceRequest;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Reply, Request};
@@ -33,10 +35,19 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
             partition_response.log_append_time_ms = -1;
             partition_response.log_start_offset = -1;
             let appended = (|| {
-                let topic = topic.as_ref().map_err(|error| LogError::UnknownTopic(format!("{name}: {error}")))?;
-                let id = u32::try_from(data.index).map_err(|_| LogError::UnknownPartition { topic: name.clone(), partition: u32::MAX })?;
+                let topic = topic
+                    .as_ref()
+                    .map_err(|error| LogError::UnknownTopic(format!("{name}: {error}")))?;
+                let id = u32::try_from(data.index).map_err(|_| LogError::UnknownPartition {
+                    topic: name.clone(),
+                    partition: u32::MAX,
+                })?;
                 let partition = topic.partition(id)?;
-                let records = data.records.as_ref().map(|r| r.to_vec()).unwrap_or_default();
+                let records = data
+                    .records
+                    .as_ref()
+                    .map(|r| r.to_vec())
+                    .unwrap_or_default();
                 let info = partition.append(records)?;
                 Ok::<_, LogError>((partition, info))
             })();
@@ -44,20 +55,32 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                 Ok((partition, info)) => {
                     if !info.duplicate {
                         let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
-                        broker.metrics.produced(&name, (info.last_offset - info.base_offset + 1) as u64, bytes);
+                        broker.metrics.produced(
+                            &name,
+                            (info.last_offset - info.base_offset + 1) as u64,
+                            bytes,
+                        );
                     }
                     partition_response.base_offset = info.base_offset;
                     partition_response.log_start_offset = info.log_start_offset;
                     if acks == -1 {
-                        durable_waits.push((topic_index, partition_index, partition, info.last_offset + 1));
+                        durable_waits.push((
+                            topic_index,
+                            partition_index,
+                            partition,
+                            info.last_offset + 1,
+                        ));
                     }
                 }
                 Err(error) => {
                     tracing::debug!(topic = %name, partition = data.index, %error, "produce rejected");
                     partition_response.error_code = errors::code(&error);
-                    broker.metrics.error("Produce", partition_response.error_code);
+                    broker
+                        .metrics
+                        .error("Produce", partition_response.error_code);
                     if version >= 8 {
-                        partition_response.error_message = Some(StrBytes::from_string(error.to_string()));
+                        partition_response.error_message =
+                            Some(StrBytes::from_string(error.to_string()));
                     }
                 }
             }

@@ -67,11 +67,17 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn new(offsets: OffsetStore) -> Self {
-        Self { slots: Mutex::new(HashMap::new()), offsets }
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            offsets,
+        }
     }
 
     /// Expires sessions and rebalance phases until `stopped`.
-    pub fn run_ticks(self: &Arc<Self>, mut stopped: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn run_ticks(
+        self: &Arc<Self>,
+        mut stopped: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let coordinator = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(TICK);
@@ -113,17 +119,27 @@ impl Coordinator {
         };
         match waiting {
             Err(answer) => answer,
-            Ok((member_id, receiver)) => receiver.await.unwrap_or_else(|_| JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id)),
+            Ok((member_id, receiver)) => receiver.await.unwrap_or_else(|_| {
+                JoinOutcome::error(ResponseError::RebalanceInProgress, &member_id)
+            }),
         }
     }
 
-    pub async fn sync(&self, group_id: &str, member_id: &str, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncOutcome {
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncOutcome {
         let waiting = {
             let mut slots = self.slots.lock().expect("groups lock");
             let Some(slot) = slots.get_mut(group_id) else {
                 return SyncOutcome::error(ResponseError::UnknownMemberId);
             };
-            let (answer, completed) = slot.group(group_id).sync(member_id, generation, assignments, Instant::now());
+            let (answer, completed) =
+                slot.group(group_id)
+                    .sync(member_id, generation, assignments, Instant::now());
             let waiting = match answer {
                 Some(answer) => Err(answer),
                 None => {
@@ -137,7 +153,9 @@ impl Coordinator {
         };
         match waiting {
             Err(answer) => answer,
-            Ok(receiver) => receiver.await.unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress)),
+            Ok(receiver) => receiver
+                .await
+                .unwrap_or_else(|_| SyncOutcome::error(ResponseError::RebalanceInProgress)),
         }
     }
 
@@ -154,13 +172,20 @@ impl Coordinator {
         let Some(slot) = slots.get_mut(group_id) else {
             return ResponseError::UnknownMemberId.code();
         };
-        let (code, completed) = slot.group(group_id).leave(member_id, instance_id, Instant::now());
+        let (code, completed) = slot
+            .group(group_id)
+            .leave(member_id, instance_id, Instant::now());
         slot.deliver(completed);
         code
     }
 
     /// Whether a member may commit for `group_id` now.
-    pub fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    pub fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         let slots = self.slots.lock().expect("groups lock");
         match slots.get(group_id).and_then(|slot| slot.group.as_ref()) {
             Some(group) => group.check_commit(member_id, generation),
@@ -180,14 +205,34 @@ impl Coordinator {
                     id: group.id.clone(),
                     state: group.state.name(),
                     protocol_type: group.protocol_type.clone().unwrap_or_default(),
-                    protocol: if stable { protocol.clone() } else { String::new() },
+                    protocol: if stable {
+                        protocol.clone()
+                    } else {
+                        String::new()
+                    },
                     members: group
                         .members
                         .values()
                         .map(|m| {
-                            let metadata = m.protocols.iter().find(|(n, _)| *n == protocol).map(|(_, b)| b.clone()).unwrap_or_default();
-                            let assignment = if stable { m.assignment.clone() } else { Bytes::new() };
-                            (m.id.clone(), m.instance_id.clone(), m.client_id.clone(), m.client_host.clone(), metadata, assignment)
+                            let metadata = m
+                                .protocols
+                                .iter()
+                                .find(|(n, _)| *n == protocol)
+                                .map(|(_, b)| b.clone())
+                                .unwrap_or_default();
+                            let assignment = if stable {
+                                m.assignment.clone()
+                            } else {
+                                Bytes::new()
+                            };
+                            (
+                                m.id.clone(),
+                                m.instance_id.clone(),
+                                m.client_id.clone(),
+                                m.client_host.clone(),
+                                metadata,
+                                assignment,
+                            )
                         })
                         .collect(),
                 })
@@ -205,7 +250,13 @@ impl Coordinator {
 
     /// Every group known by membership or by committed offsets.
     pub fn list(&self) -> Vec<GroupView> {
-        let mut ids: Vec<String> = self.slots.lock().expect("groups lock").keys().cloned().collect();
+        let mut ids: Vec<String> = self
+            .slots
+            .lock()
+            .expect("groups lock")
+            .keys()
+            .cloned()
+            .collect();
         ids.extend(self.offsets.groups());
         ids.sort();
         ids.dedup();

@@ -73,12 +73,23 @@ impl OffsetStore {
             }
             offset = read.next_offset;
         }
-        tracing::info!(records = replayed, groups = committed.len(), "replayed committed consumer offsets");
-        Ok(Self { partition, committed: Mutex::new(committed) })
+        tracing::info!(
+            records = replayed,
+            groups = committed.len(),
+            "replayed committed consumer offsets"
+        );
+        Ok(Self {
+            partition,
+            committed: Mutex::new(committed),
+        })
     }
 
     /// Stores commits for `group`. Returns once they are durable.
-    pub async fn commit(&self, group: &str, commits: Vec<(String, i32, Committed)>) -> Result<(), LogError> {
+    pub async fn commit(
+        &self,
+        group: &str,
+        commits: Vec<(String, i32, Committed)>,
+    ) -> Result<(), LogError> {
         if commits.is_empty() {
             return Ok(());
         }
@@ -94,7 +105,9 @@ impl OffsetStore {
         let info = {
             // Append and update memory together, so memory follows log order.
             let mut committed = self.committed.lock().expect("offsets lock");
-            let info = self.partition.append(batch::encode(&records, ProducerStamp::none()))?;
+            let info = self
+                .partition
+                .append(batch::encode(&records, ProducerStamp::none()))?;
             let offsets = committed.entry(group.to_string()).or_default();
             for (topic, partition, value) in commits {
                 offsets.insert((topic, partition), value);
@@ -119,20 +132,28 @@ impl OffsetStore {
         let records: Vec<Record> = committed
             .iter()
             .flat_map(|(group, offsets)| {
-                offsets.iter().map(move |((topic, partition), value)| Record {
-                    timestamp: value.commit_time_ms,
-                    key: Some(key_bytes(group, topic, *partition)),
-                    value: Some(serde_json::to_vec(value).expect("offsets serialise")),
-                    headers: Vec::new(),
-                })
+                offsets
+                    .iter()
+                    .map(move |((topic, partition), value)| Record {
+                        timestamp: value.commit_time_ms,
+                        key: Some(key_bytes(group, topic, *partition)),
+                        value: Some(serde_json::to_vec(value).expect("offsets serialise")),
+                        headers: Vec::new(),
+                    })
             })
             .collect();
         let rewrite_start = self.partition.end_offset();
         for chunk in records.chunks(COMPACT_BATCH_RECORDS) {
-            self.partition.append(batch::encode(chunk, ProducerStamp::none()))?;
+            self.partition
+                .append(batch::encode(chunk, ProducerStamp::none()))?;
         }
         let deleted = self.partition.delete_before(rewrite_start)?;
-        tracing::info!(live, held, deleted_segments = deleted, "compacted {OFFSETS_TOPIC}");
+        tracing::info!(
+            live,
+            held,
+            deleted_segments = deleted,
+            "compacted {OFFSETS_TOPIC}"
+        );
         Ok(())
     }
 
@@ -143,17 +164,33 @@ impl OffsetStore {
 
     pub fn fetch(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         let committed = self.committed.lock().expect("offsets lock");
-        committed.get(group)?.get(&(topic.to_string(), partition)).cloned()
+        committed
+            .get(group)?
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// Every committed position of a group: ((topic, partition), committed).
     pub fn group(&self, group: &str) -> Vec<((String, i32), Committed)> {
         let committed = self.committed.lock().expect("offsets lock");
-        committed.get(group).map(|offsets| offsets.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        committed
+            .get(group)
+            .map(|offsets| {
+                offsets
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn groups(&self) -> Vec<String> {
-        self.committed.lock().expect("offsets lock").keys().cloned().collect()
+        self.committed
+            .lock()
+            .expect("offsets lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Forgets every offset of `group`, durably.
@@ -169,9 +206,16 @@ impl OffsetStore {
             }
             let records: Vec<Record> = offsets
                 .keys()
-                .map(|(topic, partition)| Record { timestamp: 0, key: Some(key_bytes(group, topic, *partition)), value: None, headers: Vec::new() })
+                .map(|(topic, partition)| Record {
+                    timestamp: 0,
+                    key: Some(key_bytes(group, topic, *partition)),
+                    value: None,
+                    headers: Vec::new(),
+                })
                 .collect();
-            let info = self.partition.append(batch::encode(&records, ProducerStamp::none()))?;
+            let info = self
+                .partition
+                .append(batch::encode(&records, ProducerStamp::none()))?;
             committed.remove(group);
             info
         };
@@ -181,19 +225,37 @@ impl OffsetStore {
 }
 
 fn key_bytes(group: &str, topic: &str, partition: i32) -> Vec<u8> {
-    serde_json::to_vec(&OffsetKey { group: group.to_string(), topic: topic.to_string(), partition }).expect("keys serialise")
+    serde_json::to_vec(&OffsetKey {
+        group: group.to_string(),
+        topic: topic.to_string(),
+        partition,
+    })
+    .expect("keys serialise")
 }
 
 fn apply(committed: &mut HashMap<String, GroupOffsets>, record: &Record) {
-    let Some(key) = record.key.as_ref().and_then(|k| serde_json::from_slice::<OffsetKey>(k).ok()) else {
+    let Some(key) = record
+        .key
+        .as_ref()
+        .and_then(|k| serde_json::from_slice::<OffsetKey>(k).ok())
+    else {
         tracing::warn!("skipping an unreadable record in {OFFSETS_TOPIC}");
         return;
     };
-    match record.value.as_ref().map(|v| serde_json::from_slice::<Committed>(v)) {
+    match record
+        .value
+        .as_ref()
+        .map(|v| serde_json::from_slice::<Committed>(v))
+    {
         Some(Ok(value)) => {
-            committed.entry(key.group).or_default().insert((key.topic, key.partition), value);
+            committed
+                .entry(key.group)
+                .or_default()
+                .insert((key.topic, key.partition), value);
         }
-        Some(Err(_)) => tracing::warn!(group = %key.group, "skipping an unreadable offset in {OFFSETS_TOPIC}"),
+        Some(Err(_)) => {
+            tracing::warn!(group = %key.group, "skipping an unreadable offset in {OFFSETS_TOPIC}")
+        }
         None => {
             if let Some(offsets) = committed.get_mut(&key.group) {
                 offsets.remove(&(key.topic, key.partition));
@@ -211,7 +273,12 @@ mod tests {
     use freshet_log::LogOptions;
 
     fn committed(offset: i64) -> Committed {
-        Committed { offset, leader_epoch: -1, metadata: Some(format!("m{offset}")), commit_time_ms: 1 }
+        Committed {
+            offset,
+            leader_epoch: -1,
+            metadata: Some(format!("m{offset}")),
+            commit_time_ms: 1,
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,13 +289,25 @@ mod tests {
             let store = OffsetStore::open(&log).unwrap();
             // Many commits of few partitions: far more records than live offsets.
             for round in 0..2_500i64 {
-                let commits = (0..60).map(|p| ("orders".to_string(), p, committed(round))).collect();
+                let commits = (0..60)
+                    .map(|p| ("orders".to_string(), p, committed(round)))
+                    .collect();
                 store.commit("readers", commits).await.unwrap();
             }
-            store.commit("other", vec![("orders".into(), 0, committed(7))]).await.unwrap();
-            store.commit("gone", vec![("orders".into(), 1, committed(9))]).await.unwrap();
+            store
+                .commit("other", vec![("orders".into(), 0, committed(7))])
+                .await
+                .unwrap();
+            store
+                .commit("gone", vec![("orders".into(), 1, committed(9))])
+                .await
+                .unwrap();
             assert!(store.delete_group("gone").await.unwrap());
-            assert!(store.records_held() < COMPACT_AFTER_RECORDS + 4 * 61 + 60 * 2_500 / 10, "held {}", store.records_held());
+            assert!(
+                store.records_held() < COMPACT_AFTER_RECORDS + 4 * 61 + 60 * 2_500 / 10,
+                "held {}",
+                store.records_held()
+            );
             log.close().unwrap();
         }
         let log = Log::open(dir.path(), LogOptions::default()).unwrap();
@@ -239,6 +318,9 @@ mod tests {
         let mut groups = store.groups();
         groups.sort();
         assert_eq!(groups, ["other", "readers"]);
-        assert!(log.partition(OFFSETS_TOPIC, 0).unwrap().log_start_offset() > 0, "old segments were deleted");
+        assert!(
+            log.partition(OFFSETS_TOPIC, 0).unwrap().log_start_offset() > 0,
+            "old segments were deleted"
+        );
     }
 }

@@ -55,7 +55,11 @@ pub struct Member {
 
 impl Member {
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -110,7 +114,12 @@ pub struct SyncOutcome {
 
 impl SyncOutcome {
     pub fn error(code: ResponseError) -> Self {
-        Self { error_code: code.code(), protocol_type: None, protocol: None, assignment: Bytes::new() }
+        Self {
+            error_code: code.code(),
+            protocol_type: None,
+            protocol: None,
+            assignment: Bytes::new(),
+        }
     }
 }
 
@@ -156,36 +165,82 @@ impl Group {
 
     fn new_member_id(&mut self, client_id: &str) -> String {
         self.next_member += 1;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         format!("{client_id}-{nanos:x}-{}", self.next_member)
     }
 
     fn member_by_instance(&self, instance_id: &str) -> Option<String> {
-        self.members.values().find(|m| m.instance_id.as_deref() == Some(instance_id)).map(|m| m.id.clone())
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance_id))
+            .map(|m| m.id.clone())
     }
 
     /// JoinGroup: `Some` answers now; `None` means the member (whose id is
     /// returned too) waits for the rebalance to complete; its answer then
     /// comes in a `Completed`.
-    pub fn join(&mut self, args: JoinArgs, now: Instant) -> (Option<JoinOutcome>, String, Completed) {
+    pub fn join(
+        &mut self,
+        args: JoinArgs,
+        now: Instant,
+    ) -> (Option<JoinOutcome>, String, Completed) {
         let requested = args.member_id.clone();
         let (answer, member_id, completed) = self.join_inner(args, now);
         (answer, member_id.unwrap_or(requested), completed)
     }
 
-    fn join_inner(&mut self, args: JoinArgs, now: Instant) -> (Option<JoinOutcome>, Option<String>, Completed) {
+    fn join_inner(
+        &mut self,
+        args: JoinArgs,
+        now: Instant,
+    ) -> (Option<JoinOutcome>, Option<String>, Completed) {
         let mut completed = Completed::default();
         if args.protocol_type.is_empty() || args.protocols.is_empty() {
-            return (Some(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &args.member_id)), None, completed);
+            return (
+                Some(JoinOutcome::error(
+                    ResponseError::InconsistentGroupProtocol,
+                    &args.member_id,
+                )),
+                None,
+                completed,
+            );
         }
         if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&args.session_timeout) {
-            return (Some(JoinOutcome::error(ResponseError::InvalidSessionTimeout, &args.member_id)), None, completed);
+            return (
+                Some(JoinOutcome::error(
+                    ResponseError::InvalidSessionTimeout,
+                    &args.member_id,
+                )),
+                None,
+                completed,
+            );
         }
-        let others_agree = self.members.values().filter(|m| m.id != args.member_id).all(|m| {
-            m.protocols.iter().any(|(name, _)| args.protocols.iter().any(|(theirs, _)| theirs == name))
-        });
-        if self.protocol_type.as_ref().is_some_and(|t| *t != args.protocol_type && !self.members.is_empty()) || !others_agree {
-            return (Some(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, &args.member_id)), None, completed);
+        let others_agree = self
+            .members
+            .values()
+            .filter(|m| m.id != args.member_id)
+            .all(|m| {
+                m.protocols
+                    .iter()
+                    .any(|(name, _)| args.protocols.iter().any(|(theirs, _)| theirs == name))
+            });
+        if self
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| *t != args.protocol_type && !self.members.is_empty())
+            || !others_agree
+        {
+            return (
+                Some(JoinOutcome::error(
+                    ResponseError::InconsistentGroupProtocol,
+                    &args.member_id,
+                )),
+                None,
+                completed,
+            );
         }
         let mut member_id = args.member_id.clone();
         if member_id.is_empty() {
@@ -194,7 +249,10 @@ impl Group {
             {
                 // A static member coming back: it takes over its old
                 // membership, and a stable group keeps its assignment.
-                let mut member = self.members.remove(&existing).expect("member found by instance");
+                let mut member = self
+                    .members
+                    .remove(&existing)
+                    .expect("member found by instance");
                 let new_id = self.new_member_id(&args.client_id);
                 member.id = new_id.clone();
                 member.last_seen = now;
@@ -218,16 +276,36 @@ impl Group {
                 member_id = new_id;
             } else {
                 if self.members.len() + self.pending.len() >= MEMBERS_PER_GROUP_MAX {
-                    return (Some(JoinOutcome::error(ResponseError::GroupMaxSizeReached, "")), None, completed);
+                    return (
+                        Some(JoinOutcome::error(ResponseError::GroupMaxSizeReached, "")),
+                        None,
+                        completed,
+                    );
                 }
                 member_id = self.new_member_id(&args.client_id);
                 if args.requires_known_member_id {
                     self.pending.insert(member_id.clone(), now);
-                    return (Some(JoinOutcome::error(ResponseError::MemberIdRequired, &member_id)), None, completed);
+                    return (
+                        Some(JoinOutcome::error(
+                            ResponseError::MemberIdRequired,
+                            &member_id,
+                        )),
+                        None,
+                        completed,
+                    );
                 }
             }
-        } else if !self.members.contains_key(&member_id) && self.pending.remove(&member_id).is_none() {
-            return (Some(JoinOutcome::error(ResponseError::UnknownMemberId, &member_id)), None, completed);
+        } else if !self.members.contains_key(&member_id)
+            && self.pending.remove(&member_id).is_none()
+        {
+            return (
+                Some(JoinOutcome::error(
+                    ResponseError::UnknownMemberId,
+                    &member_id,
+                )),
+                None,
+                completed,
+            );
         }
         // A known member rejoining with nothing changed does not disturb the
         // group (Kafka's rule): a follower in a stable group, or anyone while
@@ -245,7 +323,10 @@ impl Group {
                 existing.last_seen = now;
                 let protocol = self.protocol.clone().unwrap_or_default();
                 let members = if is_leader {
-                    self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol))).collect()
+                    self.members
+                        .values()
+                        .map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol)))
+                        .collect()
                 } else {
                     Vec::new()
                 };
@@ -269,7 +350,11 @@ impl Group {
             protocols: args.protocols,
             session_timeout: args.session_timeout,
             rebalance_timeout: args.rebalance_timeout,
-            assignment: self.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
+            assignment: self
+                .members
+                .get(&member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
             last_seen: now,
             joined: true,
         };
@@ -277,7 +362,10 @@ impl Group {
         self.protocol_type = Some(args.protocol_type);
         if self.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(now, &mut completed);
-            self.members.get_mut(&member_id).expect("just inserted").joined = true;
+            self.members
+                .get_mut(&member_id)
+                .expect("just inserted")
+                .joined = true;
         }
         self.complete_join_if_ready(now, false, &mut completed);
         (None, Some(member_id), completed)
@@ -286,17 +374,30 @@ impl Group {
     /// Starts a rebalance: every member must join again.
     fn prepare_rebalance(&mut self, now: Instant, completed: &mut Completed) {
         for waiting in self.awaiting_sync.drain() {
-            completed.syncs.push((waiting, SyncOutcome::error(ResponseError::RebalanceInProgress)));
+            completed.syncs.push((
+                waiting,
+                SyncOutcome::error(ResponseError::RebalanceInProgress),
+            ));
         }
         self.state = GroupState::PreparingRebalance;
-        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
         self.phase_deadline = Some(now + timeout);
         for member in self.members.values_mut() {
             member.joined = false;
         }
     }
 
-    fn complete_join_if_ready(&mut self, now: Instant, deadline_passed: bool, completed: &mut Completed) {
+    fn complete_join_if_ready(
+        &mut self,
+        now: Instant,
+        deadline_passed: bool,
+        completed: &mut Completed,
+    ) {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
@@ -318,14 +419,25 @@ impl Group {
             .protocols
             .iter()
             .map(|(name, _)| name.clone())
-            .find(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+            .find(|name| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+            })
             .expect("join checked that members share a protocol");
-        if !self.leader.as_ref().is_some_and(|leader| self.members.contains_key(leader)) {
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|leader| self.members.contains_key(leader))
+        {
             self.leader = Some(first.id.clone());
         }
         let leader = self.leader.clone().expect("chosen above");
-        let roster: Vec<(String, Option<String>, Bytes)> =
-            self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol))).collect();
+        let roster: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .values()
+            .map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol)))
+            .collect();
         for member in self.members.values_mut() {
             member.joined = false;
             member.last_seen = now;
@@ -338,13 +450,22 @@ impl Group {
                     protocol: Some(protocol.clone()),
                     leader: leader.clone(),
                     member_id: member.id.clone(),
-                    members: if member.id == leader { roster.clone() } else { Vec::new() },
+                    members: if member.id == leader {
+                        roster.clone()
+                    } else {
+                        Vec::new()
+                    },
                 },
             ));
         }
         self.protocol = Some(protocol);
         self.state = GroupState::CompletingRebalance;
-        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(60));
         self.phase_deadline = Some(now + timeout);
     }
 
@@ -372,8 +493,18 @@ impl Group {
         }
         self.members.get_mut(member_id).expect("checked").last_seen = now;
         match self.state {
-            GroupState::Empty => return (Some(SyncOutcome::error(ResponseError::UnknownMemberId)), completed),
-            GroupState::PreparingRebalance => return (Some(SyncOutcome::error(ResponseError::RebalanceInProgress)), completed),
+            GroupState::Empty => {
+                return (
+                    Some(SyncOutcome::error(ResponseError::UnknownMemberId)),
+                    completed,
+                );
+            }
+            GroupState::PreparingRebalance => {
+                return (
+                    Some(SyncOutcome::error(ResponseError::RebalanceInProgress)),
+                    completed,
+                );
+            }
             GroupState::Stable => return (Some(self.assignment_of(member_id)), completed),
             GroupState::CompletingRebalance => {}
         }
@@ -398,7 +529,11 @@ impl Group {
             error_code: 0,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
-            assignment: self.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
+            assignment: self
+                .members
+                .get(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -419,7 +554,12 @@ impl Group {
     }
 
     /// LeaveGroup for one member; the others rebalance.
-    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> (i16, Completed) {
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> (i16, Completed) {
         let mut completed = Completed::default();
         let id = match (member_id.is_empty(), instance_id) {
             (true, Some(instance)) => self.member_by_instance(instance),
@@ -442,7 +582,10 @@ impl Group {
             GroupState::PreparingRebalance => self.complete_join_if_ready(now, false, completed),
             _ if self.members.is_empty() => {
                 for waiting in self.awaiting_sync.drain() {
-                    completed.syncs.push((waiting, SyncOutcome::error(ResponseError::RebalanceInProgress)));
+                    completed.syncs.push((
+                        waiting,
+                        SyncOutcome::error(ResponseError::RebalanceInProgress),
+                    ));
                 }
                 self.state = GroupState::Empty;
                 self.generation += 1;
@@ -456,10 +599,13 @@ impl Group {
     /// Expires sessions and phases that ran out of time.
     pub fn tick(&mut self, now: Instant) -> Completed {
         let mut completed = Completed::default();
-        self.pending.retain(|_, since| now.duration_since(*since) < PENDING_MEMBER_TIMEOUT);
+        self.pending
+            .retain(|_, since| now.duration_since(*since) < PENDING_MEMBER_TIMEOUT);
         let phase_over = self.phase_deadline.is_some_and(|deadline| now >= deadline);
         match self.state {
-            GroupState::PreparingRebalance if phase_over => self.complete_join_if_ready(now, true, &mut completed),
+            GroupState::PreparingRebalance if phase_over => {
+                self.complete_join_if_ready(now, true, &mut completed)
+            }
             GroupState::CompletingRebalance if phase_over => {
                 // The leader never sent assignments: start over.
                 self.prepare_rebalance(now, &mut completed);
@@ -486,7 +632,11 @@ impl Group {
     /// while the group has no members, as for manually assigned consumers.
     pub fn check_commit(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
         if generation < 0 && member_id.is_empty() {
-            return if self.members.is_empty() { Ok(()) } else { Err(ResponseError::UnknownMemberId) };
+            return if self.members.is_empty() {
+                Ok(())
+            } else {
+                Err(ResponseError::UnknownMemberId)
+            };
         }
         self.check_member(member_id, generation)?;
         // Kafka's rule: the current generation may still commit while the
@@ -545,13 +695,24 @@ mod tests {
         assert_eq!(join.generation, 1);
         assert_eq!(&join.leader, member);
         assert_eq!(join.members.len(), 1, "the leader gets the roster");
-        let (answer, completed) = group.sync(member, 1, vec![(member.clone(), Bytes::from_static(b"p0"))], now);
+        let (answer, completed) = group.sync(
+            member,
+            1,
+            vec![(member.clone(), Bytes::from_static(b"p0"))],
+            now,
+        );
         assert!(answer.is_none());
         assert_eq!(completed.syncs[0].1.assignment, Bytes::from_static(b"p0"));
         assert_eq!(group.state, GroupState::Stable);
         assert_eq!(group.heartbeat(member, 1, now), 0);
-        assert_eq!(group.heartbeat(member, 0, now), ResponseError::IllegalGeneration.code());
-        assert_eq!(group.heartbeat("stranger", 1, now), ResponseError::UnknownMemberId.code());
+        assert_eq!(
+            group.heartbeat(member, 0, now),
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            group.heartbeat("stranger", 1, now),
+            ResponseError::UnknownMemberId.code()
+        );
     }
 
     #[test]
@@ -560,21 +721,43 @@ mod tests {
         let mut group = Group::new("g");
         let (_, completed) = join_new(&mut group, now);
         let first = completed.joins[0].0.clone();
-        group.sync(&first, 1, vec![(first.clone(), Bytes::from_static(b"all"))], now);
+        group.sync(
+            &first,
+            1,
+            vec![(first.clone(), Bytes::from_static(b"all"))],
+            now,
+        );
         // The second member's join waits until the first rejoins.
         let (answer, _, _) = group.join(args("", "range"), now);
         let (answer, _, completed) = group.join(args(&answer.unwrap().member_id, "range"), now);
         assert!(answer.is_none() && completed.joins.is_empty());
-        assert_eq!(group.heartbeat(&first, 1, now), ResponseError::RebalanceInProgress.code());
+        assert_eq!(
+            group.heartbeat(&first, 1, now),
+            ResponseError::RebalanceInProgress.code()
+        );
         let (answer, _, completed) = group.join(args(&first, "range"), now);
         assert!(answer.is_none());
         assert_eq!(completed.joins.len(), 2);
-        assert!(completed.joins.iter().all(|(_, j)| j.generation == 2 && j.leader == first));
-        let follower = completed.joins.iter().find(|(id, _)| *id != first).unwrap().0.clone();
+        assert!(
+            completed
+                .joins
+                .iter()
+                .all(|(_, j)| j.generation == 2 && j.leader == first)
+        );
+        let follower = completed
+            .joins
+            .iter()
+            .find(|(id, _)| *id != first)
+            .unwrap()
+            .0
+            .clone();
         // The follower's sync waits for the leader's.
         let (answer, completed) = group.sync(&follower, 2, vec![], now);
         assert!(answer.is_none() && completed.syncs.is_empty());
-        let assignments = vec![(first.clone(), Bytes::from_static(b"a")), (follower.clone(), Bytes::from_static(b"b"))];
+        let assignments = vec![
+            (first.clone(), Bytes::from_static(b"a")),
+            (follower.clone(), Bytes::from_static(b"b")),
+        ];
         let (_, completed) = group.sync(&first, 2, assignments, now);
         let by_member: HashMap<_, _> = completed.syncs.into_iter().collect();
         assert_eq!(by_member[&follower].assignment, Bytes::from_static(b"b"));
@@ -605,16 +788,32 @@ mod tests {
     fn leaving_rebalances_the_rest_and_unknown_members_are_refused() {
         let now = Instant::now();
         let mut group = Group::new("g");
-        assert_eq!(group.join(args("made-up", "range"), now).0.unwrap().error_code, ResponseError::UnknownMemberId.code());
+        assert_eq!(
+            group
+                .join(args("made-up", "range"), now)
+                .0
+                .unwrap()
+                .error_code,
+            ResponseError::UnknownMemberId.code()
+        );
         let (_, completed) = join_new(&mut group, now);
         let first = completed.joins[0].0.clone();
         group.sync(&first, 1, vec![], now);
         assert_eq!(group.leave(&first, None, now).0, 0);
         assert_eq!(group.state, GroupState::Empty);
-        assert!(group.check_commit("", -1).is_ok(), "an empty group takes commits from outside a generation");
-        let mixed = JoinArgs { protocols: vec![("roundrobin".into(), Bytes::new())], ..args("", "x") };
+        assert!(
+            group.check_commit("", -1).is_ok(),
+            "an empty group takes commits from outside a generation"
+        );
+        let mixed = JoinArgs {
+            protocols: vec![("roundrobin".into(), Bytes::new())],
+            ..args("", "x")
+        };
         join_new(&mut group, now);
-        assert_eq!(group.join(mixed, now).0.unwrap().error_code, ResponseError::InconsistentGroupProtocol.code());
+        assert_eq!(
+            group.join(mixed, now).0.unwrap().error_code,
+            ResponseError::InconsistentGroupProtocol.code()
+        );
     }
 
     #[test]
@@ -640,17 +839,32 @@ mod tests {
     fn a_static_member_rejoining_keeps_its_assignment_without_a_rebalance() {
         let now = Instant::now();
         let mut group = Group::new("g");
-        let static_args = |member_id: &str| JoinArgs { instance_id: Some("pod-1".into()), ..args(member_id, "range") };
+        let static_args = |member_id: &str| JoinArgs {
+            instance_id: Some("pod-1".into()),
+            ..args(member_id, "range")
+        };
         let (answer, _, _) = group.join(static_args(""), now);
         let (_, _, completed) = group.join(static_args(&answer.unwrap().member_id), now);
         let first = completed.joins[0].0.clone();
-        group.sync(&first, 1, vec![(first.clone(), Bytes::from_static(b"mine"))], now);
+        group.sync(
+            &first,
+            1,
+            vec![(first.clone(), Bytes::from_static(b"mine"))],
+            now,
+        );
         // Restarted: it lost its member id but keeps its instance id.
         let (answer, _, _) = group.join(static_args(""), now);
         let answer = answer.expect("answered at once");
         assert_eq!(answer.error_code, 0);
         assert_eq!(answer.generation, 1, "no rebalance");
         assert_ne!(answer.member_id, first);
-        assert_eq!(group.sync(&answer.member_id, 1, vec![], now).0.unwrap().assignment, Bytes::from_static(b"mine"));
+        assert_eq!(
+            group
+                .sync(&answer.member_id, 1, vec![], now)
+                .0
+                .unwrap()
+                .assignment,
+            Bytes::from_static(b"mine")
+        );
     }
 }

@@ -14,22 +14,38 @@ pub fn batch_of(count: usize, value_bytes: usize, timestamp: i64, tag: u64) -> V
             timestamp,
             key: Some(format!("key-{tag}-{i}").into_bytes()),
             value: Some(format!("{tag}:{i}:{}", "x".repeat(value_bytes)).into_bytes()),
-            headers: vec![("h".into(), Some(b"1".to_vec())), ("h".into(), Some(b"2".to_vec()))],
+            headers: vec![
+                ("h".into(), Some(b"1".to_vec())),
+                ("h".into(), Some(b"2".to_vec())),
+            ],
         })
         .collect();
     batch::encode(&records, ProducerStamp::none())
 }
 
 pub fn open(dir: &Path, clock: &ManualClock, interval_bytes: u64) -> Log {
-    let options = LogOptions { clock: Arc::new(clock.clone()), index_interval_bytes: interval_bytes, open_segment_files_max: 8 };
+    let options = LogOptions {
+        clock: Arc::new(clock.clone()),
+        index_interval_bytes: interval_bytes,
+        open_segment_files_max: 8,
+    };
     Log::open(dir, options).expect("open log")
 }
 
 pub fn small_topic(segment_bytes: u64) -> TopicConfig {
-    TopicConfig { partitions: 2, segment_bytes, max_message_bytes: 64 * 1024, ..TopicConfig::default() }
+    TopicConfig {
+        partitions: 2,
+        segment_bytes,
+        max_message_bytes: 64 * 1024,
+        ..TopicConfig::default()
+    }
 }
 
 /// Every batch in a read, split apart.
 pub fn batches(bytes: &[u8]) -> Vec<(batch::BatchHeader, Vec<u8>)> {
-    batch::split(bytes).expect("reads return whole valid batches").into_iter().map(|(h, b)| (h, b.to_vec())).collect()
+    batch::split(bytes)
+        .expect("reads return whole valid batches")
+        .into_iter()
+        .map(|(h, b)| (h, b.to_vec()))
+        .collect()
 }

@@ -25,7 +25,13 @@ impl Freshet {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0", "--ports-file"])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--kafka-listen",
+                "127.0.0.1:0",
+                "--ports-file",
+            ])
             .arg(&ports_path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,13 +39,21 @@ impl Freshet {
             .unwrap();
         let ports = wait_for(|| std::fs::read(&ports_path).ok());
         let ports: serde_json::Value = serde_json::from_slice(&ports).unwrap();
-        Self { child, http: ports["http"].as_str().unwrap().to_string(), kafka: ports["kafka"].as_str().unwrap().to_string() }
+        Self {
+            child,
+            http: ports["http"].as_str().unwrap().to_string(),
+            kafka: ports["kafka"].as_str().unwrap().to_string(),
+        }
     }
 
     /// Runs a client command against this server; panics unless it succeeds.
     pub fn client(&self, args: &[&str], input: &str) -> String {
         let output = self.client_output(args, input);
-        assert!(output.status.success(), "freshet {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "freshet {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     }
 
@@ -53,7 +67,12 @@ impl Freshet {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -80,8 +99,10 @@ pub fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = probe() {
             return value;
         }
-        assert!(started.elapsed() < DEADLINE, "condition not met within {DEADLINE:?}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "condition not met within {DEADLINE:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-

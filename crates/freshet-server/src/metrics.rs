@@ -214,6 +214,20 @@ impl Collector for StateCollector {
     }
 }
 
+/// A store histogram's counts with their upper bounds in seconds.
+fn seconds_buckets(counts: &[u64]) -> Vec<(f64, u64)> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(at, n)| {
+            let bound = FRESHNESS_BUCKETS_MS
+                .get(at)
+                .map_or(f64::INFINITY, |ms| *ms as f64 / 1e3);
+            (bound, *n)
+        })
+        .collect()
+}
+
 /// Per-table numbers of the store, read at scrape time.
 #[derive(Debug)]
 struct StoreCollector {
@@ -289,7 +303,7 @@ impl Collector for StoreCollector {
             Option<Unit>,
             fn(&freshet_store::TableInfo) -> i64,
         );
-        let gauges: [TableGauge; 5] = [
+        let gauges: [TableGauge; 7] = [
             (
                 "freshet_store_rows",
                 "Rows the table holds (extents and buffer)",
@@ -310,6 +324,18 @@ impl Collector for StoreCollector {
                 "Bytes of the table's extents on disk",
                 Some(Unit::Bytes),
                 |i| i.extent_bytes as i64,
+            ),
+            (
+                "freshet_store_hot_extents",
+                "Extents the caching policy keeps in memory (the rest are read from disk)",
+                None,
+                |i| i.hot_extents as i64,
+            ),
+            (
+                "freshet_store_hot_extent_size",
+                "Bytes (on disk) of the extents kept in memory",
+                Some(Unit::Bytes),
+                |i| i.hot_extent_bytes as i64,
             ),
             (
                 "freshet_store_ingestion_lag",
@@ -334,23 +360,42 @@ impl Collector for StoreCollector {
         )?;
         for table in &tables {
             let (counts, sum_ms, count) = table.stats.freshness.read();
-            let buckets: Vec<(f64, u64)> = counts
-                .iter()
-                .enumerate()
-                .map(|(at, n)| {
-                    (
-                        FRESHNESS_BUCKETS_MS
-                            .get(at)
-                            .map_or(f64::INFINITY, |ms| *ms as f64 / 1e3),
-                        *n,
-                    )
-                })
-                .collect();
+            let buckets = seconds_buckets(&counts);
             let labels = [("table", table.name().to_string())];
             freshness
                 .encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
         }
+        drop(freshness);
+        let views = self.store.views();
+        let mut delta = encoder.encode_descriptor(
+            "freshet_store_view_delta_rows",
+            "Rows of the view's table not yet folded into the view's materialized part",
+            None,
+            MetricType::Gauge,
+        )?;
+        for view in &views {
+            ConstGauge::new(view.delta_rows as i64)
+                .encode(delta.encode_family(&[("view", view.name.clone())])?)?;
+        }
+        drop(delta);
+        let stats = self.store.query_stats();
+        let (counts, sum_ms, count) = stats.durations.read();
+        let buckets = seconds_buckets(&counts);
+        encoder
+            .encode_descriptor(
+                "freshet_store_query_duration",
+                "Duration of store queries that ran to the end",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
+        ConstCounter::new(stats.failed.load(Relaxed)).encode(encoder.encode_descriptor(
+            "freshet_store_queries_failed",
+            "Store queries that failed (bad SQL, timeout, memory, execution)",
+            None,
+            MetricType::Counter,
+        )?)?;
         Ok(())
     }
 }

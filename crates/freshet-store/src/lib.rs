@@ -266,6 +266,10 @@ impl Store {
         self.engine.limits()
     }
 
+    pub fn query_stats(&self) -> &stats::QueryStats {
+        self.engine.stats()
+    }
+
     pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
         self.engine.execute(sql).await
     }

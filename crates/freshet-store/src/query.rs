@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::provider::StoreTable;
+use crate::stats::QueryStats;
 use crate::table::Table;
 use crate::view::{ViewPlan, ViewTable};
 
@@ -146,6 +147,7 @@ pub struct QueryEngine {
     runtime: Option<tokio::runtime::Runtime>,
     context: SessionContext,
     limits: QueryLimits,
+    stats: Arc<QueryStats>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -180,11 +182,16 @@ impl QueryEngine {
             runtime: Some(runtime),
             context,
             limits,
+            stats: Arc::default(),
         })
     }
 
     pub fn limits(&self) -> QueryLimits {
         self.limits
+    }
+
+    pub fn stats(&self) -> &QueryStats {
+        &self.stats
     }
 
     pub fn register(&self, table: Arc<Table>) {
@@ -213,6 +220,7 @@ impl QueryEngine {
         let context = self.context.clone();
         let limits = self.limits;
         let sql = sql.to_string();
+        let stats = self.stats.clone();
         let task = self
             .runtime
             .as_ref()
@@ -262,18 +270,25 @@ impl QueryEngine {
                     Ok(Err(error)) => Err(QueryError::from_datafusion(&error, &sql)),
                     Ok(Ok(mut result)) => {
                         result.elapsed = started.elapsed();
+                        stats.durations.observe(result.elapsed.as_millis() as u64);
                         Ok(result)
                     }
                 }
             });
-        task.await.unwrap_or_else(|error| {
+        let result = task.await.unwrap_or_else(|error| {
             Err(QueryError {
                 code: "execution",
                 message: format!("the query failed: {error}"),
                 line: None,
                 column: None,
             })
-        })
+        });
+        if result.is_err() {
+            self.stats
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 }
 

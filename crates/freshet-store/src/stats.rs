@@ -22,6 +22,15 @@ pub struct TableStats {
     pub freshness: Histogram,
 }
 
+/// What the query engine counts.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    /// Durations (ms) of queries that ran to the end.
+    pub durations: Histogram,
+    /// Queries that failed: bad SQL, timeouts, memory, execution errors.
+    pub failed: AtomicU64,
+}
+
 /// A fixed-bucket histogram with atomic counts (the last bucket is +Inf).
 #[derive(Debug, Default)]
 pub struct Histogram {

@@ -99,6 +99,8 @@ pub struct TableInfo {
     pub extents: usize,
     pub hot_extents: usize,
     pub extent_bytes: u64,
+    /// Bytes (on disk) of the extents the caching policy keeps in memory.
+    pub hot_extent_bytes: u64,
     pub lag: u64,
     pub columns: Vec<ColumnInfo>,
     pub time_column: Option<String>,
@@ -220,6 +222,13 @@ impl Table {
             extents: state.manifest.extents.len(),
             hot_extents: state.hot.len(),
             extent_bytes: state.manifest.extents.iter().map(|e| e.bytes).sum(),
+            hot_extent_bytes: state
+                .manifest
+                .extents
+                .iter()
+                .filter(|e| state.hot.contains_key(&e.id))
+                .map(|e| e.bytes)
+                .sum(),
             lag: self.lag.load(Ordering::Relaxed),
             columns: self
                 .spec

@@ -4,7 +4,7 @@
 //! table's own Parquet extents.
 //!
 //! Run: `cargo bench -p freshet-store --bench store`
-//! Needs `python3` with `duckdb` (`pip install duckdb`) for the peer column.
+//! Needs `python3` with `duckdb` and `pytz` (`pip install duckdb pytz`) for the peer column.
 //! Options (environment): `FRESHET_BENCH_DIR` (default `target/bench-store`),
 //! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
 //! (events/s of the freshness phase, default 100,000),

@@ -418,6 +418,7 @@ import duckdb
 glob, queries = sys.argv[1], json.loads(sys.argv[2])
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE VIEW auth AS SELECT * FROM read_parquet('{glob}')")
 times = []
 for sql in queries:
@@ -448,5 +449,13 @@ print(json.dumps(times))
         );
         return None;
     }
-    serde_json::from_slice(&output.stdout).ok()
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("");
+    match serde_json::from_str(last) {
+        Ok(times) => Some(times),
+        Err(error) => {
+            eprintln!("DuckDB's answer was not read ({error}): {stdout}");
+            None
+        }
+    }
 }

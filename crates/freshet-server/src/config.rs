@@ -254,11 +254,7 @@ impl Config {
             let line = line_of(spanned.span().start);
             let raw = spanned.into_inner();
             let name = raw.name.clone();
-            let error = |message: String| ConfigError {
-                file: file.to_string(),
-                line,
-                message: format!("[[table]] '{name}': {message}"),
-            };
+            let error = |message: String| section_error(file, line, "table", &name, message);
             if tables.iter().any(|t| t.name == raw.name) {
                 return Err(error("declared twice".into()));
             }
@@ -270,11 +266,7 @@ impl Config {
             let line = line_of(spanned.span().start);
             let raw = spanned.into_inner();
             let name = raw.name.clone();
-            let error = |message: String| ConfigError {
-                file: file.to_string(),
-                line,
-                message: format!("[[view]] '{name}': {message}"),
-            };
+            let error = |message: String| section_error(file, line, "view", &name, message);
             if views.iter().any(|v| v.name == raw.name) || tables.iter().any(|t| t.name == raw.name)
             {
                 return Err(error(
@@ -309,6 +301,15 @@ impl Config {
             tables,
             views,
         })
+    }
+}
+
+/// An error in one `[[kind]]` section, at its line.
+fn section_error(file: &str, line: usize, kind: &str, name: &str, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        line,
+        message: format!("[[{kind}]] '{name}': {message}"),
     }
 }
 

@@ -450,7 +450,11 @@ print(json.dumps(times))
         return None;
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("");
     match serde_json::from_str(last) {
         Ok(times) => Some(times),
         Err(error) => {

@@ -1,0 +1,12 @@
+//! Freshet's hot path: continuous queries in the Stream Analytics dialect
+//! over event streams, with event-time windows, watermarks and
+//! checkpointable state. Pure: events come in as values with their arrival
+//! time, outputs come back as rows; reading the log and writing outputs is
+//! the server's job.
+
+pub mod parse;
+pub mod time;
+pub mod value;
+
+pub use parse::QueryError;
+pub use value::{Record, Value};

@@ -1,0 +1,113 @@
+//! Event-time arithmetic: duration units, datetime parsing and printing,
+//! and window alignment. Times are microseconds since the Unix epoch, UTC;
+//! alignment uses `div_euclid` so times before 1970 land in the right window.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+
+pub const MICROS_PER_MILLI: i64 = 1_000;
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// The length of one `unit` (Stream Analytics' names and abbreviations).
+pub fn unit_micros(unit: &str) -> Option<i64> {
+    let micros = match unit.to_ascii_lowercase().as_str() {
+        "day" | "dd" | "d" => 86_400 * MICROS_PER_SECOND,
+        "hour" | "hh" => 3_600 * MICROS_PER_SECOND,
+        "minute" | "mi" | "n" => 60 * MICROS_PER_SECOND,
+        "second" | "ss" | "s" => MICROS_PER_SECOND,
+        "millisecond" | "ms" => MICROS_PER_MILLI,
+        "microsecond" | "mcs" => 1,
+        _ => return None,
+    };
+    Some(micros)
+}
+
+/// Parses an ISO-8601 datetime; one without an offset is UTC.
+pub fn parse_datetime(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+        return Some(parsed.timestamp_micros());
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(parsed) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(parsed.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
+    }
+    None
+}
+
+/// ISO-8601 UTC with milliseconds, or microseconds when they are needed.
+pub fn format_datetime(micros: i64) -> String {
+    match DateTime::<Utc>::from_timestamp_micros(micros) {
+        Some(time) if micros % MICROS_PER_MILLI == 0 => {
+            time.to_rfc3339_opts(SecondsFormat::Millis, true)
+        }
+        Some(time) => time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        None => micros.to_string(),
+    }
+}
+
+/// The smallest `k * step + offset` that is at or after `time`.
+pub fn align_up(time: i64, step: i64, offset: i64) -> i64 {
+    debug_assert!(step > 0);
+    let shifted = time - offset;
+    let quotient = shifted.div_euclid(step);
+    let aligned = quotient * step + offset;
+    if aligned == time {
+        aligned
+    } else {
+        aligned + step
+    }
+}
+
+/// The largest `k * step + offset` that is at or before `time`.
+pub fn align_down(time: i64, step: i64, offset: i64) -> i64 {
+    debug_assert!(step > 0);
+    (time - offset).div_euclid(step) * step + offset
+}
+
+/// The ends of the hopping windows `(end - size, end]` that contain `time`,
+/// earliest first. Tumbling windows are hopping windows with `hop == size`.
+pub fn window_ends(time: i64, size: i64, hop: i64, offset: i64) -> impl Iterator<Item = i64> {
+    let first = align_up(time, hop, offset);
+    (0..)
+        .map(move |index| first + index * hop)
+        .take_while(move |end| end - size < time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_start_exclusive_and_end_inclusive() {
+        let second = MICROS_PER_SECOND;
+        // An event exactly at 30 s belongs to (0, 30], not (30, 60].
+        assert_eq!(window_ends(30 * second, 30 * second, 30 * second, 0).collect::<Vec<_>>(), vec![30 * second]);
+        assert_eq!(window_ends(30 * second + 1, 30 * second, 30 * second, 0).collect::<Vec<_>>(), vec![60 * second]);
+        // Hopping 10 s every 5 s: an event at 12 s is in (5, 15] and (10, 20].
+        assert_eq!(
+            window_ends(12 * second, 10 * second, 5 * second, 0).collect::<Vec<_>>(),
+            vec![15 * second, 20 * second]
+        );
+        // Before the epoch.
+        assert_eq!(window_ends(-1, 10, 10, 0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(window_ends(-10, 10, 10, 0).collect::<Vec<_>>(), vec![-10]);
+        // An offset shifts the alignment.
+        assert_eq!(window_ends(3, 10, 10, 2).collect::<Vec<_>>(), vec![12]);
+    }
+
+    #[test]
+    fn datetimes_parse_and_print_in_utc() {
+        let micros = parse_datetime("2026-11-23T01:02:03.5+01:00").unwrap();
+        assert_eq!(format_datetime(micros), "2026-11-23T00:02:03.500Z");
+        assert_eq!(parse_datetime("2026-11-23 00:02:03.5"), Some(micros));
+        assert_eq!(format_datetime(micros + 1), "2026-11-23T00:02:03.500001Z");
+        assert_eq!(parse_datetime("2026-11-23"), parse_datetime("2026-11-23T00:00:00Z"));
+        assert_eq!(parse_datetime("yesterday"), None);
+        assert_eq!(unit_micros("MI"), Some(60 * MICROS_PER_SECOND));
+        assert_eq!(unit_micros("fortnight"), None);
+    }
+}

@@ -1,0 +1,389 @@
+//! The values a hot-path query computes with: Stream Analytics' loose,
+//! per-record types (bigint, float, nvarchar(max), datetime, bit, record,
+//! array), read from JSON and written back as JSON.
+//!
+//! Types belong to values, not columns: two events of one input may carry
+//! a field with different types, as in Stream Analytics. That is why the
+//! hot path evaluates over these values rather than over a fixed Arrow
+//! schema.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::time;
+
+/// One value. Datetimes are microseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Arc<str>),
+    Time(i64),
+    Record(Arc<Record>),
+    Array(Arc<Vec<Value>>),
+}
+
+/// A record: named fields in the order they arrived. Field names are
+/// matched exactly first, then ignoring ASCII case.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    fields: Vec<(Arc<str>, Value)>,
+}
+
+impl Record {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields
+            .iter()
+            .find(|(field, _)| &**field == name)
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|(field, _)| field.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, value)| value)
+    }
+
+    /// Sets `name`, replacing an existing field of the same name.
+    pub fn insert(&mut self, name: Arc<str>, value: Value) {
+        match self.fields.iter_mut().find(|(field, _)| *field == name) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
+        self.fields.iter().map(|(name, value)| (name, value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Parses one JSON object.
+    pub fn from_json(bytes: &[u8]) -> Result<Record, String> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = ValueSeed
+            .deserialize(&mut deserializer)
+            .map_err(|error| error.to_string())?;
+        deserializer.end().map_err(|error| error.to_string())?;
+        match value {
+            Value::Record(record) => {
+                Ok(Arc::try_unwrap(record).unwrap_or_else(|shared| (*shared).clone()))
+            }
+            other => Err(format!(
+                "an event must be a JSON object, not {}",
+                other.type_name()
+            )),
+        }
+    }
+
+}
+
+impl Value {
+    pub fn str(text: &str) -> Value {
+        Value::Str(Arc::from(text))
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The Stream Analytics name of the value's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bit",
+            Value::Int(_) => "bigint",
+            Value::Float(_) => "float",
+            Value::Str(_) => "nvarchar(max)",
+            Value::Time(_) => "datetime",
+            Value::Record(_) => "record",
+            Value::Array(_) => "array",
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(value) => Some(*value as f64),
+            Value::Float(value) => Some(*value),
+            Value::Bool(value) => Some(f64::from(u8::from(*value))),
+            _ => None,
+        }
+    }
+
+    /// The value as a datetime: datetimes themselves, ISO-8601 strings,
+    /// and numbers as milliseconds since the epoch.
+    pub fn as_time(&self) -> Option<i64> {
+        match self {
+            Value::Time(micros) => Some(*micros),
+            Value::Str(text) => time::parse_datetime(text),
+            Value::Int(millis) => millis.checked_mul(1000),
+            Value::Float(millis) if millis.is_finite() => Some((millis * 1000.0) as i64),
+            _ => None,
+        }
+    }
+
+    /// True only for a true bit or a non-zero number; NULL is not true.
+    pub fn is_true(&self) -> bool {
+        match self {
+            Value::Bool(value) => *value,
+            Value::Int(value) => *value != 0,
+            Value::Float(value) => *value != 0.0,
+            _ => false,
+        }
+    }
+
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::Float(_) => 2,
+            Value::Str(_) => 3,
+            Value::Time(_) => 4,
+            Value::Record(_) => 5,
+            Value::Array(_) => 6,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(text) => formatter.write_str(text),
+            other => formatter.write_str(
+                &serde_json::to_string(&Json(other)).expect("values always serialize"),
+            ),
+        }
+    }
+}
+
+/// A total order used for grouping, DISTINCT and MIN/MAX: by type rank
+/// (NULL first), numbers compared by value across bigint and float.
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a.cmp(b),
+            (Value::Float(a), Value::Float(b)) => compare_floats(*a, *b),
+            (Value::Int(a), Value::Float(b)) => compare_floats(*a as f64, *b),
+            (Value::Float(a), Value::Int(b)) => compare_floats(*a, *b as f64),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Str(a), Value::Str(b)) => a.cmp(b),
+            (Value::Time(a), Value::Time(b)) => a.cmp(b),
+            (Value::Record(a), Value::Record(b)) => a.fields.cmp(&b.fields),
+            (Value::Array(a), Value::Array(b)) => a.cmp(b),
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+/// Numeric order with -0 equal to 0, and NaN after every number.
+fn compare_floats(a: f64, b: f64) -> Ordering {
+    a.partial_cmp(&b).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Record {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.fields.cmp(&other.fields))
+    }
+}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.rank().hash(state);
+        match self {
+            Value::Null => {}
+            Value::Bool(value) => value.hash(state),
+            // Equal numbers hash alike whatever their type.
+            Value::Int(value) => (*value as f64).to_bits().hash(state),
+            Value::Float(value) => {
+                let value = if *value == 0.0 { 0.0 } else { *value };
+                value.to_bits().hash(state)
+            }
+            Value::Str(text) => text.hash(state),
+            Value::Time(micros) => micros.hash(state),
+            Value::Record(record) => {
+                for (name, value) in &record.fields {
+                    name.hash(state);
+                    value.hash(state);
+                }
+            }
+            Value::Array(items) => items.hash(state),
+        }
+    }
+}
+
+/// Builds a [`Value`] straight from JSON, without an intermediate tree.
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Int(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(i64::try_from(value)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(value as f64)))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Value::Float(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::Str(Arc::from(value)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(ValueSeed)? {
+            items.push(item);
+        }
+        Ok(Value::Array(Arc::new(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut record = Record::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let value = map.next_value_seed(ValueSeed)?;
+            record.insert(Arc::from(&*name), value);
+        }
+        Ok(Value::Record(Arc::new(record)))
+    }
+}
+
+/// Writes a value as JSON, records with their fields in order (outputs
+/// and `job test`): datetimes as ISO-8601 UTC strings, non-finite floats
+/// as null.
+pub struct Json<'a>(pub &'a Value);
+
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(value) => serializer.serialize_bool(*value),
+            Value::Int(value) => serializer.serialize_i64(*value),
+            Value::Float(value) if value.is_finite() => serializer.serialize_f64(*value),
+            Value::Float(_) => serializer.serialize_unit(),
+            Value::Str(text) => serializer.serialize_str(text),
+            Value::Time(micros) => serializer.serialize_str(&time::format_datetime(*micros)),
+            Value::Record(record) => {
+                let mut map = serializer.serialize_map(Some(record.len()))?;
+                for (name, value) in record.iter() {
+                    map.serialize_entry(&**name, &Json(value))?;
+                }
+                map.end()
+            }
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items.iter() {
+                    seq.serialize_element(&Json(item))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+impl Record {
+    /// The record as one line of JSON, fields in order.
+    pub fn to_json_string(&self) -> String {
+        let value = Value::Record(Arc::new(self.clone()));
+        serde_json::to_string(&Json(&value)).expect("values always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_with_field_order_and_types() {
+        let text = br#"{"b":1,"a":{"x":[1,2.5,"s",null,true]},"c":"2026-01-01T00:00:00Z"}"#;
+        let record = Record::from_json(text).unwrap();
+        assert_eq!(
+            record.to_json_string(),
+            r#"{"b":1,"a":{"x":[1,2.5,"s",null,true]},"c":"2026-01-01T00:00:00Z"}"#
+        );
+        assert!(matches!(record.get("B"), Some(Value::Int(1))));
+        assert!(Record::from_json(b"[1]").unwrap_err().contains("JSON object"));
+        assert!(Record::from_json(b"{\"a\":").is_err());
+    }
+
+    #[test]
+    fn numbers_group_by_value_across_types() {
+        use std::collections::HashSet;
+        let set: HashSet<Value> = [Value::Int(1), Value::Float(1.0), Value::Float(-0.0), Value::Int(0)]
+            .into_iter()
+            .collect();
+        assert_eq!(set.len(), 2);
+        assert!(Value::Null < Value::Int(-5));
+        assert!(Value::Int(2) < Value::Float(2.5));
+    }
+}

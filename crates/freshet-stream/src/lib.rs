@@ -4,7 +4,9 @@
 //! time, outputs come back as rows; reading the log and writing outputs is
 //! the server's job.
 
+pub mod expr;
 pub mod parse;
+pub mod plan;
 pub mod time;
 pub mod value;
 

@@ -193,7 +193,9 @@ pub fn parse_job(text: &str) -> Result<ParsedJob, QueryError> {
         statements.push(*query);
     }
     if statements.is_empty() {
-        return Err(QueryError::whole("the query is empty: write at least one SELECT … INTO output FROM input"));
+        return Err(QueryError::whole(
+            "the query is empty: write at least one SELECT … INTO output FROM input",
+        ));
     }
     Ok(ParsedJob {
         statements,
@@ -215,8 +217,7 @@ fn clause_start(tokens: &[&TokenWithSpan], index: usize) -> Option<Clause> {
         return Some(Clause::TimestampBy);
     }
     // `OVER (PARTITION BY …)` is SQL and stays.
-    if is_keyword(tokens, index, Keyword::PARTITION) && tokens[index - 1].token != Token::LParen
-    {
+    if is_keyword(tokens, index, Keyword::PARTITION) && tokens[index - 1].token != Token::LParen {
         return Some(Clause::PartitionBy);
     }
     None
@@ -381,7 +382,10 @@ HAVING DeclineRatePct > 15";
         assert_eq!(job.statements.len(), 1);
         // `[auth-events]` ends at line 4, column 19.
         let clauses = &job.clauses[&(4, 19)];
-        assert_eq!(clauses.timestamp_by.as_ref().unwrap().to_string(), "EventTime");
+        assert_eq!(
+            clauses.timestamp_by.as_ref().unwrap().to_string(),
+            "EventTime"
+        );
         assert_eq!(clauses.partition_by[0].to_string(), "BIN");
         assert!(clauses.over.is_empty());
     }
@@ -393,7 +397,10 @@ HAVING DeclineRatePct > 15";
         let job = parse_job(text).unwrap();
         assert_eq!(job.statements.len(), 2);
         let clauses = job.clauses.values().next().unwrap();
-        assert_eq!(clauses.timestamp_by.as_ref().unwrap().to_string(), "CAST(t AS DATETIME)");
+        assert_eq!(
+            clauses.timestamp_by.as_ref().unwrap().to_string(),
+            "CAST(t AS DATETIME)"
+        );
         assert_eq!(clauses.over.len(), 2);
     }
 

@@ -27,7 +27,11 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some(parsed.timestamp_micros());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(parsed) = NaiveDateTime::parse_from_str(text, format) {
             return Some(parsed.and_utc().timestamp_micros());
         }
@@ -85,8 +89,14 @@ mod tests {
     fn windows_are_start_exclusive_and_end_inclusive() {
         let second = MICROS_PER_SECOND;
         // An event exactly at 30 s belongs to (0, 30], not (30, 60].
-        assert_eq!(window_ends(30 * second, 30 * second, 30 * second, 0).collect::<Vec<_>>(), vec![30 * second]);
-        assert_eq!(window_ends(30 * second + 1, 30 * second, 30 * second, 0).collect::<Vec<_>>(), vec![60 * second]);
+        assert_eq!(
+            window_ends(30 * second, 30 * second, 30 * second, 0).collect::<Vec<_>>(),
+            vec![30 * second]
+        );
+        assert_eq!(
+            window_ends(30 * second + 1, 30 * second, 30 * second, 0).collect::<Vec<_>>(),
+            vec![60 * second]
+        );
         // Hopping 10 s every 5 s: an event at 12 s is in (5, 15] and (10, 20].
         assert_eq!(
             window_ends(12 * second, 10 * second, 5 * second, 0).collect::<Vec<_>>(),
@@ -105,7 +115,10 @@ mod tests {
         assert_eq!(format_datetime(micros), "2026-11-23T00:02:03.500Z");
         assert_eq!(parse_datetime("2026-11-23 00:02:03.5"), Some(micros));
         assert_eq!(format_datetime(micros + 1), "2026-11-23T00:02:03.500001Z");
-        assert_eq!(parse_datetime("2026-11-23"), parse_datetime("2026-11-23T00:00:00Z"));
+        assert_eq!(
+            parse_datetime("2026-11-23"),
+            parse_datetime("2026-11-23T00:00:00Z")
+        );
         assert_eq!(parse_datetime("yesterday"), None);
         assert_eq!(unit_micros("MI"), Some(60 * MICROS_PER_SECOND));
         assert_eq!(unit_micros("fortnight"), None);

@@ -98,7 +98,6 @@ impl Record {
             )),
         }
     }
-
 }
 
 impl Value {
@@ -155,7 +154,6 @@ impl Value {
         }
     }
 
-
     fn rank(&self) -> u8 {
         match self {
             Value::Null => 0,
@@ -173,9 +171,8 @@ impl fmt::Display for Value {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Str(text) => formatter.write_str(text),
-            other => formatter.write_str(
-                &serde_json::to_string(&Json(other)).expect("values always serialize"),
-            ),
+            other => formatter
+                .write_str(&serde_json::to_string(&Json(other)).expect("values always serialize")),
         }
     }
 }
@@ -201,7 +198,8 @@ impl Ord for Value {
 
 /// Numeric order with -0 equal to 0, and NaN after every number.
 fn compare_floats(a: f64, b: f64) -> Ordering {
-    a.partial_cmp(&b).unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
+    a.partial_cmp(&b)
+        .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
 }
 
 impl PartialOrd for Value {
@@ -372,16 +370,25 @@ mod tests {
             r#"{"b":1,"a":{"x":[1,2.5,"s",null,true]},"c":"2026-01-01T00:00:00Z"}"#
         );
         assert!(matches!(record.get("B"), Some(Value::Int(1))));
-        assert!(Record::from_json(b"[1]").unwrap_err().contains("JSON object"));
+        assert!(
+            Record::from_json(b"[1]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
         assert!(Record::from_json(b"{\"a\":").is_err());
     }
 
     #[test]
     fn numbers_group_by_value_across_types() {
         use std::collections::HashSet;
-        let set: HashSet<Value> = [Value::Int(1), Value::Float(1.0), Value::Float(-0.0), Value::Int(0)]
-            .into_iter()
-            .collect();
+        let set: HashSet<Value> = [
+            Value::Int(1),
+            Value::Float(1.0),
+            Value::Float(-0.0),
+            Value::Int(0),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(set.len(), 2);
         assert!(Value::Null < Value::Int(-5));
         assert!(Value::Int(2) < Value::Float(2.5));

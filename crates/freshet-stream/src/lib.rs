@@ -4,7 +4,10 @@
 //! time, outputs come back as rows; reading the log and writing outputs is
 //! the server's job.
 
+pub mod aggregate;
+pub mod engine;
 pub mod expr;
+pub mod local;
 pub mod parse;
 pub mod plan;
 pub mod time;

@@ -36,7 +36,7 @@ pub struct InputPlan {
     pub timestamp_by: Option<Expr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamRef {
     Input(usize),
     Step(usize),

@@ -1,0 +1,623 @@
+//! Aggregates and windows: accumulators for COUNT, SUM, AVG, MIN, MAX and
+//! the deviation family, and the window state of an aggregating step.
+//! Tumbling, hopping and snapshot windows accumulate as events arrive;
+//! sliding and session windows need events in time order, so they hold
+//! events until the watermark passes them and then replay them in order.
+//! A window `(start, end]` emits once, when the watermark passes `end`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{AggregateCall, AggregateFunction, WindowPlan};
+use crate::time;
+use crate::value::Value;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Accumulator {
+    Count(i64),
+    Sum {
+        int: i64,
+        float: f64,
+        is_float: bool,
+        seen: bool,
+    },
+    Avg {
+        sum: f64,
+        count: i64,
+    },
+    Min(Option<Value>),
+    Max(Option<Value>),
+    /// Welford's running mean and squared deviations.
+    Moments {
+        count: i64,
+        mean: f64,
+        m2: f64,
+    },
+    Distinct(#[serde(with = "crate::aggregate::pairs")] BTreeMap<Value, ()>),
+}
+
+impl Accumulator {
+    pub fn new(call: &AggregateCall) -> Self {
+        if call.distinct {
+            return Accumulator::Distinct(BTreeMap::new());
+        }
+        Self::plain(call.function)
+    }
+
+    fn plain(function: AggregateFunction) -> Self {
+        match function {
+            AggregateFunction::Count => Accumulator::Count(0),
+            AggregateFunction::Sum => Accumulator::Sum {
+                int: 0,
+                float: 0.0,
+                is_float: false,
+                seen: false,
+            },
+            AggregateFunction::Avg => Accumulator::Avg { sum: 0.0, count: 0 },
+            AggregateFunction::Min => Accumulator::Min(None),
+            AggregateFunction::Max => Accumulator::Max(None),
+            AggregateFunction::Stdev
+            | AggregateFunction::StdevP
+            | AggregateFunction::Var
+            | AggregateFunction::VarP => Accumulator::Moments {
+                count: 0,
+                mean: 0.0,
+                m2: 0.0,
+            },
+        }
+    }
+
+    /// Adds one value; `COUNT(*)` is given a non-NULL value for each row.
+    pub fn update(&mut self, value: &Value) {
+        if value.is_null() {
+            return;
+        }
+        match self {
+            Accumulator::Count(count) => *count += 1,
+            Accumulator::Sum {
+                int,
+                float,
+                is_float,
+                seen,
+            } => match value {
+                Value::Int(add) if !*is_float => match int.checked_add(*add) {
+                    Some(total) => {
+                        *int = total;
+                        *seen = true;
+                    }
+                    None => {
+                        *float = *int as f64 + *add as f64;
+                        *is_float = true;
+                        *seen = true;
+                    }
+                },
+                other => {
+                    if let Some(add) = other.as_f64() {
+                        if !*is_float {
+                            *float = *int as f64;
+                            *is_float = true;
+                        }
+                        *float += add;
+                        *seen = true;
+                    }
+                }
+            },
+            Accumulator::Avg { sum, count } => {
+                if let Some(add) = value.as_f64() {
+                    *sum += add;
+                    *count += 1;
+                }
+            }
+            Accumulator::Min(current) => {
+                if current.as_ref().is_none_or(|current| value < current) {
+                    *current = Some(value.clone());
+                }
+            }
+            Accumulator::Max(current) => {
+                if current.as_ref().is_none_or(|current| value > current) {
+                    *current = Some(value.clone());
+                }
+            }
+            Accumulator::Moments { count, mean, m2 } => {
+                if let Some(x) = value.as_f64() {
+                    *count += 1;
+                    let delta = x - *mean;
+                    *mean += delta / *count as f64;
+                    *m2 += delta * (x - *mean);
+                }
+            }
+            Accumulator::Distinct(values) => {
+                values.insert(value.clone(), ());
+            }
+        }
+    }
+
+    pub fn finish(&self, call: &AggregateCall) -> Value {
+        match self {
+            Accumulator::Count(count) => Value::Int(*count),
+            Accumulator::Sum { seen: false, .. } => Value::Null,
+            Accumulator::Sum {
+                int,
+                float,
+                is_float,
+                ..
+            } => {
+                if *is_float {
+                    Value::Float(*float)
+                } else {
+                    Value::Int(*int)
+                }
+            }
+            Accumulator::Avg { count: 0, .. } => Value::Null,
+            Accumulator::Avg { sum, count } => Value::Float(sum / *count as f64),
+            Accumulator::Min(value) | Accumulator::Max(value) => {
+                value.clone().unwrap_or(Value::Null)
+            }
+            Accumulator::Moments { count, m2, .. } => {
+                let sample = matches!(
+                    call.function,
+                    AggregateFunction::Stdev | AggregateFunction::Var
+                );
+                let divisor = if sample { *count - 1 } else { *count };
+                if divisor <= 0 {
+                    return Value::Null;
+                }
+                let variance = m2 / divisor as f64;
+                match call.function {
+                    AggregateFunction::Stdev | AggregateFunction::StdevP => {
+                        Value::Float(variance.sqrt())
+                    }
+                    _ => Value::Float(variance),
+                }
+            }
+            Accumulator::Distinct(values) => {
+                let mut inner = Self::plain(call.function);
+                for value in values.keys() {
+                    inner.update(value);
+                }
+                inner.finish(&AggregateCall {
+                    distinct: false,
+                    ..call.clone()
+                })
+            }
+        }
+    }
+}
+
+/// One row entering an aggregating step: its time, grouping keys, the
+/// arguments of each aggregate, and (sessions) the session partition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRow {
+    pub time: i64,
+    pub keys: Vec<Value>,
+    pub args: Vec<Value>,
+    pub partition: Vec<Value>,
+}
+
+/// A closed group: the window end (its System.Timestamp()), keys and
+/// finished aggregates.
+#[derive(Debug, Clone)]
+pub struct ClosedGroup {
+    pub end: i64,
+    pub keys: Vec<Value>,
+    pub aggregates: Vec<Value>,
+}
+
+/// Accumulators per group key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Groups {
+    #[serde(with = "crate::aggregate::pairs")]
+    map: BTreeMap<Vec<Value>, Vec<Accumulator>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WindowState {
+    /// Open windows by end (tumbling, hopping, snapshot).
+    #[serde(with = "crate::aggregate::pairs")]
+    windows: BTreeMap<i64, Groups>,
+    /// Events not yet passed by the watermark (sliding, session), by time
+    /// and arrival sequence.
+    #[serde(with = "crate::aggregate::pairs")]
+    pending: BTreeMap<(i64, u64), GroupRow>,
+    sequence: u64,
+    /// Sliding: the events of the last window length per group, and the
+    /// times at which each group's window content changes.
+    #[serde(with = "crate::aggregate::pairs")]
+    sliding: BTreeMap<Vec<Value>, SlidingGroup>,
+    /// Sessions by session partition.
+    #[serde(with = "crate::aggregate::pairs")]
+    sessions: BTreeMap<Vec<Value>, Session>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SlidingGroup {
+    rows: Vec<(i64, Vec<Value>)>,
+    #[serde(with = "crate::aggregate::pairs")]
+    changes: BTreeMap<i64, ()>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    start: i64,
+    last: i64,
+    /// The first maximum-duration check at which the session is too long.
+    limit: i64,
+    groups: Groups,
+}
+
+fn new_accumulators(calls: &[AggregateCall]) -> Vec<Accumulator> {
+    calls.iter().map(Accumulator::new).collect()
+}
+
+fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut Vec<ClosedGroup>) {
+    for (keys, accumulators) in groups.map {
+        let aggregates = accumulators
+            .iter()
+            .zip(calls)
+            .map(|(accumulator, call)| accumulator.finish(call))
+            .collect();
+        closed.push(ClosedGroup {
+            end,
+            keys,
+            aggregates,
+        });
+    }
+}
+
+impl WindowState {
+    /// Rows held in state, for the state-size metric.
+    pub fn size(&self) -> usize {
+        self.windows
+            .values()
+            .map(|groups| groups.map.len())
+            .sum::<usize>()
+            + self.pending.len()
+            + self
+                .sliding
+                .values()
+                .map(|group| group.rows.len())
+                .sum::<usize>()
+            + self
+                .sessions
+                .values()
+                .map(|session| session.groups.map.len())
+                .sum::<usize>()
+    }
+
+    pub fn add(&mut self, window: &WindowPlan, calls: &[AggregateCall], row: GroupRow) {
+        match window {
+            WindowPlan::Hopping { size, hop, offset } => {
+                for end in time::window_ends(row.time, *size, *hop, *offset) {
+                    let accumulators = self
+                        .windows
+                        .entry(end)
+                        .or_default()
+                        .map
+                        .entry(row.keys.clone())
+                        .or_insert_with(|| new_accumulators(calls));
+                    for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
+                        accumulator.update(arg);
+                    }
+                }
+            }
+            WindowPlan::Snapshot => {
+                let accumulators = self
+                    .windows
+                    .entry(row.time)
+                    .or_default()
+                    .map
+                    .entry(row.keys)
+                    .or_insert_with(|| new_accumulators(calls));
+                for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
+                    accumulator.update(arg);
+                }
+            }
+            WindowPlan::Sliding { .. } | WindowPlan::Session { .. } => {
+                self.sequence += 1;
+                self.pending.insert((row.time, self.sequence), row);
+            }
+        }
+    }
+
+    /// Closes every window that ends before `watermark`, in end order and
+    /// then key order.
+    pub fn advance(
+        &mut self,
+        window: &WindowPlan,
+        calls: &[AggregateCall],
+        watermark: i64,
+    ) -> Vec<ClosedGroup> {
+        let mut closed = Vec::new();
+        match window {
+            WindowPlan::Hopping { .. } | WindowPlan::Snapshot => {
+                while let Some(entry) = self.windows.first_entry() {
+                    if *entry.key() >= watermark {
+                        break;
+                    }
+                    let (end, groups) = entry.remove_entry();
+                    finish_groups(end, groups, calls, &mut closed);
+                }
+            }
+            WindowPlan::Sliding { size } => {
+                self.advance_sliding(*size, calls, watermark, &mut closed)
+            }
+            WindowPlan::Session {
+                timeout,
+                max_duration,
+                ..
+            } => self.advance_sessions(*timeout, *max_duration, calls, watermark, &mut closed),
+        }
+        closed
+    }
+
+    fn take_ready(&mut self, watermark: i64) -> Vec<GroupRow> {
+        let mut ready = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 >= watermark {
+                break;
+            }
+            ready.push(entry.remove());
+        }
+        ready
+    }
+
+    fn advance_sliding(
+        &mut self,
+        size: i64,
+        calls: &[AggregateCall],
+        watermark: i64,
+        closed: &mut Vec<ClosedGroup>,
+    ) {
+        for row in self.take_ready(watermark) {
+            let group = self.sliding.entry(row.keys).or_default();
+            group.changes.insert(row.time, ());
+            group.changes.insert(row.time.saturating_add(size), ());
+            group.rows.push((row.time, row.args));
+        }
+        let mut emitted = Vec::new();
+        for (keys, group) in &mut self.sliding {
+            while let Some(entry) = group.changes.first_entry() {
+                let end = *entry.key();
+                if end >= watermark {
+                    break;
+                }
+                entry.remove();
+                let mut accumulators = new_accumulators(calls);
+                let mut any = false;
+                for (time, args) in &group.rows {
+                    if *time > end - size && *time <= end {
+                        any = true;
+                        for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                            accumulator.update(arg);
+                        }
+                    }
+                }
+                if any {
+                    let aggregates = accumulators
+                        .iter()
+                        .zip(calls)
+                        .map(|(accumulator, call)| accumulator.finish(call))
+                        .collect();
+                    emitted.push(ClosedGroup {
+                        end,
+                        keys: keys.clone(),
+                        aggregates,
+                    });
+                }
+            }
+            // Rows at or before watermark − size are in no future window.
+            group
+                .rows
+                .retain(|(time, _)| *time > watermark.saturating_sub(size));
+        }
+        self.sliding
+            .retain(|_, group| !group.rows.is_empty() || !group.changes.is_empty());
+        emitted.sort_by(|a, b| (a.end, &a.keys).cmp(&(b.end, &b.keys)));
+        closed.extend(emitted);
+    }
+
+    fn advance_sessions(
+        &mut self,
+        timeout: i64,
+        max_duration: i64,
+        calls: &[AggregateCall],
+        watermark: i64,
+        closed: &mut Vec<ClosedGroup>,
+    ) {
+        let session_end =
+            |session: &Session| session.last.saturating_add(timeout).min(session.limit);
+        let mut emitted = Vec::new();
+        for row in self.take_ready(watermark) {
+            if let Some(session) = self.sessions.get(&row.partition)
+                && (row.time > session_end(session))
+            {
+                let session = self.sessions.remove(&row.partition).expect("present");
+                finish_groups(session_end(&session), session.groups, calls, &mut emitted);
+            }
+            let session = self
+                .sessions
+                .entry(row.partition)
+                .or_insert_with(|| Session {
+                    start: row.time,
+                    last: row.time,
+                    // Maximum duration is checked at multiples of itself.
+                    limit: time::align_up(row.time.saturating_add(max_duration), max_duration, 0),
+                    groups: Groups::default(),
+                });
+            session.last = session.last.max(row.time);
+            let accumulators = session
+                .groups
+                .map
+                .entry(row.keys)
+                .or_insert_with(|| new_accumulators(calls));
+            for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
+                accumulator.update(arg);
+            }
+        }
+        let ended: Vec<Vec<Value>> = self
+            .sessions
+            .iter()
+            .filter(|(_, session)| session_end(session) < watermark)
+            .map(|(partition, _)| partition.clone())
+            .collect();
+        for partition in ended {
+            let session = self.sessions.remove(&partition).expect("present");
+            finish_groups(session_end(&session), session.groups, calls, &mut emitted);
+        }
+        emitted.sort_by(|a, b| (a.end, &a.keys).cmp(&(b.end, &b.keys)));
+        closed.extend(emitted);
+    }
+}
+
+/// Serializes a map as a list of pairs, so that keys need not be strings.
+pub(crate) mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<'a, S, K, V, M>(map: &'a M, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        K: Serialize + 'a,
+        V: Serialize + 'a,
+        &'a M: IntoIterator<Item = (&'a K, &'a V)>,
+    {
+        serializer.collect_seq(map)
+    }
+
+    pub fn deserialize<'de, D, K, V, M>(deserializer: D) -> Result<M, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de>,
+        V: Deserialize<'de>,
+        M: FromIterator<(K, V)>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
+/// A hash index from key values to positions, used by joins.
+pub type KeyIndex = HashMap<Vec<Value>, Vec<usize>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(function: AggregateFunction) -> AggregateCall {
+        AggregateCall {
+            function,
+            arg: None,
+            distinct: false,
+        }
+    }
+
+    #[test]
+    fn accumulators_skip_nulls_and_widen_on_overflow() {
+        let sum = call(AggregateFunction::Sum);
+        let mut accumulator = Accumulator::new(&sum);
+        assert!(accumulator.finish(&sum).is_null());
+        accumulator.update(&Value::Int(i64::MAX));
+        accumulator.update(&Value::Null);
+        accumulator.update(&Value::Int(1));
+        assert!(matches!(accumulator.finish(&sum), Value::Float(_)));
+        let stdev = call(AggregateFunction::Stdev);
+        let mut accumulator = Accumulator::new(&stdev);
+        for value in [2, 4, 4, 4, 5, 5, 7, 9] {
+            accumulator.update(&Value::Int(value));
+        }
+        let Value::Float(sample) = accumulator.finish(&stdev) else {
+            panic!()
+        };
+        assert!((sample - 2.138_089_935).abs() < 1e-6);
+        let distinct = AggregateCall {
+            distinct: true,
+            ..call(AggregateFunction::Count)
+        };
+        let mut accumulator = Accumulator::new(&distinct);
+        for value in [1, 1, 2] {
+            accumulator.update(&Value::Int(value));
+        }
+        accumulator.update(&Value::Float(2.0));
+        assert_eq!(accumulator.finish(&distinct), Value::Int(2));
+    }
+
+    fn row(time: i64, key: &str) -> GroupRow {
+        GroupRow {
+            time,
+            keys: vec![Value::str(key)],
+            args: vec![Value::Int(1)],
+            partition: Vec::new(),
+        }
+    }
+
+    fn counts(closed: &[ClosedGroup]) -> Vec<(i64, String, i64)> {
+        closed
+            .iter()
+            .map(|group| {
+                let Value::Int(count) = group.aggregates[0] else {
+                    panic!()
+                };
+                (group.end, group.keys[0].to_string(), count)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sessions_close_on_timeout_and_at_maximum_duration_checks() {
+        let window = WindowPlan::Session {
+            timeout: 5,
+            max_duration: 10,
+            partition: Vec::new(),
+        };
+        let calls = [call(AggregateFunction::Count)];
+        let mut state = WindowState::default();
+        for time in [1, 3, 7, 9, 11, 30] {
+            state.add(&window, &calls, row(time, "k"));
+        }
+        // 1..9 chain within the timeout; the check at 10 finds 9 units,
+        // the one at 20 would close it, but 11 + 5 = 16 comes first.
+        let closed = state.advance(&window, &calls, 31);
+        assert_eq!(counts(&closed), vec![(16, "k".into(), 5)]);
+        let closed = state.advance(&window, &calls, i64::MAX);
+        assert_eq!(counts(&closed), vec![(35, "k".into(), 1)]);
+        // A session kept alive past the check at 20 closes there.
+        let mut state = WindowState::default();
+        for time in [12, 16, 20, 24, 28, 32] {
+            state.add(&window, &calls, row(time, "k"));
+        }
+        let closed = state.advance(&window, &calls, i64::MAX);
+        assert_eq!(
+            counts(&closed),
+            vec![(30, "k".into(), 5), (37, "k".into(), 1)]
+        );
+        let mut state = WindowState::default();
+        for time in [2, 6, 10, 14] {
+            state.add(&window, &calls, row(time, "k"));
+        }
+        let closed = state.advance(&window, &calls, i64::MAX);
+        assert_eq!(counts(&closed), vec![(19, "k".into(), 4)]);
+    }
+
+    #[test]
+    fn sliding_windows_emit_when_events_enter_and_leave() {
+        let window = WindowPlan::Sliding { size: 10 };
+        let calls = [call(AggregateFunction::Count)];
+        let mut state = WindowState::default();
+        for time in [5, 8, 20] {
+            state.add(&window, &calls, row(time, "k"));
+        }
+        let closed = state.advance(&window, &calls, i64::MAX);
+        // Enter 5 -> (−5, 5]: 1; enter 8: 2; leave 5 at 15: 1; leave 8 at
+        // 18: empty, no output; enter 20: 1; leave 20 at 30: empty.
+        assert_eq!(
+            counts(&closed),
+            vec![
+                (5, "k".into(), 1),
+                (8, "k".into(), 2),
+                (15, "k".into(), 1),
+                (20, "k".into(), 1)
+            ]
+        );
+    }
+}

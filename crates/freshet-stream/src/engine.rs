@@ -509,6 +509,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn reference_join(
         &mut self,
         index: usize,

@@ -11,7 +11,7 @@ use freshet_log::TopicConfig;
 use freshet_server::{BoundPorts, Config, Server};
 use freshet_store::{TableSpec, ViewSpec};
 
-use crate::{client, query, simulate};
+use crate::{client, job, query, simulate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,8 +46,9 @@ enum Command {
     Group(client::GroupCommand),
     /// Query the store of a running server (SQL, or KQL with --kql).
     Query(query::QueryArgs),
-    /// Run a hot-path job locally over sample events.
-    Job(Pending),
+    /// Hot-path jobs: run one locally over sample events.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Apply a declarative config to a running server (create-or-alter).
     Apply(Pending),
     /// Replay captured events into a topic.
@@ -118,8 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => client::consume(args).await,
         Command::Group(command) => client::group(command).await,
         Command::Query(args) => tokio::task::spawn_blocking(move || query::query(args)).await?,
-        // TODO(issue 6): the hot path.
-        Command::Job(_) => Err(NotYet("job").into()),
+        Command::Job(command) => job::run(command),
         Command::Apply(_) => Err(NotYet("apply").into()),
         Command::Replay(_) => Err(NotYet("replay").into()),
     }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod job;
 mod query;
 mod simulate;
 

@@ -183,6 +183,88 @@ pub(super) async fn topics(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "topics": topics }))
 }
 
+/// `GET /api/v1/jobs`: every job with its inputs, outputs, time policy,
+/// progress and state.
+pub(super) async fn jobs(State(state): State<AppState>) -> Json<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let jobs: Vec<Value> = state
+        .jobs
+        .iter()
+        .map(|job| {
+            let stats = &job.stats;
+            let watermark = stats.watermark_micros.load(Relaxed);
+            let error = stats.error.lock().expect("error lock").clone();
+            let outputs: Vec<Value> = job
+                .outputs
+                .iter()
+                .map(|output| json!({
+                    "name": output.name,
+                    "topic": output.topic,
+                    "stream": format!("/api/v1/outputs/{}/stream", output.name),
+                }))
+                .collect();
+            let inputs: Vec<Value> = job.spec.inputs.iter().map(|(name, topic)| json!({"name": name, "topic": topic})).collect();
+            let policy = &job.spec.policy;
+            json!({
+                "name": job.spec.name,
+                "state": if error.is_some() { "failing" } else if stats.running.load(Relaxed) { "running" } else { "stopped" },
+                "error": error,
+                "inputs": inputs,
+                "references": job.spec.references.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+                "outputs": outputs,
+                "time_policy": {
+                    "late_arrival_ms": policy.late_arrival_tolerance_micros / 1_000,
+                    "out_of_order_ms": policy.out_of_order_tolerance_micros / 1_000,
+                    "on_late": match policy.on_late { freshet_stream::engine::LatePolicy::Adjust => "adjust", freshet_stream::engine::LatePolicy::Drop => "drop" },
+                },
+                "watermark": (watermark > i64::MIN && watermark < i64::MAX).then(|| freshet_stream::time::format_datetime(watermark)),
+                "input_events": stats.input_events.load(Relaxed),
+                "output_rows": stats.output_rows.load(Relaxed),
+                "late_adjusted": stats.late_adjusted.load(Relaxed),
+                "late_dropped": stats.late_dropped.load(Relaxed),
+                "invalid_events": stats.invalid_events.load(Relaxed),
+                "state_rows": stats.state_rows.load(Relaxed),
+                "checkpoints": stats.checkpoints.load(Relaxed),
+            })
+        })
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+/// `GET /api/v1/outputs/{output}/stream`: a job output's rows as
+/// server-sent events (`event: row`, data = the row as JSON), starting
+/// with the most recent rows.
+pub(super) async fn output_stream(
+    State(state): State<AppState>,
+    Path(output): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Some(stream) = state.jobs.iter().find_map(|job| job.output(&output)) else {
+        let known: Vec<&str> = state.jobs.iter().flat_map(|job| job.outputs.iter().map(|output| output.name.as_str())).collect();
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_output",
+            format!("no job writes an output named '{output}'; outputs: {}", known.join(", ")),
+        ));
+    };
+    let (recent, receiver) = stream.subscribe();
+    let recent = futures_util::stream::iter(recent.into_iter().map(|row| Ok::<_, std::convert::Infallible>(Event::default().event("row").data(&*row))));
+    let live = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(row) => return Some((Ok(Event::default().event("row").data(&*row)), receiver)),
+                // A slow reader skips what it missed and says so.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    return Some((Ok(Event::default().event("lagged").data(missed.to_string())), receiver));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    Ok(Sse::new(recent.chain(live)).keep_alive(KeepAlive::default()).into_response())
+}
+
 #[derive(Deserialize)]
 pub(super) struct ProduceParams {
     /// A field of each event whose value is the record key (and picks the partition).

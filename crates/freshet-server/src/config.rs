@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use freshet_log::{Durability, TopicConfig, validate_topic_name};
 use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec, ViewSpec, parse_period};
+use freshet_stream::engine::{LatePolicy, TimePolicy};
+use freshet_stream::plan::JobPlan;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -30,6 +32,59 @@ struct RawConfig {
     table: Vec<Spanned<RawTable>>,
     #[serde(default)]
     view: Vec<Spanned<RawView>>,
+    #[serde(default)]
+    job: Vec<Spanned<RawJob>>,
+}
+
+/// `[[job]]`: a hot-path query, its time policy, inputs and outputs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: String,
+    query: Option<String>,
+    /// Relative to the config file's folder.
+    query_file: Option<PathBuf>,
+    /// Events whose time is further behind their arrival are late (`5s`).
+    late_arrival: Option<String>,
+    /// How far behind its partition's newest event an event may be (`0s`).
+    out_of_order: Option<String>,
+    /// `adjust` (default) or `drop`.
+    on_late: Option<String>,
+    /// Where dropped late events go, if anywhere.
+    late_events_topic: Option<String>,
+    /// How often state, positions and topic outputs are committed (`1s`).
+    checkpoint_interval: Option<String>,
+    #[serde(default)]
+    input: Vec<RawJobInput>,
+    #[serde(default)]
+    reference: Vec<RawJobReference>,
+    #[serde(default)]
+    output: Vec<RawJobOutput>,
+}
+
+/// Maps an input name of the query to a topic (by default, the topic of
+/// the same name).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobInput {
+    name: String,
+    topic: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobReference {
+    name: String,
+    /// CSV with a header row, or JSON lines; relative to the config file.
+    file: PathBuf,
+}
+
+/// Where an output of the query goes besides its live stream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJobOutput {
+    name: String,
+    topic: Option<String>,
 }
 
 /// `[[view]]`: a materialized view, its SQL inline or in a file.
@@ -124,6 +179,25 @@ pub struct Config {
     pub topics: Vec<(String, TopicConfig)>,
     pub tables: Vec<TableSpec>,
     pub views: Vec<ViewSpec>,
+    pub jobs: Vec<JobSpec>,
+}
+
+/// A validated `[[job]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub name: String,
+    pub query: String,
+    pub policy: TimePolicy,
+    /// Query input name → topic.
+    pub inputs: Vec<(String, String)>,
+    /// Reference input name → file.
+    pub references: Vec<(String, PathBuf)>,
+    /// Every output the query writes INTO (each has a live stream).
+    pub outputs: Vec<String>,
+    /// Query output name → topic, for outputs that go to a topic.
+    pub output_topics: Vec<(String, String)>,
+    pub late_events_topic: Option<String>,
+    pub checkpoint_interval_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -295,11 +369,33 @@ impl Config {
                 query,
             });
         }
+        let mut jobs: Vec<JobSpec> = Vec::new();
+        for spanned in raw.job {
+            let line = line_of(spanned.span().start);
+            let raw = spanned.into_inner();
+            let name = raw.name.clone();
+            let error = |message: String| section_error(file, line, "job", &name, message);
+            if jobs.iter().any(|job| job.name == raw.name) {
+                return Err(error("declared twice".into()));
+            }
+            let spec = job_spec(raw, Path::new(file)).map_err(error)?;
+            if let Some((output, other)) = spec.output_names().find_map(|output| {
+                jobs.iter()
+                    .find(|job| job.output_names().any(|known| known.eq_ignore_ascii_case(output)))
+                    .map(|other| (output.to_string(), other.name.clone()))
+            }) {
+                return Err(error(format!(
+                    "output '{output}' is also an output of job '{other}'; outputs are streamed by name, so names must differ"
+                )));
+            }
+            jobs.push(spec);
+        }
         Ok(Self {
             server,
             topics,
             tables,
             views,
+            jobs,
         })
     }
 }
@@ -311,6 +407,89 @@ fn section_error(file: &str, line: usize, kind: &str, name: &str, message: Strin
         line,
         message: format!("[[{kind}]] '{name}': {message}"),
     }
+}
+
+impl JobSpec {
+    /// The plan of the job's query (validated when the config is read).
+    pub fn plan(&self) -> Result<JobPlan, freshet_stream::QueryError> {
+        let references: Vec<String> = self.references.iter().map(|(name, _)| name.clone()).collect();
+        JobPlan::new(&self.query, &references)
+    }
+
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(String::as_str)
+    }
+}
+
+fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {
+    let folder = config_file.parent().unwrap_or(Path::new("."));
+    let query = match (raw.query, raw.query_file) {
+        (Some(query), None) => query,
+        (None, Some(path)) => {
+            let path = folder.join(path);
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read query_file {}: {e}", path.display()))?
+        }
+        _ => return Err("give the job's query as exactly one of query or query_file".into()),
+    };
+    let micros = |key: &str, value: &Option<String>, default_ms: i64| -> Result<i64, String> {
+        let ms = value.as_deref().map(parse_period).transpose().map_err(|e| format!("{key}: {e}"))?.unwrap_or(default_ms);
+        Ok(ms.saturating_mul(1_000))
+    };
+    let defaults = TimePolicy::default();
+    let policy = TimePolicy {
+        late_arrival_tolerance_micros: micros("late_arrival", &raw.late_arrival, defaults.late_arrival_tolerance_micros / 1_000)?,
+        out_of_order_tolerance_micros: micros("out_of_order", &raw.out_of_order, defaults.out_of_order_tolerance_micros / 1_000)?,
+        on_late: match raw.on_late.as_deref() {
+            None | Some("adjust") => LatePolicy::Adjust,
+            Some("drop") => LatePolicy::Drop,
+            Some(other) => return Err(format!("on_late: '{other}' is not adjust or drop")),
+        },
+    };
+    let checkpoint_interval_ms = micros("checkpoint_interval", &raw.checkpoint_interval, 1_000)? / 1_000;
+    if checkpoint_interval_ms <= 0 {
+        return Err("checkpoint_interval must be positive".into());
+    }
+    let references: Vec<(String, PathBuf)> = raw.reference.into_iter().map(|reference| (reference.name, folder.join(reference.file))).collect();
+    let mut spec = JobSpec {
+        name: raw.name,
+        query,
+        policy,
+        inputs: Vec::new(),
+        references,
+        outputs: Vec::new(),
+        output_topics: Vec::new(),
+        late_events_topic: raw.late_events_topic,
+        checkpoint_interval_ms,
+    };
+    let plan = spec.plan().map_err(|e| format!("query: {e}"))?;
+    spec.outputs = plan.outputs.clone();
+    for input in &raw.input {
+        if plan.input(&input.name).is_none() {
+            return Err(format!("[[job.input]] '{}' is not read by the query (it reads: {})", input.name, names(plan.inputs.iter().map(|input| input.name.as_str()))));
+        }
+    }
+    for input in &plan.inputs {
+        let topic = raw.input.iter().find(|declared| declared.name.eq_ignore_ascii_case(&input.name)).map_or(input.name.clone(), |declared| declared.topic.clone());
+        validate_topic_name(&topic).map_err(|e| format!("input '{}': topic: {e}", input.name))?;
+        spec.inputs.push((input.name.clone(), topic));
+    }
+    for output in raw.output {
+        let Some(index) = plan.output(&output.name) else {
+            return Err(format!("[[job.output]] '{}' is not written by the query (it writes INTO: {})", output.name, names(plan.outputs.iter().map(String::as_str))));
+        };
+        if let Some(topic) = output.topic {
+            validate_topic_name(&topic).map_err(|e| format!("output '{}': topic: {e}", output.name))?;
+            spec.output_topics.push((plan.outputs[index].clone(), topic));
+        }
+    }
+    if let Some(topic) = &spec.late_events_topic {
+        validate_topic_name(topic).map_err(|e| format!("late_events_topic: {e}"))?;
+    }
+    Ok(spec)
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
 }
 
 fn table_spec(raw: RawTable) -> Result<TableSpec, String> {

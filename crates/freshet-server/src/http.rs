@@ -24,6 +24,7 @@ pub(crate) struct AppState {
     pub log: Arc<Log>,
     pub registry: Arc<Registry>,
     pub store: Arc<Store>,
+    pub jobs: Vec<Arc<crate::jobs::JobRuntime>>,
 }
 
 pub(crate) async fn serve(
@@ -43,6 +44,8 @@ pub(crate) async fn serve(
         .route("/api/v1/views", get(api::views))
         .route("/api/v1/topics", get(api::topics))
         .route("/api/v1/topics/{topic}/events", post(api::produce))
+        .route("/api/v1/jobs", get(api::jobs))
+        .route("/api/v1/outputs/{output}/stream", get(api::output_stream))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .with_state(state);
     let task = tokio::spawn(async move {

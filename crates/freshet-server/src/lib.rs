@@ -4,6 +4,7 @@
 
 pub mod config;
 mod http;
+pub mod jobs;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ pub struct BoundPorts {
 pub struct Server {
     log: Arc<Log>,
     store: Arc<Store>,
+    jobs: Vec<Arc<jobs::JobRuntime>>,
     ports: BoundPorts,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -76,10 +78,18 @@ impl Server {
                 .context("opening consumer-group state")?,
         );
         let store = open_store(&config, &log, &broker).await?;
+        let jobs = {
+            let specs = config.jobs.clone();
+            let log = Arc::clone(&log);
+            let data_dir = config.server.data_dir.clone();
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || jobs::start(&specs, &log, &data_dir, runtime)).await??
+        };
         let registry = Arc::new(metrics::registry(
             Arc::clone(&log),
             &broker,
             Arc::clone(&store),
+            jobs.clone(),
         ));
         tasks.push(freshet_kafka::serve(
             kafka_listener,
@@ -90,6 +100,7 @@ impl Server {
             log: Arc::clone(&log),
             registry,
             store: Arc::clone(&store),
+            jobs: jobs.clone(),
         };
         let (http, http_task) =
             http::serve(config.server.http_listen, state, stopped.clone()).await?;
@@ -98,6 +109,7 @@ impl Server {
         Ok(Self {
             log,
             store,
+            jobs,
             ports: BoundPorts { kafka, http },
             stop,
             tasks,
@@ -116,12 +128,23 @@ impl Server {
         &self.store
     }
 
+    pub fn jobs(&self) -> &[Arc<jobs::JobRuntime>] {
+        &self.jobs
+    }
+
     /// Stops the listeners, then flushes and closes the log.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || {
+            for job in jobs {
+                job.stop();
+            }
+        })
+        .await?;
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || store.shutdown()).await?;
         let log = Arc::clone(&self.log);

@@ -9,6 +9,8 @@ use freshet_kafka::groups::Coordinator;
 use freshet_log::{FSYNC_BUCKETS_MICROS, Log};
 use freshet_store::Store;
 use freshet_store::stats::FRESHNESS_BUCKETS_MS;
+
+use crate::jobs::{CHECKPOINT_BUCKETS_MS, JobRuntime, JobStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -18,7 +20,12 @@ use prometheus_client::registry::{Registry, Unit};
 
 /// Builds the registry: the Kafka front end's metrics plus the collector
 /// of log and consumer-group numbers.
-pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker, store: Arc<Store>) -> Registry {
+pub fn registry(
+    log: Arc<Log>,
+    broker: &freshet_kafka::Broker,
+    store: Arc<Store>,
+    jobs: Vec<Arc<JobRuntime>>,
+) -> Registry {
     let mut registry = Registry::default();
     broker.metrics().register(&mut registry);
     registry.register_collector(Box::new(StateCollector {
@@ -26,6 +33,7 @@ pub fn registry(log: Arc<Log>, broker: &freshet_kafka::Broker, store: Arc<Store>
         coordinator: Arc::clone(broker.coordinator()),
     }));
     registry.register_collector(Box::new(StoreCollector { store }));
+    registry.register_collector(Box::new(JobCollector { jobs }));
     registry
 }
 
@@ -396,6 +404,96 @@ impl Collector for StoreCollector {
             None,
             MetricType::Counter,
         )?)?;
+        Ok(())
+    }
+}
+
+/// Per-job numbers of the hot path, read at scrape time.
+struct JobCollector {
+    jobs: Vec<Arc<JobRuntime>>,
+}
+
+impl std::fmt::Debug for JobCollector {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("JobCollector").field("jobs", &self.jobs.len()).finish()
+    }
+}
+
+impl Collector for JobCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        type JobCounter = (&'static str, &'static str, fn(&JobStats) -> u64);
+        let counters: [JobCounter; 4] = [
+            ("freshet_job_input_events", "Events the job read from its inputs", |s| s.input_events.load(Relaxed)),
+            ("freshet_job_output_rows", "Rows the job wrote to its outputs", |s| s.output_rows.load(Relaxed)),
+            ("freshet_job_invalid_events", "Input events that were not JSON objects or had no event time", |s| s.invalid_events.load(Relaxed)),
+            ("freshet_job_checkpoints", "Checkpoints the job committed", |s| s.checkpoints.load(Relaxed)),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for job in &self.jobs {
+                ConstCounter::new(value(&job.stats)).encode(family.encode_family(&[("job", job.spec.name.clone())])?)?;
+            }
+        }
+        let mut late = encoder.encode_descriptor(
+            "freshet_job_late_events",
+            "Events behind the watermark, by what the time policy did with them",
+            None,
+            MetricType::Counter,
+        )?;
+        for job in &self.jobs {
+            for (action, value) in [("adjusted", &job.stats.late_adjusted), ("dropped", &job.stats.late_dropped)] {
+                ConstCounter::new(value.load(Relaxed))
+                    .encode(late.encode_family(&[("job", job.spec.name.clone()), ("action", action.to_string())])?)?;
+            }
+        }
+        drop(late);
+        let now_micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let mut delay = encoder.encode_descriptor(
+            "freshet_job_watermark_delay",
+            "How far the job's watermark (event time) trails the wall clock",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        for job in &self.jobs {
+            let watermark = job.stats.watermark_micros.load(Relaxed);
+            if watermark == i64::MIN || watermark == i64::MAX {
+                continue;
+            }
+            ConstGauge::new((now_micros - watermark) as f64 / 1e6).encode(delay.encode_family(&[("job", job.spec.name.clone())])?)?;
+        }
+        drop(delay);
+        let mut state = encoder.encode_descriptor(
+            "freshet_job_state_rows",
+            "Groups, buffered events and join rows the job holds",
+            None,
+            MetricType::Gauge,
+        )?;
+        for job in &self.jobs {
+            ConstGauge::new(job.stats.state_rows.load(Relaxed) as i64).encode(state.encode_family(&[("job", job.spec.name.clone())])?)?;
+        }
+        drop(state);
+        let mut checkpoint = encoder.encode_descriptor(
+            "freshet_job_checkpoint_duration",
+            "Time to write a checkpoint and commit its topic outputs",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for job in &self.jobs {
+            let counts: Vec<u64> = job.stats.checkpoint_duration_buckets.iter().map(|bucket| bucket.load(Relaxed)).collect();
+            let buckets: Vec<(f64, u64)> = counts
+                .iter()
+                .enumerate()
+                .map(|(at, n)| (CHECKPOINT_BUCKETS_MS.get(at).map_or(f64::INFINITY, |ms| *ms as f64 / 1e3), *n))
+                .collect();
+            let count = counts.iter().sum();
+            let sum = job.stats.checkpoint_duration_micros_sum.load(Relaxed) as f64 / 1e6;
+            checkpoint
+                .encode_family(&[("job", job.spec.name.clone())])?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
         Ok(())
     }
 }

@@ -240,29 +240,44 @@ pub(super) async fn output_stream(
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let Some(stream) = state.jobs.iter().find_map(|job| job.output(&output)) else {
-        let known: Vec<&str> = state.jobs.iter().flat_map(|job| job.outputs.iter().map(|output| output.name.as_str())).collect();
+        let known: Vec<&str> = state
+            .jobs
+            .iter()
+            .flat_map(|job| job.outputs.iter().map(|output| output.name.as_str()))
+            .collect();
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_output",
-            format!("no job writes an output named '{output}'; outputs: {}", known.join(", ")),
+            format!(
+                "no job writes an output named '{output}'; outputs: {}",
+                known.join(", ")
+            ),
         ));
     };
     let (recent, receiver) = stream.subscribe();
-    let recent = futures_util::stream::iter(recent.into_iter().map(|row| Ok::<_, std::convert::Infallible>(Event::default().event("row").data(&*row))));
+    let recent =
+        futures_util::stream::iter(recent.into_iter().map(|row| {
+            Ok::<_, std::convert::Infallible>(Event::default().event("row").data(&*row))
+        }));
     let live = futures_util::stream::unfold(receiver, |mut receiver| async move {
         loop {
             match receiver.recv().await {
                 Ok(row) => return Some((Ok(Event::default().event("row").data(&*row)), receiver)),
                 // A slow reader skips what it missed and says so.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    return Some((Ok(Event::default().event("lagged").data(missed.to_string())), receiver));
+                    return Some((
+                        Ok(Event::default().event("lagged").data(missed.to_string())),
+                        receiver,
+                    ));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     });
     use futures_util::StreamExt;
-    Ok(Sse::new(recent.chain(live)).keep_alive(KeepAlive::default()).into_response())
+    Ok(Sse::new(recent.chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[derive(Deserialize)]

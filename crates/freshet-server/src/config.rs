@@ -381,7 +381,10 @@ impl Config {
             let spec = job_spec(raw, Path::new(file)).map_err(error)?;
             if let Some((output, other)) = spec.output_names().find_map(|output| {
                 jobs.iter()
-                    .find(|job| job.output_names().any(|known| known.eq_ignore_ascii_case(output)))
+                    .find(|job| {
+                        job.output_names()
+                            .any(|known| known.eq_ignore_ascii_case(output))
+                    })
                     .map(|other| (output.to_string(), other.name.clone()))
             }) {
                 return Err(error(format!(
@@ -412,7 +415,11 @@ fn section_error(file: &str, line: usize, kind: &str, name: &str, message: Strin
 impl JobSpec {
     /// The plan of the job's query (validated when the config is read).
     pub fn plan(&self) -> Result<JobPlan, freshet_stream::QueryError> {
-        let references: Vec<String> = self.references.iter().map(|(name, _)| name.clone()).collect();
+        let references: Vec<String> = self
+            .references
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
         JobPlan::new(&self.query, &references)
     }
 
@@ -427,29 +434,48 @@ fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {
         (Some(query), None) => query,
         (None, Some(path)) => {
             let path = folder.join(path);
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read query_file {}: {e}", path.display()))?
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read query_file {}: {e}", path.display()))?
         }
         _ => return Err("give the job's query as exactly one of query or query_file".into()),
     };
     let micros = |key: &str, value: &Option<String>, default_ms: i64| -> Result<i64, String> {
-        let ms = value.as_deref().map(parse_period).transpose().map_err(|e| format!("{key}: {e}"))?.unwrap_or(default_ms);
+        let ms = value
+            .as_deref()
+            .map(parse_period)
+            .transpose()
+            .map_err(|e| format!("{key}: {e}"))?
+            .unwrap_or(default_ms);
         Ok(ms.saturating_mul(1_000))
     };
     let defaults = TimePolicy::default();
     let policy = TimePolicy {
-        late_arrival_tolerance_micros: micros("late_arrival", &raw.late_arrival, defaults.late_arrival_tolerance_micros / 1_000)?,
-        out_of_order_tolerance_micros: micros("out_of_order", &raw.out_of_order, defaults.out_of_order_tolerance_micros / 1_000)?,
+        late_arrival_tolerance_micros: micros(
+            "late_arrival",
+            &raw.late_arrival,
+            defaults.late_arrival_tolerance_micros / 1_000,
+        )?,
+        out_of_order_tolerance_micros: micros(
+            "out_of_order",
+            &raw.out_of_order,
+            defaults.out_of_order_tolerance_micros / 1_000,
+        )?,
         on_late: match raw.on_late.as_deref() {
             None | Some("adjust") => LatePolicy::Adjust,
             Some("drop") => LatePolicy::Drop,
             Some(other) => return Err(format!("on_late: '{other}' is not adjust or drop")),
         },
     };
-    let checkpoint_interval_ms = micros("checkpoint_interval", &raw.checkpoint_interval, 1_000)? / 1_000;
+    let checkpoint_interval_ms =
+        micros("checkpoint_interval", &raw.checkpoint_interval, 1_000)? / 1_000;
     if checkpoint_interval_ms <= 0 {
         return Err("checkpoint_interval must be positive".into());
     }
-    let references: Vec<(String, PathBuf)> = raw.reference.into_iter().map(|reference| (reference.name, folder.join(reference.file))).collect();
+    let references: Vec<(String, PathBuf)> = raw
+        .reference
+        .into_iter()
+        .map(|reference| (reference.name, folder.join(reference.file)))
+        .collect();
     let mut spec = JobSpec {
         name: raw.name,
         query,
@@ -465,21 +491,35 @@ fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {
     spec.outputs = plan.outputs.clone();
     for input in &raw.input {
         if plan.input(&input.name).is_none() {
-            return Err(format!("[[job.input]] '{}' is not read by the query (it reads: {})", input.name, names(plan.inputs.iter().map(|input| input.name.as_str()))));
+            return Err(format!(
+                "[[job.input]] '{}' is not read by the query (it reads: {})",
+                input.name,
+                names(plan.inputs.iter().map(|input| input.name.as_str()))
+            ));
         }
     }
     for input in &plan.inputs {
-        let topic = raw.input.iter().find(|declared| declared.name.eq_ignore_ascii_case(&input.name)).map_or(input.name.clone(), |declared| declared.topic.clone());
+        let topic = raw
+            .input
+            .iter()
+            .find(|declared| declared.name.eq_ignore_ascii_case(&input.name))
+            .map_or(input.name.clone(), |declared| declared.topic.clone());
         validate_topic_name(&topic).map_err(|e| format!("input '{}': topic: {e}", input.name))?;
         spec.inputs.push((input.name.clone(), topic));
     }
     for output in raw.output {
         let Some(index) = plan.output(&output.name) else {
-            return Err(format!("[[job.output]] '{}' is not written by the query (it writes INTO: {})", output.name, names(plan.outputs.iter().map(String::as_str))));
+            return Err(format!(
+                "[[job.output]] '{}' is not written by the query (it writes INTO: {})",
+                output.name,
+                names(plan.outputs.iter().map(String::as_str))
+            ));
         };
         if let Some(topic) = output.topic {
-            validate_topic_name(&topic).map_err(|e| format!("output '{}': topic: {e}", output.name))?;
-            spec.output_topics.push((plan.outputs[index].clone(), topic));
+            validate_topic_name(&topic)
+                .map_err(|e| format!("output '{}': topic: {e}", output.name))?;
+            spec.output_topics
+                .push((plan.outputs[index].clone(), topic));
         }
     }
     if let Some(topic) = &spec.late_events_topic {

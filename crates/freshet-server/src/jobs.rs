@@ -86,9 +86,13 @@ pub struct JobStats {
 impl JobStats {
     fn record_checkpoint(&self, elapsed: Duration) {
         let ms = elapsed.as_millis() as u64;
-        let bucket = CHECKPOINT_BUCKETS_MS.iter().position(|bound| ms <= *bound).unwrap_or(CHECKPOINT_BUCKETS_MS.len());
+        let bucket = CHECKPOINT_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(CHECKPOINT_BUCKETS_MS.len());
         self.checkpoint_duration_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.checkpoint_duration_micros_sum.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.checkpoint_duration_micros_sum
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -104,7 +108,9 @@ pub struct JobRuntime {
 
 impl JobRuntime {
     pub fn output(&self, name: &str) -> Option<&OutputStream> {
-        self.outputs.iter().find(|output| output.name.eq_ignore_ascii_case(name))
+        self.outputs
+            .iter()
+            .find(|output| output.name.eq_ignore_ascii_case(name))
     }
 
     /// Stops the job after a final checkpoint.
@@ -125,7 +131,10 @@ pub fn start(
 ) -> anyhow::Result<Vec<Arc<JobRuntime>>> {
     let mut jobs = Vec::new();
     for spec in specs {
-        let plan = Arc::new(spec.plan().map_err(|error| anyhow::anyhow!("job '{}': {error}", spec.name))?);
+        let plan = Arc::new(
+            spec.plan()
+                .map_err(|error| anyhow::anyhow!("job '{}': {error}", spec.name))?,
+        );
         for (_, topic) in spec.inputs.iter().chain(&spec.output_topics) {
             if log.topic(topic).is_err() {
                 log.ensure_topic(topic, TopicConfig::default())
@@ -141,7 +150,11 @@ pub fn start(
             .iter()
             .map(|name| OutputStream {
                 name: name.clone(),
-                topic: spec.output_topics.iter().find(|(output, _)| output == name).map(|(_, topic)| topic.clone()),
+                topic: spec
+                    .output_topics
+                    .iter()
+                    .find(|(output, _)| output == name)
+                    .map(|(_, topic)| topic.clone()),
                 sender: broadcast::channel(1024).0,
                 recent: Mutex::new(VecDeque::new()),
             })
@@ -149,7 +162,10 @@ pub fn start(
         let job = Arc::new(JobRuntime {
             spec: spec.clone(),
             plan,
-            stats: JobStats { watermark_micros: AtomicI64::new(i64::MIN), ..JobStats::default() },
+            stats: JobStats {
+                watermark_micros: AtomicI64::new(i64::MIN),
+                ..JobStats::default()
+            },
             outputs,
             stop: AtomicBool::new(false),
             thread: Mutex::new(None),
@@ -187,7 +203,7 @@ struct Checkpoint {
 struct PendingBatch {
     topic: String,
     base_sequence: i32,
-    /// (timestamp ms, JSON row, headers).
+    /// (record timestamp ms, JSON row, headers).
     rows: Vec<(i64, String, Vec<(String, String)>)>,
 }
 
@@ -214,9 +230,15 @@ fn now_micros() -> i64 {
 }
 
 impl Runner {
-    fn open(job: Arc<JobRuntime>, log: Arc<Log>, data_dir: &Path, runtime: tokio::runtime::Handle) -> anyhow::Result<Self> {
+    fn open(
+        job: Arc<JobRuntime>,
+        log: Arc<Log>,
+        data_dir: &Path,
+        runtime: tokio::runtime::Handle,
+    ) -> anyhow::Result<Self> {
         let folder = data_dir.join("jobs").join(&job.spec.name);
-        std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
         let file = folder.join("checkpoint.json");
         let sources = job
             .spec
@@ -248,7 +270,9 @@ impl Runner {
                 runner.positions[input].entry(partition).or_insert(0);
             }
         }
-        runner.engine.set_processing_time(now_micros(), &mut Vec::new());
+        runner
+            .engine
+            .set_processing_time(now_micros(), &mut Vec::new());
         for (input, partitions) in runner.positions.iter().enumerate() {
             for partition in partitions.keys() {
                 runner.engine.register_partition(input, *partition);
@@ -259,9 +283,14 @@ impl Runner {
 
     fn load_references(&mut self) -> anyhow::Result<()> {
         for (index, (name, path)) in self.job.spec.references.iter().enumerate() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading reference '{name}' from {}", path.display()))?;
-            let csv = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
-            let rows = local::read_reference(&text, csv).map_err(|error| anyhow::anyhow!("reference '{name}' ({}): {error}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading reference '{name}' from {}", path.display()))?;
+            let csv = path
+                .extension()
+                .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
+            let rows = local::read_reference(&text, csv).map_err(|error| {
+                anyhow::anyhow!("reference '{name}' ({}): {error}", path.display())
+            })?;
             self.engine.set_reference(index, rows);
         }
         Ok(())
@@ -272,9 +301,12 @@ impl Runner {
         let text = match std::fs::read(&self.file) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(error) => return Err(error).with_context(|| format!("reading {}", self.file.display())),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", self.file.display()));
+            }
         };
-        let checkpoint: Checkpoint = serde_json::from_slice(&text).with_context(|| format!("{} is damaged", self.file.display()))?;
+        let checkpoint: Checkpoint = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is damaged", self.file.display()))?;
         self.producer_id = checkpoint.producer_id;
         self.sequences = checkpoint.sequences;
         self.checkpoint_id = checkpoint.id;
@@ -285,7 +317,8 @@ impl Runner {
         }
         if checkpoint.query == self.job.spec.query {
             let bytes = serde_json::to_vec(&checkpoint.engine)?;
-            self.engine = Engine::restore(Arc::clone(&self.job.plan), self.job.spec.policy, &bytes).map_err(|error| anyhow::anyhow!(error))?;
+            self.engine = Engine::restore(Arc::clone(&self.job.plan), self.job.spec.policy, &bytes)
+                .map_err(|error| anyhow::anyhow!(error))?;
             self.load_references()?;
         } else {
             tracing::warn!(job = %self.job.spec.name, "the query changed since the last checkpoint: windows start empty, reading resumes at the saved positions");
@@ -305,10 +338,14 @@ impl Runner {
             self.engine.set_processing_time(now_micros(), &mut out);
             let mut read_any = false;
             for input in 0..self.sources.len() {
-                let partitions: Vec<(u32, i64)> = self.positions[input].iter().map(|(p, o)| (*p, *o)).collect();
+                let partitions: Vec<(u32, i64)> = self.positions[input]
+                    .iter()
+                    .map(|(p, o)| (*p, *o))
+                    .collect();
                 for (partition, offset) in partitions {
                     records.clear();
-                    match self.sources[input].read(partition, offset, READ_BYTES_MAX, &mut records) {
+                    match self.sources[input].read(partition, offset, READ_BYTES_MAX, &mut records)
+                    {
                         Ok(next) => {
                             self.positions[input].insert(partition, next);
                         }
@@ -317,7 +354,10 @@ impl Runner {
                             self.positions[input].insert(partition, start);
                         }
                         Err(error) => {
-                            self.fail(format!("reading input '{}': {error}", self.job.plan.inputs[input].name));
+                            self.fail(format!(
+                                "reading input '{}': {error}",
+                                self.job.plan.inputs[input].name
+                            ));
                             continue;
                         }
                     }
@@ -340,9 +380,15 @@ impl Runner {
                 return;
             }
             if !read_any {
-                let first = self.positions.first().and_then(|positions| positions.iter().next()).map(|(p, o)| (*p, *o));
+                let first = self
+                    .positions
+                    .first()
+                    .and_then(|positions| positions.iter().next())
+                    .map(|(p, o)| (*p, *o));
                 match first {
-                    Some((partition, offset)) if self.positions.iter().map(BTreeMap::len).sum::<usize>() == 1 => {
+                    Some((partition, offset))
+                        if self.positions.iter().map(BTreeMap::len).sum::<usize>() == 1 =>
+                    {
                         self.sources[0].wait(partition, offset, Duration::from_millis(100));
                     }
                     _ => std::thread::sleep(Duration::from_millis(20)),
@@ -355,33 +401,52 @@ impl Runner {
         for record in records {
             self.dirty = true;
             let Some(value) = &record.value else {
-                self.job.stats.invalid_events.fetch_add(1, Ordering::Relaxed);
+                self.job
+                    .stats
+                    .invalid_events
+                    .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             let parsed = match Record::from_json(value) {
                 Ok(parsed) => parsed,
                 Err(error) => {
-                    self.job.stats.invalid_events.fetch_add(1, Ordering::Relaxed);
+                    self.job
+                        .stats
+                        .invalid_events
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(job = %self.job.spec.name, offset = record.offset, %error, "skipping an event that is not a JSON object");
                     continue;
                 }
             };
             let arrival = record.timestamp.saturating_mul(1_000);
-            if let Err(error) = self.engine.push(input, record.partition, arrival, Arc::new(parsed), out) {
-                self.job.stats.invalid_events.fetch_add(1, Ordering::Relaxed);
+            if let Err(error) =
+                self.engine
+                    .push(input, record.partition, arrival, Arc::new(parsed), out)
+            {
+                self.job
+                    .stats
+                    .invalid_events
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(job = %self.job.spec.name, offset = record.offset, %error, "skipping an event");
             }
         }
     }
 
     /// Sends new rows to live streams and queues those for topics.
+    /// Records are stamped with the time they were produced (as a Kafka
+    /// producer's create time); the row's System.Timestamp() is in the row.
     fn route(&mut self, out: &mut Vec<OutputRow>) {
+        let produced_ms = now_micros() / 1_000;
         for row in out.drain(..) {
             let record = Value::Record(Arc::new(row.record));
             let json = serde_json::to_string(&Json(&record)).expect("values serialize");
             let output = &self.job.outputs[row.output];
             if let Some(topic) = &output.topic {
-                self.unsent.entry(topic.clone()).or_default().push((row.timestamp / 1_000, json.clone(), Vec::new()));
+                self.unsent.entry(topic.clone()).or_default().push((
+                    produced_ms,
+                    json.clone(),
+                    Vec::new(),
+                ));
             }
             output.publish(Arc::from(json));
             self.dirty = true;
@@ -389,13 +454,27 @@ impl Runner {
         let late = self.engine.take_late_events();
         if let Some(topic) = &self.job.spec.late_events_topic {
             for event in late {
-                let json = serde_json::to_string(&Json(&Value::Record(event.record))).expect("values serialize");
+                let json = serde_json::to_string(&Json(&Value::Record(event.record)))
+                    .expect("values serialize");
                 let headers = vec![
                     ("freshet.job".to_string(), self.job.spec.name.clone()),
-                    ("freshet.input".to_string(), self.job.plan.inputs[event.input].name.clone()),
-                    ("freshet.reason".to_string(), format!("event time {} behind watermark {}", freshet_stream::time::format_datetime(event.event_time), freshet_stream::time::format_datetime(event.watermark))),
+                    (
+                        "freshet.input".to_string(),
+                        self.job.plan.inputs[event.input].name.clone(),
+                    ),
+                    (
+                        "freshet.reason".to_string(),
+                        format!(
+                            "event time {} behind watermark {}",
+                            freshet_stream::time::format_datetime(event.event_time),
+                            freshet_stream::time::format_datetime(event.watermark)
+                        ),
+                    ),
                 ];
-                self.unsent.entry(topic.clone()).or_default().push((event.event_time / 1_000, json, headers));
+                self.unsent
+                    .entry(topic.clone())
+                    .or_default()
+                    .push((produced_ms, json, headers));
             }
         }
     }
@@ -403,12 +482,24 @@ impl Runner {
     fn publish_stats(&self) {
         let counters = self.engine.counters();
         let stats = &self.job.stats;
-        stats.input_events.store(counters.input_events, Ordering::Relaxed);
-        stats.output_rows.store(counters.output_rows, Ordering::Relaxed);
-        stats.late_adjusted.store(counters.late_adjusted, Ordering::Relaxed);
-        stats.late_dropped.store(counters.late_dropped, Ordering::Relaxed);
-        stats.watermark_micros.store(self.engine.watermark(), Ordering::Relaxed);
-        stats.state_rows.store(self.engine.state_size() as u64, Ordering::Relaxed);
+        stats
+            .input_events
+            .store(counters.input_events, Ordering::Relaxed);
+        stats
+            .output_rows
+            .store(counters.output_rows, Ordering::Relaxed);
+        stats
+            .late_adjusted
+            .store(counters.late_adjusted, Ordering::Relaxed);
+        stats
+            .late_dropped
+            .store(counters.late_dropped, Ordering::Relaxed);
+        stats
+            .watermark_micros
+            .store(self.engine.watermark(), Ordering::Relaxed);
+        stats
+            .state_rows
+            .store(self.engine.state_size() as u64, Ordering::Relaxed);
     }
 
     fn fail(&self, message: String) {
@@ -459,12 +550,20 @@ impl Runner {
         Ok(())
     }
 
-    fn batch(&mut self, topic: &str, rows: Vec<(i64, String, Vec<(String, String)>)>) -> PendingBatch {
+    fn batch(
+        &mut self,
+        topic: &str,
+        rows: Vec<(i64, String, Vec<(String, String)>)>,
+    ) -> PendingBatch {
         let sequence = self.sequences.entry(topic.to_string()).or_insert(0);
         let base_sequence = *sequence;
         // Sequences wrap at i32::MAX, as Kafka's do.
         *sequence = ((i64::from(*sequence) + rows.len() as i64) % (i64::from(i32::MAX) + 1)) as i32;
-        PendingBatch { topic: topic.to_string(), base_sequence, rows }
+        PendingBatch {
+            topic: topic.to_string(),
+            base_sequence,
+            rows,
+        }
     }
 
     /// Appends batches as this job's idempotent producer and waits until
@@ -478,13 +577,21 @@ impl Runner {
                     timestamp: *timestamp,
                     key: None,
                     value: Some(json.clone().into_bytes()),
-                    headers: headers.iter().map(|(key, value)| (key.clone(), Some(value.clone().into_bytes()))).collect(),
+                    headers: headers
+                        .iter()
+                        .map(|(key, value)| (key.clone(), Some(value.clone().into_bytes())))
+                        .collect(),
                 })
                 .collect();
-            let stamp = ProducerStamp { producer_id: self.producer_id, producer_epoch: 0, base_sequence: pending.base_sequence };
+            let stamp = ProducerStamp {
+                producer_id: self.producer_id,
+                producer_epoch: 0,
+                base_sequence: pending.base_sequence,
+            };
             let partition = self.log.partition(&pending.topic, 0)?;
             let info = partition.append(batch::encode(&records, stamp))?;
-            self.runtime.block_on(partition.wait_durable(info.last_offset + 1))?;
+            self.runtime
+                .block_on(partition.wait_durable(info.last_offset + 1))?;
         }
         Ok(())
     }
@@ -495,7 +602,8 @@ impl Runner {
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+    let mut file = std::fs::File::create(&temporary)
+        .with_context(|| format!("creating {}", temporary.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;

@@ -83,7 +83,8 @@ impl Server {
             let log = Arc::clone(&log);
             let data_dir = config.server.data_dir.clone();
             let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || jobs::start(&specs, &log, &data_dir, runtime)).await??
+            tokio::task::spawn_blocking(move || jobs::start(&specs, &log, &data_dir, runtime))
+                .await??
         };
         let registry = Arc::new(metrics::registry(
             Arc::clone(&log),

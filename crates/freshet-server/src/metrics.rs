@@ -415,7 +415,10 @@ struct JobCollector {
 
 impl std::fmt::Debug for JobCollector {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("JobCollector").field("jobs", &self.jobs.len()).finish()
+        formatter
+            .debug_struct("JobCollector")
+            .field("jobs", &self.jobs.len())
+            .finish()
     }
 }
 
@@ -424,15 +427,32 @@ impl Collector for JobCollector {
         use std::sync::atomic::Ordering::Relaxed;
         type JobCounter = (&'static str, &'static str, fn(&JobStats) -> u64);
         let counters: [JobCounter; 4] = [
-            ("freshet_job_input_events", "Events the job read from its inputs", |s| s.input_events.load(Relaxed)),
-            ("freshet_job_output_rows", "Rows the job wrote to its outputs", |s| s.output_rows.load(Relaxed)),
-            ("freshet_job_invalid_events", "Input events that were not JSON objects or had no event time", |s| s.invalid_events.load(Relaxed)),
-            ("freshet_job_checkpoints", "Checkpoints the job committed", |s| s.checkpoints.load(Relaxed)),
+            (
+                "freshet_job_input_events",
+                "Events the job read from its inputs",
+                |s| s.input_events.load(Relaxed),
+            ),
+            (
+                "freshet_job_output_rows",
+                "Rows the job wrote to its outputs",
+                |s| s.output_rows.load(Relaxed),
+            ),
+            (
+                "freshet_job_invalid_events",
+                "Input events that were not JSON objects or had no event time",
+                |s| s.invalid_events.load(Relaxed),
+            ),
+            (
+                "freshet_job_checkpoints",
+                "Checkpoints the job committed",
+                |s| s.checkpoints.load(Relaxed),
+            ),
         ];
         for (name, help, value) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for job in &self.jobs {
-                ConstCounter::new(value(&job.stats)).encode(family.encode_family(&[("job", job.spec.name.clone())])?)?;
+                ConstCounter::new(value(&job.stats))
+                    .encode(family.encode_family(&[("job", job.spec.name.clone())])?)?;
             }
         }
         let mut late = encoder.encode_descriptor(
@@ -442,9 +462,14 @@ impl Collector for JobCollector {
             MetricType::Counter,
         )?;
         for job in &self.jobs {
-            for (action, value) in [("adjusted", &job.stats.late_adjusted), ("dropped", &job.stats.late_dropped)] {
-                ConstCounter::new(value.load(Relaxed))
-                    .encode(late.encode_family(&[("job", job.spec.name.clone()), ("action", action.to_string())])?)?;
+            for (action, value) in [
+                ("adjusted", &job.stats.late_adjusted),
+                ("dropped", &job.stats.late_dropped),
+            ] {
+                ConstCounter::new(value.load(Relaxed)).encode(late.encode_family(&[
+                    ("job", job.spec.name.clone()),
+                    ("action", action.to_string()),
+                ])?)?;
             }
         }
         drop(late);
@@ -462,7 +487,8 @@ impl Collector for JobCollector {
             if watermark == i64::MIN || watermark == i64::MAX {
                 continue;
             }
-            ConstGauge::new((now_micros - watermark) as f64 / 1e6).encode(delay.encode_family(&[("job", job.spec.name.clone())])?)?;
+            ConstGauge::new((now_micros - watermark) as f64 / 1e6)
+                .encode(delay.encode_family(&[("job", job.spec.name.clone())])?)?;
         }
         drop(delay);
         let mut state = encoder.encode_descriptor(
@@ -472,7 +498,8 @@ impl Collector for JobCollector {
             MetricType::Gauge,
         )?;
         for job in &self.jobs {
-            ConstGauge::new(job.stats.state_rows.load(Relaxed) as i64).encode(state.encode_family(&[("job", job.spec.name.clone())])?)?;
+            ConstGauge::new(job.stats.state_rows.load(Relaxed) as i64)
+                .encode(state.encode_family(&[("job", job.spec.name.clone())])?)?;
         }
         drop(state);
         let mut checkpoint = encoder.encode_descriptor(
@@ -482,11 +509,23 @@ impl Collector for JobCollector {
             MetricType::Histogram,
         )?;
         for job in &self.jobs {
-            let counts: Vec<u64> = job.stats.checkpoint_duration_buckets.iter().map(|bucket| bucket.load(Relaxed)).collect();
+            let counts: Vec<u64> = job
+                .stats
+                .checkpoint_duration_buckets
+                .iter()
+                .map(|bucket| bucket.load(Relaxed))
+                .collect();
             let buckets: Vec<(f64, u64)> = counts
                 .iter()
                 .enumerate()
-                .map(|(at, n)| (CHECKPOINT_BUCKETS_MS.get(at).map_or(f64::INFINITY, |ms| *ms as f64 / 1e3), *n))
+                .map(|(at, n)| {
+                    (
+                        CHECKPOINT_BUCKETS_MS
+                            .get(at)
+                            .map_or(f64::INFINITY, |ms| *ms as f64 / 1e3),
+                        *n,
+                    )
+                })
                 .collect();
             let count = counts.iter().sum();
             let sum = job.stats.checkpoint_duration_micros_sum.load(Relaxed) as f64 / 1e6;

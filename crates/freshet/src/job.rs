@@ -55,7 +55,9 @@ pub fn run(command: JobCommand) -> anyhow::Result<()> {
 }
 
 fn named(argument: &str) -> Option<(&str, &str)> {
-    argument.split_once('=').filter(|(name, _)| !name.is_empty() && !name.contains('/'))
+    argument
+        .split_once('=')
+        .filter(|(name, _)| !name.is_empty() && !name.contains('/'))
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -71,8 +73,11 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
             bail!("--reference takes NAME=FILE, got '{argument}'");
         };
         let path = Path::new(file);
-        let csv = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
-        let rows = local::read_reference(&read(path)?, csv).map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
+        let csv = path
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
+        let rows = local::read_reference(&read(path)?, csv)
+            .map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
         reference_names.push(name.to_string());
         reference_rows.push(rows);
     }
@@ -80,7 +85,13 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         if error.line == 0 {
             anyhow::anyhow!("{}: {}", args.query.display(), error.message)
         } else {
-            anyhow::anyhow!("{}:{}:{}: {}", args.query.display(), error.line, error.column, error.message)
+            anyhow::anyhow!(
+                "{}:{}:{}: {}",
+                args.query.display(),
+                error.line,
+                error.column,
+                error.message
+            )
         }
     })?;
     let plan = Arc::new(plan);
@@ -90,16 +101,27 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         let (input, file) = match named(argument) {
             Some((name, file)) => {
                 let Some(input) = plan.input(name) else {
-                    let known: Vec<&str> = plan.inputs.iter().map(|input| input.name.as_str()).collect();
-                    bail!("the query reads no input '{name}'; its inputs are: {}", known.join(", "));
+                    let known: Vec<&str> = plan
+                        .inputs
+                        .iter()
+                        .map(|input| input.name.as_str())
+                        .collect();
+                    bail!(
+                        "the query reads no input '{name}'; its inputs are: {}",
+                        known.join(", ")
+                    );
                 };
                 (input, file)
             }
             None if plan.inputs.len() == 1 => (0, argument.as_str()),
             None => bail!("the query reads several inputs; give each as --input NAME=FILE"),
         };
-        let records = local::read_json_lines(&read(Path::new(file))?).map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
-        events.extend(local::local_events(&plan, input, records).map_err(|error| anyhow::anyhow!("{file}: {error}"))?);
+        let records = local::read_json_lines(&read(Path::new(file))?)
+            .map_err(|error| anyhow::anyhow!("{file}: {error}"))?;
+        events.extend(
+            local::local_events(&plan, input, records)
+                .map_err(|error| anyhow::anyhow!("{file}: {error}"))?,
+        );
     }
     let events = local::merge_by_arrival(events);
 
@@ -112,11 +134,15 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         },
     };
     let (rows, problems, engine) =
-        local::run(Arc::clone(&plan), policy, reference_rows, &events, None).map_err(|error| anyhow::anyhow!(error))?;
+        local::run(Arc::clone(&plan), policy, reference_rows, &events, None)
+            .map_err(|error| anyhow::anyhow!(error))?;
     for problem in &problems {
         eprintln!("warning: {problem}");
     }
-    let printed: Vec<String> = rows.iter().map(|row| local::format_row(&plan, row)).collect();
+    let printed: Vec<String> = rows
+        .iter()
+        .map(|row| local::format_row(&plan, row))
+        .collect();
     for line in &printed {
         println!("{line}");
     }
@@ -128,9 +154,15 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
 
     if let Some(path) = &args.expected {
         let expected_text = read(path)?;
-        let expected: Vec<&str> = expected_text.lines().filter(|line| !line.trim().is_empty()).collect();
+        let expected: Vec<&str> = expected_text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
         let same = printed.len() == expected.len()
-            && printed.iter().zip(&expected).all(|(got, want)| same_json(got, want));
+            && printed
+                .iter()
+                .zip(&expected)
+                .all(|(got, want)| same_json(got, want));
         if !same {
             let first = printed
                 .iter()
@@ -154,7 +186,10 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
 
 /// Rows compare as JSON values: key order and spacing do not matter.
 fn same_json(got: &str, want: &str) -> bool {
-    match (serde_json::from_str::<serde_json::Value>(got), serde_json::from_str::<serde_json::Value>(want)) {
+    match (
+        serde_json::from_str::<serde_json::Value>(got),
+        serde_json::from_str::<serde_json::Value>(want),
+    ) {
         (Ok(got), Ok(want)) => got == want,
         _ => got.trim() == want.trim(),
     }

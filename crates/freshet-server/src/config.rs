@@ -413,6 +413,27 @@ fn section_error(file: &str, line: usize, kind: &str, name: &str, message: Strin
 }
 
 impl JobSpec {
+    /// A job reading topics named as its inputs, with its outputs only
+    /// streamed live (add `output_topics` to also write topics).
+    pub fn new(name: &str, query: &str, policy: TimePolicy) -> Result<JobSpec, String> {
+        let raw = RawJob {
+            name: name.to_string(),
+            query: Some(query.to_string()),
+            query_file: None,
+            late_arrival: None,
+            out_of_order: None,
+            on_late: None,
+            late_events_topic: None,
+            checkpoint_interval: None,
+            input: Vec::new(),
+            reference: Vec::new(),
+            output: Vec::new(),
+        };
+        let mut spec = job_spec(raw, Path::new("."))?;
+        spec.policy = policy;
+        Ok(spec)
+    }
+
     /// The plan of the job's query (validated when the config is read).
     pub fn plan(&self) -> Result<JobPlan, freshet_stream::QueryError> {
         let references: Vec<String> = self
@@ -751,5 +772,63 @@ columns = [
         )
         .unwrap_err();
         assert!(error.message.contains("missing.sql"), "{error}");
+    }
+
+    #[test]
+    fn jobs_take_their_query_policy_inputs_and_outputs() {
+        let text = r#"
+[[job]]
+name = "decline-rate"
+query = """
+SELECT BIN, COUNT(*) AS n INTO [alerts] FROM [payments] TIMESTAMP BY EventTime
+GROUP BY BIN, TumblingWindow(second, 30)"""
+late_arrival = "10s"
+out_of_order = "2s"
+on_late = "drop"
+
+[[job.input]]
+name = "payments"
+topic = "auth-events"
+
+[[job.output]]
+name = "alerts"
+topic = "decline-alerts"
+"#;
+        let config = Config::parse(text, "freshet.toml").unwrap();
+        let job = &config.jobs[0];
+        assert_eq!(
+            job.inputs,
+            vec![("payments".to_string(), "auth-events".to_string())]
+        );
+        assert_eq!(
+            job.output_topics,
+            vec![("alerts".to_string(), "decline-alerts".to_string())]
+        );
+        assert_eq!(job.policy.late_arrival_tolerance_micros, 10_000_000);
+        assert_eq!(job.policy.out_of_order_tolerance_micros, 2_000_000);
+        assert_eq!(job.policy.on_late, LatePolicy::Drop);
+        assert_eq!(job.checkpoint_interval_ms, 1_000);
+
+        let error = Config::parse(
+            &text.replace("name = \"alerts\"", "name = \"alert\""),
+            "freshet.toml",
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("'alert' is not written by the query"),
+            "{error}"
+        );
+        assert_eq!(error.line, 2, "{error}");
+        let error = Config::parse(
+            &text.replace("COUNT(*) AS n", "COUNT(*) AS n, Amount"),
+            "freshet.toml",
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("query: line 1, column 28"),
+            "{error}"
+        );
     }
 }

@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use freshet_log::TopicConfig;
+use freshet_server::config::JobSpec;
 use freshet_server::{BoundPorts, Config, Server};
 use freshet_store::{TableSpec, ViewSpec};
+use freshet_stream::engine::TimePolicy;
 
 use crate::{client, job, query, simulate};
 
@@ -154,6 +156,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         name: "decline_rate_1m".into(),
         query: DECLINE_RATE_1M.into(),
     });
+    let policy = TimePolicy {
+        out_of_order_tolerance_micros: 2_000_000,
+        ..TimePolicy::default()
+    };
+    let mut decline_job =
+        JobSpec::new("decline-rate", DECLINE_RATE_JOB, policy).map_err(anyhow::Error::msg)?;
+    decline_job
+        .output_topics
+        .push(("powerbi-live".into(), "decline-alerts".into()));
+    config.jobs.push(decline_job);
     let manifest = config.server.data_dir.join("demo-manifest.json");
     let feed = move |ports: &BoundPorts| {
         let bootstrap = ports.kafka.to_string();
@@ -168,6 +180,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             ports.http
         );
         println!(
+            "  Alerts:   curl -N http://{}/api/v1/outputs/powerbi-live/stream   (also in topic decline-alerts)",
+            ports.http
+        );
+        println!(
             "  View:     freshet query --server http://{} \"SELECT * FROM decline_rate_1m ORDER BY minute DESC, decline_rate DESC LIMIT 10\"",
             ports.http
         );
@@ -177,6 +193,16 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
+
+/// Seed 001's hot-path query, unchanged: BINs whose decline rate passes
+/// 15 % in a 30-second window.
+const DECLINE_RATE_JOB: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
+       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
+INTO [powerbi-live]
+FROM [auth-events] PARTITION BY BIN
+TIMESTAMP BY EventTime
+GROUP BY BIN, TumblingWindow(second, 30)
+HAVING DeclineRatePct > 15";
 
 /// Seed 001's `DeclineRate1m`: attempts, declines and the decline rate per
 /// BIN and minute, kept up to date as a materialized view.

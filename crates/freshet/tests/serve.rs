@@ -61,7 +61,7 @@ fn help_lists_every_command_and_each_has_its_own_help() {
 
 #[test]
 fn a_command_not_in_this_build_says_so_and_exits_2() {
-    let output = run(&["job", "test", "decline-rate.sql"]);
+    let output = run(&["apply", "freshet.toml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not available in this build"));
 }
@@ -162,6 +162,20 @@ fn demo_serves_a_topic_that_the_simulator_keeps_feeding_and_stops_cleanly() {
             "{line}"
         );
     }
+    // The seed's decline-rate job reads the same events.
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    common::wait_for(|| {
+        let url = format!("http://{}/api/v1/jobs", demo.http);
+        let jobs: serde_json::Value =
+            serde_json::from_slice(&agent.get(&url).call().ok()?.body_mut().read_to_vec().ok()?)
+                .ok()?;
+        let job = &jobs["jobs"][0];
+        (job["name"] == "decline-rate"
+            && job["state"] == "running"
+            && job["input_events"].as_u64()? > 0
+            && job["watermark"].is_string())
+        .then_some(())
+    });
     demo.signal(libc::SIGTERM);
     assert!(demo.wait().success());
 }

@@ -214,6 +214,8 @@ struct Runner {
     file: PathBuf,
     engine: Engine,
     sources: Vec<EmbeddedSource>,
+    /// Per input, the top-level fields the query reads (all when `None`).
+    fields: Vec<Option<Vec<Arc<str>>>>,
     positions: Vec<BTreeMap<u32, i64>>,
     producer_id: i64,
     sequences: BTreeMap<String, i32>,
@@ -246,7 +248,9 @@ impl Runner {
             .iter()
             .map(|(_, topic)| EmbeddedSource::new(Arc::clone(&log), topic, runtime.clone()))
             .collect();
+        let fields = (0..job.plan.inputs.len()).map(|input| job.plan.input_fields(input)).collect();
         let mut runner = Runner {
+            fields,
             engine: Engine::new(Arc::clone(&job.plan), job.spec.policy),
             positions: vec![BTreeMap::new(); job.plan.inputs.len()],
             producer_id: -1,
@@ -398,6 +402,7 @@ impl Runner {
     }
 
     fn push(&mut self, input: usize, records: &[SourceRecord], out: &mut Vec<OutputRow>) {
+        let fields = &self.fields[input];
         for record in records {
             self.dirty = true;
             let Some(value) = &record.value else {
@@ -407,7 +412,7 @@ impl Runner {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let parsed = match Record::from_json(value) {
+            let parsed = match Record::from_json_fields(value, fields.as_deref()) {
                 Ok(parsed) => parsed,
                 Err(error) => {
                     self.job

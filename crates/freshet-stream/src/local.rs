@@ -68,6 +68,24 @@ pub fn read_reference(text: &str, csv: bool) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
+/// Reads JSON lines of `input`'s events, keeping the fields the job reads
+/// (and `EventEnqueuedUtcTime` and `PartitionId`).
+pub fn read_input(plan: &JobPlan, input: usize, text: &str) -> Result<Vec<Record>, String> {
+    let fields = plan.input_fields(input).map(|mut fields| {
+        fields.push(Arc::from("EventEnqueuedUtcTime"));
+        fields.push(Arc::from("PartitionId"));
+        fields
+    });
+    let mut records = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(Record::from_json_fields(line.as_bytes(), fields.as_deref()).map_err(|error| format!("line {}: {error}", number + 1))?);
+    }
+    Ok(records)
+}
+
 /// Gives each record of `input` its partition and arrival time.
 pub fn local_events(
     plan: &JobPlan,

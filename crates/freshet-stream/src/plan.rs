@@ -207,6 +207,62 @@ impl JobPlan {
             .position(|input| input.name.eq_ignore_ascii_case(name))
     }
 
+    /// The top-level fields of `input`'s events the job reads, or `None`
+    /// when it needs them all (`SELECT *`, a whole record).
+    pub fn input_fields(&self, input: usize) -> Option<Vec<Arc<str>>> {
+        let mut fields: Vec<Arc<str>> = Vec::new();
+        let mut all = false;
+        let note = |expr: &Expr, source: usize, fields: &mut Vec<Arc<str>>, all: &mut bool| {
+            expr.visit(&mut |inner| match inner {
+                Expr::Field { source: read, path } if *read == source => {
+                    if !fields.iter().any(|known| known.eq_ignore_ascii_case(&path[0])) {
+                        fields.push(path[0].clone());
+                    }
+                }
+                Expr::SourceRecord(read) if *read == source => *all = true,
+                _ => {}
+            });
+        };
+        if let Some(expr) = &self.inputs[input].timestamp_by {
+            note(expr, 0, &mut fields, &mut all);
+        }
+        for step in &self.steps {
+            for (source, plan) in step.sources.iter().enumerate() {
+                if plan.stream != StreamRef::Input(input) {
+                    continue;
+                }
+                let mut exprs: Vec<&Expr> = step.filter.iter().collect();
+                if let Some(join) = &step.join {
+                    exprs.push(&join.on);
+                    exprs.extend(join.equi_keys.iter().flat_map(|(left, right)| [left, right]));
+                }
+                match &step.body {
+                    StepBody::Project(projections) => {
+                        for projection in projections {
+                            match projection {
+                                Projection::Column { expr, .. } => exprs.push(expr),
+                                Projection::All(None) => all = true,
+                                Projection::All(Some(only)) if *only == source => all = true,
+                                Projection::All(Some(_)) => {}
+                            }
+                        }
+                    }
+                    StepBody::Aggregate(aggregate) => {
+                        exprs.extend(&aggregate.keys);
+                        exprs.extend(aggregate.aggregates.iter().filter_map(|call| call.arg.as_ref()));
+                        if let WindowPlan::Session { partition, .. } = &aggregate.window {
+                            exprs.extend(partition);
+                        }
+                    }
+                }
+                for expr in exprs {
+                    note(expr, source, &mut fields, &mut all);
+                }
+            }
+        }
+        if all { None } else { Some(fields) }
+    }
+
     pub fn output(&self, name: &str) -> Option<usize> {
         self.outputs
             .iter()

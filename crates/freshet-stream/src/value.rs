@@ -83,20 +83,19 @@ impl Record {
 
     /// Parses one JSON object.
     pub fn from_json(bytes: &[u8]) -> Result<Record, String> {
+        Self::from_json_fields(bytes, None)
+    }
+
+    /// Parses one JSON object, keeping only the top-level fields named in
+    /// `fields` (matched ignoring ASCII case) when given: a query's
+    /// unused fields are skipped without being built.
+    pub fn from_json_fields(bytes: &[u8], fields: Option<&[Arc<str>]>) -> Result<Record, String> {
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let value = ValueSeed
-            .deserialize(&mut deserializer)
+        let record = deserializer
+            .deserialize_any(TopVisitor { fields })
             .map_err(|error| error.to_string())?;
         deserializer.end().map_err(|error| error.to_string())?;
-        match value {
-            Value::Record(record) => {
-                Ok(Arc::try_unwrap(record).unwrap_or_else(|shared| (*shared).clone()))
-            }
-            other => Err(format!(
-                "an event must be a JSON object, not {}",
-                other.type_name()
-            )),
-        }
+        record
     }
 }
 
@@ -244,6 +243,69 @@ impl Hash for Value {
             }
             Value::Array(items) => items.hash(state),
         }
+    }
+}
+
+/// The top level of an event: a JSON object, with unwanted fields skipped.
+struct TopVisitor<'a> {
+    fields: Option<&'a [Arc<str>]>,
+}
+
+impl<'de> Visitor<'de> for TopVisitor<'_> {
+    type Value = Result<Record, String>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut record = Record::with_capacity(self.fields.map_or(8, <[_]>::len));
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let name = match self.fields {
+                None => Arc::from(&*name),
+                Some(fields) => match fields.iter().find(|field| field.eq_ignore_ascii_case(&name)) {
+                    // Exact names keep the event's spelling.
+                    Some(field) if **field == *name => field.clone(),
+                    Some(_) => Arc::from(&*name),
+                    None => {
+                        map.next_value::<de::IgnoredAny>()?;
+                        continue;
+                    }
+                },
+            };
+            let value = map.next_value_seed(ValueSeed)?;
+            record.insert(name, value);
+        }
+        Ok(Ok(record))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Err("an event must be a JSON object, not an array".into()))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not a string".into()))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not a number".into()))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not a number".into()))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not a number".into()))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not a bit".into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err("an event must be a JSON object, not null".into()))
     }
 }
 

@@ -76,7 +76,7 @@ fn run_case(case: &Path) -> Result<(), String> {
                 );
             }
         };
-        let records = local::read_json_lines(&fs::read_to_string(&path).unwrap())?;
+        let records = local::read_input(&plan, input, &fs::read_to_string(&path).unwrap())?;
         events.extend(local::local_events(&plan, input, records)?);
     }
     let events = local::merge_by_arrival(events);

@@ -1,0 +1,154 @@
+//! Hot-path throughput on one thread: JSON events (as they sit in the
+//! log) parsed and pushed through a job, for seed 001's decline-rate query
+//! and Nexmark q0, q1, q2, q5 and q7 over the simulator's streams; plus
+//! the time from the event that closes a window to its rows coming out.
+//!
+//! `cargo bench -p freshet-stream --bench hot_path` (FRESHET_BENCH_EVENTS
+//! sets the number of events, default 1,000,000).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use freshet_sim::{Generator, Options, Scenario};
+use freshet_stream::engine::{Engine, TimePolicy};
+use freshet_stream::plan::JobPlan;
+use freshet_stream::value::Record;
+
+const SEED: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
+       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
+INTO [powerbi-live]
+FROM [auth-events] PARTITION BY BIN
+TIMESTAMP BY EventTime
+GROUP BY BIN, TumblingWindow(second, 30)
+HAVING DeclineRatePct > 15";
+
+const NEXMARK_TIME: &str = "TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime, person.dateTime)";
+
+fn nexmark_queries() -> Vec<(&'static str, String)> {
+    vec![
+        ("nexmark q0 (pass-through)", format!(
+            "SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price AS price, bid.dateTime AS dateTime INTO o FROM nexmark {NEXMARK_TIME} WHERE type = 'bid'"
+        )),
+        ("nexmark q1 (projection)", format!(
+            "SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price * 0.908 AS price, bid.dateTime AS dateTime INTO o FROM nexmark {NEXMARK_TIME} WHERE type = 'bid'"
+        )),
+        ("nexmark q2 (filter)", format!(
+            "SELECT bid.auction AS auction, bid.price AS price INTO o FROM nexmark {NEXMARK_TIME} WHERE type = 'bid' AND bid.auction % 123 = 0"
+        )),
+        ("nexmark q5 (hot items)", format!(
+            "WITH counts AS (
+                SELECT bid.auction AS auction, COUNT(*) AS n FROM nexmark {NEXMARK_TIME} WHERE type = 'bid'
+                GROUP BY bid.auction, HoppingWindow(second, 10, 2)
+            ),
+            maxes AS (SELECT MAX(n) AS maxn FROM counts GROUP BY System.Timestamp())
+            SELECT c.auction AS auction, c.n AS n INTO o
+            FROM counts c JOIN maxes m ON c.n = m.maxn AND DATEDIFF(millisecond, c, m) BETWEEN 0 AND 0"
+        )),
+        ("nexmark q7 (highest bid)", format!(
+            "WITH bids AS (
+                SELECT bid.auction AS auction, bid.price AS price, bid.bidder AS bidder FROM nexmark {NEXMARK_TIME} WHERE type = 'bid'
+            ),
+            maxes AS (SELECT MAX(price) AS maxprice FROM bids GROUP BY TumblingWindow(second, 10))
+            SELECT b.auction AS auction, b.price AS price, b.bidder AS bidder INTO o
+            FROM bids b JOIN maxes m ON b.price = m.maxprice AND DATEDIFF(second, b, m) BETWEEN 0 AND 10"
+        )),
+    ]
+}
+
+fn events(scenario: Scenario, count: usize, rate_per_s: u64) -> Vec<(i64, Bytes)> {
+    let mut generator = Generator::new(Options::plain(scenario, 7, 1_000, rate_per_s, 1_767_225_600_000_000));
+    (0..count)
+        .map(|_| {
+            let event = generator.next_event();
+            (event.event_time_us, event.payload)
+        })
+        .collect()
+}
+
+struct Run {
+    events_per_s: f64,
+    outputs: usize,
+    /// Durations of the pushes that emitted rows (window closes), µs.
+    emitting_push_micros: Vec<f64>,
+}
+
+fn run(query: &str, events: &[(i64, Bytes)]) -> Run {
+    let plan = Arc::new(JobPlan::new(query, &[]).expect("the query plans"));
+    let fields = plan.input_fields(0);
+    let mut engine = Engine::new(plan, TimePolicy::default());
+    let mut out = Vec::new();
+    let mut outputs = 0;
+    let mut emitting_push_micros = Vec::new();
+    let started = Instant::now();
+    for (arrival, payload) in events {
+        let record = Record::from_json_fields(payload, fields.as_deref()).expect("simulated events are JSON objects");
+        let before = out.len();
+        let push_started = Instant::now();
+        let _ = engine.push(0, 0, *arrival, Arc::new(record), &mut out);
+        if out.len() > before {
+            emitting_push_micros.push(push_started.elapsed().as_secs_f64() * 1e6);
+        }
+        if out.len() > 4096 {
+            outputs += out.len();
+            out.clear();
+        }
+    }
+    engine.finish(&mut out);
+    outputs += out.len();
+    let elapsed = started.elapsed().as_secs_f64();
+    Run { events_per_s: events.len() as f64 / elapsed, outputs, emitting_push_micros }
+}
+
+fn parse_only(events: &[(i64, Bytes)]) -> f64 {
+    let started = Instant::now();
+    let mut fields = 0;
+    for (_, payload) in events {
+        fields += Record::from_json(payload).expect("JSON").len();
+    }
+    assert!(fields > 0);
+    events.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let count: usize = std::env::var("FRESHET_BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(1_000_000);
+    println!("events per run: {count}; one thread; best of 3 runs");
+    let payments = events(Scenario::Payments, count, 10_000);
+    let nexmark = events(Scenario::Nexmark, count, 10_000);
+    let mut cases: Vec<(&str, String, &[(i64, Bytes)])> = vec![("seed decline-rate", SEED.to_string(), &payments)];
+    for (name, query) in nexmark_queries() {
+        cases.push((name, query, &nexmark));
+    }
+    for (name, data) in [("JSON parse only (payments)", &payments), ("JSON parse only (nexmark)", &nexmark)] {
+        let best = (0..3).map(|_| parse_only(data)).fold(0.0, f64::max);
+        println!("{name:<30} {:>12.0} events/s", best);
+    }
+    for (name, query, data) in cases {
+        let mut best: Option<Run> = None;
+        for _ in 0..3 {
+            let run = run(&query, data);
+            if best.as_ref().is_none_or(|best| run.events_per_s > best.events_per_s) {
+                best = Some(run);
+            }
+        }
+        let mut best = best.expect("three runs");
+        let p50 = percentile(&mut best.emitting_push_micros, 0.50);
+        let p99 = percentile(&mut best.emitting_push_micros, 0.99);
+        println!(
+            "{name:<30} {:>12.0} events/s  {:>8} rows out  window-close push p50 {:>8.1} µs p99 {:>8.1} µs ({} closes)",
+            best.events_per_s,
+            best.outputs,
+            p50,
+            p99,
+            best.emitting_push_micros.len()
+        );
+    }
+}

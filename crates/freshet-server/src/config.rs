@@ -347,23 +347,9 @@ impl Config {
                     "the name is already taken by another view or table".into(),
                 ));
             }
-            let query = match (raw.query, raw.query_file) {
-                (Some(query), None) => query,
-                (None, Some(path)) => {
-                    let path = Path::new(file)
-                        .parent()
-                        .unwrap_or(Path::new("."))
-                        .join(path);
-                    std::fs::read_to_string(&path).map_err(|e| {
-                        error(format!("cannot read query_file {}: {e}", path.display()))
-                    })?
-                }
-                _ => {
-                    return Err(error(
-                        "give the view's SQL as exactly one of query or query_file".into(),
-                    ));
-                }
-            };
+            let folder = Path::new(file).parent().unwrap_or(Path::new("."));
+            let query =
+                read_query(raw.query, raw.query_file, folder, "view's SQL").map_err(error)?;
             views.push(ViewSpec {
                 name: raw.name,
                 query,
@@ -451,15 +437,7 @@ impl JobSpec {
 
 fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {
     let folder = config_file.parent().unwrap_or(Path::new("."));
-    let query = match (raw.query, raw.query_file) {
-        (Some(query), None) => query,
-        (None, Some(path)) => {
-            let path = folder.join(path);
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read query_file {}: {e}", path.display()))?
-        }
-        _ => return Err("give the job's query as exactly one of query or query_file".into()),
-    };
+    let query = read_query(raw.query, raw.query_file, folder, "job's query")?;
     let micros = |key: &str, value: &Option<String>, default_ms: i64| -> Result<i64, String> {
         let ms = value
             .as_deref()
@@ -547,6 +525,26 @@ fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {
         validate_topic_name(topic).map_err(|e| format!("late_events_topic: {e}"))?;
     }
     Ok(spec)
+}
+
+/// A section's query, given inline or in a file relative to the config.
+fn read_query(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    folder: &Path,
+    what: &str,
+) -> Result<String, String> {
+    match (inline, file) {
+        (Some(query), None) => Ok(query),
+        (None, Some(path)) => {
+            let path = folder.join(path);
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read query_file {}: {e}", path.display()))
+        }
+        _ => Err(format!(
+            "give the {what} as exactly one of query or query_file"
+        )),
+    }
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {

@@ -248,7 +248,9 @@ impl Runner {
             .iter()
             .map(|(_, topic)| EmbeddedSource::new(Arc::clone(&log), topic, runtime.clone()))
             .collect();
-        let fields = (0..job.plan.inputs.len()).map(|input| job.plan.input_fields(input)).collect();
+        let fields = (0..job.plan.inputs.len())
+            .map(|input| job.plan.input_fields(input))
+            .collect();
         let mut runner = Runner {
             fields,
             engine: Engine::new(Arc::clone(&job.plan), job.spec.policy),

@@ -15,13 +15,7 @@ use freshet_stream::engine::{Engine, TimePolicy};
 use freshet_stream::plan::JobPlan;
 use freshet_stream::value::Record;
 
-const SEED: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
-       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
-INTO [powerbi-live]
-FROM [auth-events] PARTITION BY BIN
-TIMESTAMP BY EventTime
-GROUP BY BIN, TumblingWindow(second, 30)
-HAVING DeclineRatePct > 15";
+const SEED: &str = freshet_stream::SEED_DECLINE_RATE_QUERY;
 
 const NEXMARK_TIME: &str = "TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime, person.dateTime)";
 
@@ -57,7 +51,13 @@ fn nexmark_queries() -> Vec<(&'static str, String)> {
 }
 
 fn events(scenario: Scenario, count: usize, rate_per_s: u64) -> Vec<(i64, Bytes)> {
-    let mut generator = Generator::new(Options::plain(scenario, 7, 1_000, rate_per_s, 1_767_225_600_000_000));
+    let mut generator = Generator::new(Options::plain(
+        scenario,
+        7,
+        1_000,
+        rate_per_s,
+        1_767_225_600_000_000,
+    ));
     (0..count)
         .map(|_| {
             let event = generator.next_event();
@@ -82,7 +82,8 @@ fn run(query: &str, events: &[(i64, Bytes)]) -> Run {
     let mut emitting_push_micros = Vec::new();
     let started = Instant::now();
     for (arrival, payload) in events {
-        let record = Record::from_json_fields(payload, fields.as_deref()).expect("simulated events are JSON objects");
+        let record = Record::from_json_fields(payload, fields.as_deref())
+            .expect("simulated events are JSON objects");
         let before = out.len();
         let push_started = Instant::now();
         let _ = engine.push(0, 0, *arrival, Arc::new(record), &mut out);
@@ -97,7 +98,11 @@ fn run(query: &str, events: &[(i64, Bytes)]) -> Run {
     engine.finish(&mut out);
     outputs += out.len();
     let elapsed = started.elapsed().as_secs_f64();
-    Run { events_per_s: events.len() as f64 / elapsed, outputs, emitting_push_micros }
+    Run {
+        events_per_s: events.len() as f64 / elapsed,
+        outputs,
+        emitting_push_micros,
+    }
 }
 
 fn parse_only(events: &[(i64, Bytes)]) -> f64 {
@@ -119,15 +124,22 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let count: usize = std::env::var("FRESHET_BENCH_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(1_000_000);
+    let count: usize = std::env::var("FRESHET_BENCH_EVENTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(1_000_000);
     println!("events per run: {count}; one thread; best of 3 runs");
     let payments = events(Scenario::Payments, count, 10_000);
     let nexmark = events(Scenario::Nexmark, count, 10_000);
-    let mut cases: Vec<(&str, String, &[(i64, Bytes)])> = vec![("seed decline-rate", SEED.to_string(), &payments)];
+    let mut cases: Vec<(&str, String, &[(i64, Bytes)])> =
+        vec![("seed decline-rate", SEED.to_string(), &payments)];
     for (name, query) in nexmark_queries() {
         cases.push((name, query, &nexmark));
     }
-    for (name, data) in [("JSON parse only (payments)", &payments), ("JSON parse only (nexmark)", &nexmark)] {
+    for (name, data) in [
+        ("JSON parse only (payments)", &payments),
+        ("JSON parse only (nexmark)", &nexmark),
+    ] {
         let best = (0..3).map(|_| parse_only(data)).fold(0.0, f64::max);
         println!("{name:<30} {:>12.0} events/s", best);
     }
@@ -135,7 +147,10 @@ fn main() {
         let mut best: Option<Run> = None;
         for _ in 0..3 {
             let run = run(&query, data);
-            if best.as_ref().is_none_or(|best| run.events_per_s > best.events_per_s) {
+            if best
+                .as_ref()
+                .is_none_or(|best| run.events_per_s > best.events_per_s)
+            {
                 best = Some(run);
             }
         }

@@ -136,6 +136,21 @@ pub struct Engine {
     late_events: Vec<LateEvent>,
 }
 
+/// A partition's time record, made when first seen.
+fn partition_time(
+    partitions: &mut BTreeMap<(usize, u32), PartitionTime>,
+    input: usize,
+    partition: u32,
+    now: i64,
+) -> &mut PartitionTime {
+    partitions
+        .entry((input, partition))
+        .or_insert(PartitionTime {
+            max_event_time: None,
+            last_active: now,
+        })
+}
+
 /// An event on its way between steps.
 struct Flow {
     stream: StreamRef,
@@ -278,14 +293,12 @@ impl Engine {
     /// Declares a partition of an input before it has events, so that
     /// the watermark waits for it (until it is idle).
     pub fn register_partition(&mut self, input: usize, partition: u32) {
-        let now = self.processing_time;
-        self.state
-            .partitions
-            .entry((input, partition))
-            .or_insert(PartitionTime {
-                max_event_time: None,
-                last_active: now,
-            });
+        partition_time(
+            &mut self.state.partitions,
+            input,
+            partition,
+            self.processing_time,
+        );
     }
 
     /// Sets the processing time (wall clock, µs); idle partitions advance
@@ -324,27 +337,21 @@ impl Engine {
         };
         let now = self.processing_time;
         let global_watermark = self.state.watermark;
-        let partition_time =
-            self.state
-                .partitions
-                .entry((input, partition))
-                .or_insert(PartitionTime {
-                    max_event_time: None,
-                    last_active: now,
-                });
+        let policy = self.policy;
+        let partition_time = partition_time(&mut self.state.partitions, input, partition, now);
         partition_time.last_active = now;
         // The earliest time this event may have: not older than its
         // arrival minus the late tolerance, nor than its partition's
         // newest event minus the out-of-order tolerance, nor than the
         // watermark windows were already closed at.
-        let mut earliest = arrival_time.saturating_sub(self.policy.late_arrival_tolerance_micros);
+        let mut earliest = arrival_time.saturating_sub(policy.late_arrival_tolerance_micros);
         if let Some(max_event_time) = partition_time.max_event_time {
-            earliest = earliest
-                .max(max_event_time.saturating_sub(self.policy.out_of_order_tolerance_micros));
+            earliest =
+                earliest.max(max_event_time.saturating_sub(policy.out_of_order_tolerance_micros));
         }
         earliest = earliest.max(global_watermark);
         if event_time < earliest {
-            match self.policy.on_late {
+            match policy.on_late {
                 LatePolicy::Adjust => {
                     self.state.counters.late_adjusted += 1;
                     event_time = earliest;

@@ -14,4 +14,8 @@ pub mod time;
 pub mod value;
 
 pub use parse::QueryError;
+
+/// Seed 001's canonical hot-path query: the decline rate per BIN over
+/// 30-second windows, alerting above 15 %. It must run unchanged.
+pub const SEED_DECLINE_RATE_QUERY: &str = include_str!("../tests/cases/seed_decline_rate/job.sql");
 pub use value::{Record, Value};

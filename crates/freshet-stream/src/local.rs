@@ -81,7 +81,10 @@ pub fn read_input(plan: &JobPlan, input: usize, text: &str) -> Result<Vec<Record
         if line.trim().is_empty() {
             continue;
         }
-        records.push(Record::from_json_fields(line.as_bytes(), fields.as_deref()).map_err(|error| format!("line {}: {error}", number + 1))?);
+        records.push(
+            Record::from_json_fields(line.as_bytes(), fields.as_deref())
+                .map_err(|error| format!("line {}: {error}", number + 1))?,
+        );
     }
     Ok(records)
 }

@@ -368,13 +368,7 @@ impl Positions {
 mod tests {
     use super::*;
 
-    const SEED_QUERY: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
-       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
-INTO [powerbi-live]
-FROM [auth-events] PARTITION BY BIN
-TIMESTAMP BY EventTime
-GROUP BY BIN, TumblingWindow(second, 30)
-HAVING DeclineRatePct > 15";
+    use crate::SEED_DECLINE_RATE_QUERY as SEED_QUERY;
 
     #[test]
     fn the_seed_query_parses_with_its_source_clauses() {

@@ -215,7 +215,10 @@ impl JobPlan {
         let note = |expr: &Expr, source: usize, fields: &mut Vec<Arc<str>>, all: &mut bool| {
             expr.visit(&mut |inner| match inner {
                 Expr::Field { source: read, path } if *read == source => {
-                    if !fields.iter().any(|known| known.eq_ignore_ascii_case(&path[0])) {
+                    if !fields
+                        .iter()
+                        .any(|known| known.eq_ignore_ascii_case(&path[0]))
+                    {
                         fields.push(path[0].clone());
                     }
                 }
@@ -234,7 +237,11 @@ impl JobPlan {
                 let mut exprs: Vec<&Expr> = step.filter.iter().collect();
                 if let Some(join) = &step.join {
                     exprs.push(&join.on);
-                    exprs.extend(join.equi_keys.iter().flat_map(|(left, right)| [left, right]));
+                    exprs.extend(
+                        join.equi_keys
+                            .iter()
+                            .flat_map(|(left, right)| [left, right]),
+                    );
                 }
                 match &step.body {
                     StepBody::Project(projections) => {
@@ -249,7 +256,12 @@ impl JobPlan {
                     }
                     StepBody::Aggregate(aggregate) => {
                         exprs.extend(&aggregate.keys);
-                        exprs.extend(aggregate.aggregates.iter().filter_map(|call| call.arg.as_ref()));
+                        exprs.extend(
+                            aggregate
+                                .aggregates
+                                .iter()
+                                .filter_map(|call| call.arg.as_ref()),
+                        );
                         if let WindowPlan::Session { partition, .. } = &aggregate.window {
                             exprs.extend(partition);
                         }
@@ -1503,7 +1515,7 @@ fn cast_type(data_type: &ast::DataType) -> Option<Type> {
 mod tests {
     use super::*;
 
-    const SEED_QUERY: &str = include_str!("../tests/cases/seed_decline_rate/job.sql");
+    use crate::SEED_DECLINE_RATE_QUERY as SEED_QUERY;
 
     #[test]
     fn the_seed_query_plans_into_one_windowed_step() {

@@ -263,7 +263,10 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
         while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             let name = match self.fields {
                 None => Arc::from(&*name),
-                Some(fields) => match fields.iter().find(|field| field.eq_ignore_ascii_case(&name)) {
+                Some(fields) => match fields
+                    .iter()
+                    .find(|field| field.eq_ignore_ascii_case(&name))
+                {
                     // Exact names keep the event's spelling.
                     Some(field) if **field == *name => field.clone(),
                     Some(_) => Arc::from(&*name),

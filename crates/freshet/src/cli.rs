@@ -160,8 +160,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         out_of_order_tolerance_micros: 2_000_000,
         ..TimePolicy::default()
     };
-    let mut decline_job =
-        JobSpec::new("decline-rate", DECLINE_RATE_JOB, policy).map_err(anyhow::Error::msg)?;
+    let mut decline_job = JobSpec::new(
+        "decline-rate",
+        freshet_stream::SEED_DECLINE_RATE_QUERY,
+        policy,
+    )
+    .map_err(anyhow::Error::msg)?;
     decline_job
         .output_topics
         .push(("powerbi-live".into(), "decline-alerts".into()));
@@ -193,16 +197,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
-
-/// Seed 001's hot-path query, unchanged: BINs whose decline rate passes
-/// 15 % in a 30-second window.
-const DECLINE_RATE_JOB: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
-       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
-INTO [powerbi-live]
-FROM [auth-events] PARTITION BY BIN
-TIMESTAMP BY EventTime
-GROUP BY BIN, TumblingWindow(second, 30)
-HAVING DeclineRatePct > 15";
 
 /// Seed 001's `DeclineRate1m`: attempts, declines and the decline rate per
 /// BIN and minute, kept up to date as a materialized view.

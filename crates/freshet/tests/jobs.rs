@@ -9,17 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{BINARY, Freshet, wait_for};
+use common::{BINARY, Freshet, api_get, wait_for};
 use serde_json::Value;
 
-const QUERY: &str = "SELECT BIN, System.Timestamp() AS WindowEnd, COUNT(*) AS Attempts,
-       SUM(CASE WHEN Result = 'DECLINE' THEN 1 ELSE 0 END) * 100.0 / COUNT(*) AS DeclineRatePct
-INTO [powerbi-live]
-FROM [auth-events] PARTITION BY BIN
-TIMESTAMP BY EventTime
-GROUP BY BIN, TumblingWindow(second, 30)
-HAVING DeclineRatePct > 15
-";
+use freshet_stream::SEED_DECLINE_RATE_QUERY as QUERY;
 
 /// Historical events are accepted as they are (a wide late-arrival
 /// tolerance), and checkpoints are frequent so a kill lands between them.
@@ -92,18 +85,7 @@ fn produce(freshet: &Freshet, lines: &[String]) {
 }
 
 fn jobs(freshet: &Freshet) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-    let url = format!("http://{}/api/v1/jobs", freshet.http);
-    serde_json::from_slice(
-        &agent
-            .get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap()
+    api_get(freshet, "jobs")
 }
 
 fn consume_all(freshet: &Freshet, topic: &str) -> Vec<Value> {

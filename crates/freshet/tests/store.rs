@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Freshet, wait_for};
+use common::{Freshet, api_get, wait_for};
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"
@@ -55,22 +55,6 @@ fn post(url: &str, body: &Value, accept: &str) -> (u16, Vec<u8>) {
         .unwrap();
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_vec().unwrap())
-}
-
-/// `GET /api/v1/{path}` as JSON.
-fn get(freshet: &Freshet, path: &str) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-    let url = format!("http://{}/api/v1/{path}", freshet.http);
-    serde_json::from_slice(
-        &agent
-            .get(&url)
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_vec()
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn query(freshet: &Freshet, sql: &str) -> Value {
@@ -146,7 +130,7 @@ fn simulator_events_become_rows_queryable_by_sql() {
     assert_eq!(answer["columns"][0]["name"], "type");
 
     // The table listing shows the rows and what was set aside.
-    let tables: Value = get(&freshet, "tables");
+    let tables: Value = api_get(&freshet, "tables");
     let table = &tables["tables"][0];
     assert_eq!(table["name"], "telemetry");
     assert_eq!(table["rows"].as_i64().unwrap(), unique);
@@ -172,7 +156,7 @@ fn simulator_events_become_rows_queryable_by_sql() {
     let view = query(&freshet, VIEW_ROWS);
     assert_eq!(view["rows"], query(&freshet, RAW_ROWS)["rows"]);
     assert_eq!(view["rows"].as_array().unwrap().len(), 51);
-    let views: Value = get(&freshet, "views");
+    let views: Value = api_get(&freshet, "views");
     assert_eq!(views["views"][0]["name"], "per_device");
     assert_eq!(views["views"][0]["table"], "telemetry");
     assert!(

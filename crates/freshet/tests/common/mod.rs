@@ -93,6 +93,22 @@ impl Drop for Freshet {
     }
 }
 
+/// `GET /api/v1/{path}` as JSON.
+pub fn api_get(freshet: &Freshet, path: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let url = format!("http://{}/api/v1/{path}", freshet.http);
+    serde_json::from_slice(
+        &agent
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 pub fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {

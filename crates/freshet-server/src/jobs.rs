@@ -36,6 +36,8 @@ const RECENT_ROWS_MAX: usize = 100;
 const READ_BYTES_MAX: usize = 1 << 20;
 /// Largest batch appended to an output topic.
 const OUTPUT_BATCH_BYTES_MAX: usize = 512 * 1024;
+/// How often reference files are checked for changes.
+const REFERENCE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Checkpoint durations, upper bounds in milliseconds.
 pub const CHECKPOINT_BUCKETS_MS: [u64; 10] = [1, 5, 10, 25, 50, 100, 250, 500, 1_000, 5_000];
 
@@ -214,6 +216,8 @@ struct Runner {
     file: PathBuf,
     engine: Engine,
     sources: Vec<EmbeddedSource>,
+    /// When each reference file was read (modified time and length).
+    reference_versions: Vec<Option<(std::time::SystemTime, u64)>>,
     /// Per input, the top-level fields the query reads (all when `None`).
     fields: Vec<Option<Vec<Arc<str>>>>,
     positions: Vec<BTreeMap<u32, i64>>,
@@ -252,6 +256,7 @@ impl Runner {
             .map(|input| job.plan.input_fields(input))
             .collect();
         let mut runner = Runner {
+            reference_versions: vec![None; job.spec.references.len()],
             fields,
             engine: Engine::new(Arc::clone(&job.plan), job.spec.policy),
             positions: vec![BTreeMap::new(); job.plan.inputs.len()],
@@ -288,18 +293,45 @@ impl Runner {
     }
 
     fn load_references(&mut self) -> anyhow::Result<()> {
-        for (index, (name, path)) in self.job.spec.references.iter().enumerate() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading reference '{name}' from {}", path.display()))?;
-            let csv = path
-                .extension()
-                .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
-            let rows = local::read_reference(&text, csv).map_err(|error| {
-                anyhow::anyhow!("reference '{name}' ({}): {error}", path.display())
-            })?;
-            self.engine.set_reference(index, rows);
+        for index in 0..self.job.spec.references.len() {
+            self.load_reference(index)?;
         }
         Ok(())
+    }
+
+    fn load_reference(&mut self, index: usize) -> anyhow::Result<()> {
+        let (name, path) = self.job.spec.references[index].clone();
+        let version = file_version(&path);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading reference '{name}' from {}", path.display()))?;
+        let csv = path
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
+        let rows = local::read_reference(&text, csv)
+            .map_err(|error| anyhow::anyhow!("reference '{name}' ({}): {error}", path.display()))?;
+        self.engine.set_reference(index, rows);
+        self.reference_versions[index] = version;
+        Ok(())
+    }
+
+    /// Reloads reference files that changed since they were read; a file
+    /// that cannot be read keeps the rows already loaded.
+    fn reload_changed_references(&mut self) {
+        for index in 0..self.job.spec.references.len() {
+            let path = self.job.spec.references[index].1.clone();
+            if file_version(&path) == self.reference_versions[index] {
+                continue;
+            }
+            match self.load_reference(index) {
+                Ok(()) => {
+                    tracing::info!(job = %self.job.spec.name, file = %path.display(), "reference data reloaded")
+                }
+                Err(error) => {
+                    tracing::warn!(job = %self.job.spec.name, "{error:#}; keeping the rows loaded before");
+                    self.reference_versions[index] = file_version(&path);
+                }
+            }
+        }
     }
 
     /// Resumes from the checkpoint file, committing its pending rows.
@@ -337,10 +369,15 @@ impl Runner {
     fn run(&mut self) {
         let interval = Duration::from_millis(self.job.spec.checkpoint_interval_ms as u64);
         let mut last_checkpoint = Instant::now();
+        let mut last_reference_check = Instant::now();
         let mut out = Vec::new();
         let mut records = Vec::new();
         loop {
             let stopping = self.job.stop.load(Ordering::SeqCst);
+            if last_reference_check.elapsed() >= REFERENCE_CHECK_INTERVAL {
+                self.reload_changed_references();
+                last_reference_check = Instant::now();
+            }
             self.engine.set_processing_time(now_micros(), &mut out);
             let mut read_any = false;
             for input in 0..self.sources.len() {
@@ -602,6 +639,11 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+fn file_version(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the

@@ -236,3 +236,106 @@ fn query_errors_in_the_config_point_at_the_line() {
         "{stderr}"
     );
 }
+
+const ENRICH_CONFIG: &str = r#"
+[[topic]]
+name = "readings"
+partitions = 1
+
+[[job]]
+name = "enrich"
+query = """
+SELECT r.deviceId, s.site, r.value
+INTO enriched
+FROM readings r TIMESTAMP BY t
+LEFT OUTER JOIN sites s ON r.deviceId = s.deviceId"""
+late_arrival = "1000d"
+on_late = "drop"
+late_events_topic = "late-readings"
+checkpoint_interval = "100ms"
+
+[[job.reference]]
+name = "sites"
+file = "sites.csv"
+
+[[job.output]]
+name = "enriched"
+topic = "enriched"
+"#;
+
+fn produce_to(freshet: &Freshet, topic: &str, line: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let url = format!("http://{}/api/v1/topics/{topic}/events", freshet.http);
+    let response = agent.post(&url).send(line.as_bytes()).unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test]
+fn reference_data_reloads_when_its_file_changes_and_late_events_go_to_their_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sites.csv"), "deviceId,site\nd1,north\n").unwrap();
+    let freshet = Freshet::start(dir.path(), ENRICH_CONFIG);
+    produce_to(
+        &freshet,
+        "readings",
+        r#"{"deviceId":"d1","value":1,"t":"2026-01-01T00:00:10Z"}"#,
+    );
+    produce_to(
+        &freshet,
+        "readings",
+        r#"{"deviceId":"d2","value":2,"t":"2026-01-01T00:00:11Z"}"#,
+    );
+    let rows = wait_for(|| {
+        let rows = consume_all(&freshet, "enriched");
+        (rows.len() >= 2).then_some(rows)
+    });
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"deviceId": "d1", "site": "north", "value": 1})
+    );
+    assert_eq!(
+        rows[1],
+        serde_json::json!({"deviceId": "d2", "site": null, "value": 2})
+    );
+
+    // Behind the watermark (11 s) with drop: to the late-events topic.
+    produce_to(
+        &freshet,
+        "readings",
+        r#"{"deviceId":"d1","value":3,"t":"2026-01-01T00:00:05Z"}"#,
+    );
+    let late = wait_for(|| {
+        let out = freshet.client(
+            &["consume", "late-readings", "--exit-at-end", "-f", "%h|%v"],
+            "",
+        );
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert!(
+        late.contains("freshet.job=enrich") && late.contains(r#""value":3"#),
+        "{late}"
+    );
+
+    // New reference rows apply to the events after the reload.
+    std::fs::write(
+        dir.path().join("sites.csv"),
+        "deviceId,site\nd1,south-east\nd2,west\n",
+    )
+    .unwrap();
+    let mut second = 20;
+    wait_for(|| {
+        second += 1;
+        produce_to(
+            &freshet,
+            "readings",
+            &format!(r#"{{"deviceId":"d2","value":{second},"t":"2026-01-01T00:00:{second}Z"}}"#),
+        );
+        let rows = consume_all(&freshet, "enriched");
+        (rows.last()?["site"] == "west").then_some(())
+    });
+    let rows = consume_all(&freshet, "enriched");
+    assert!(
+        rows.iter().all(|row| row["value"] != 3),
+        "a dropped event must not reach the output: {rows:?}"
+    );
+}

@@ -289,13 +289,14 @@ impl WindowState {
         match window {
             WindowPlan::Hopping { size, hop, offset } => {
                 for end in time::window_ends(row.time, *size, *hop, *offset) {
-                    let accumulators = self
-                        .windows
-                        .entry(end)
-                        .or_default()
-                        .map
-                        .entry(row.keys.clone())
-                        .or_insert_with(|| new_accumulators(calls));
+                    let groups = &mut self.windows.entry(end).or_default().map;
+                    // Look up before inserting: most rows join an existing group.
+                    let accumulators = match groups.get_mut(&row.keys) {
+                        Some(accumulators) => accumulators,
+                        None => groups
+                            .entry(row.keys.clone())
+                            .or_insert_with(|| new_accumulators(calls)),
+                    };
                     for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
                         accumulator.update(arg);
                     }

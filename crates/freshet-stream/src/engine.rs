@@ -129,7 +129,7 @@ pub struct Engine {
     plan: Arc<JobPlan>,
     policy: TimePolicy,
     /// Which steps read each stream, and as which source.
-    consumers: HashMap<StreamRef, Vec<(usize, usize)>>,
+    consumers: HashMap<StreamRef, Arc<[(usize, usize)]>>,
     references: Vec<ReferenceTable>,
     processing_time: i64,
     state: EngineState,
@@ -204,6 +204,10 @@ impl Engine {
                 }
             }
         }
+        let consumers = consumers
+            .into_iter()
+            .map(|(stream, steps)| (stream, Arc::from(steps)))
+            .collect();
         let references = plan
             .references
             .iter()
@@ -441,10 +445,10 @@ impl Engine {
     fn flow(&mut self, first: Flow, out: &mut Vec<OutputRow>) {
         let mut queue = VecDeque::from([first]);
         while let Some(flow) = queue.pop_front() {
-            let Some(consumers) = self.consumers.get(&flow.stream).cloned() else {
+            let Some(consumers) = self.consumers.get(&flow.stream).map(Arc::clone) else {
                 continue;
             };
-            for (index, side) in consumers {
+            for &(index, side) in consumers.iter() {
                 let mut produced = Vec::new();
                 self.step_event(index, side, flow.time, flow.record.clone(), &mut produced);
                 for (time, record) in produced {

@@ -24,6 +24,9 @@ pub fn unit_micros(unit: &str) -> Option<i64> {
 /// Parses an ISO-8601 datetime; one without an offset is UTC.
 pub fn parse_datetime(text: &str) -> Option<i64> {
     let text = text.trim();
+    if let Some(micros) = parse_utc_fast(text.as_bytes()) {
+        return Some(micros);
+    }
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some(parsed.timestamp_micros());
     }
@@ -40,6 +43,56 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
         return Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
     }
     None
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the shape producers mostly send,
+/// without a general parser; anything else is left to chrono.
+fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() < 20 || bytes[bytes.len() - 1] != b'Z' {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        bytes[range].iter().try_fold(0i64, |value, byte| {
+            byte.is_ascii_digit()
+                .then(|| value * 10 + i64::from(byte - b'0'))
+        })
+    };
+    if bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let fraction = &bytes[19..bytes.len() - 1];
+    let micros_of_second = match fraction {
+        [] => 0,
+        [b'.', rest @ ..] if !rest.is_empty() && rest.len() <= 9 => {
+            let value = digits(20..20 + rest.len())?;
+            // Scale to microseconds (truncating below them).
+            let scale = 10i64.pow(rest.len().abs_diff(6) as u32);
+            if rest.len() <= 6 {
+                value * scale
+            } else {
+                value / scale
+            }
+        }
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let days = date
+        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
+        .num_days();
+    Some(
+        ((days * 86_400 + hour * 3_600 + minute * 60 + second) * MICROS_PER_SECOND)
+            + micros_of_second,
+    )
 }
 
 /// ISO-8601 UTC with milliseconds, or microseconds when they are needed.
@@ -120,6 +173,21 @@ mod tests {
             parse_datetime("2026-11-23T00:00:00Z")
         );
         assert_eq!(parse_datetime("yesterday"), None);
+        // The fast path agrees with chrono on every shape it takes.
+        for text in [
+            "2026-11-23T00:02:03Z",
+            "2026-11-23T00:02:03.5Z",
+            "2026-11-23T00:02:03.123456789Z",
+            "1969-12-31T23:59:59.999Z",
+            "2024-02-29T12:00:00.000001Z",
+        ] {
+            let chrono = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_micros();
+            assert_eq!(parse_utc_fast(text.as_bytes()), Some(chrono), "{text}");
+        }
+        assert_eq!(parse_utc_fast(b"2026-02-30T00:00:00Z"), None);
+        assert_eq!(parse_utc_fast(b"2026-11-23T24:00:00Z"), None);
         assert_eq!(unit_micros("MI"), Some(60 * MICROS_PER_SECOND));
         assert_eq!(unit_micros("fortnight"), None);
     }

@@ -109,6 +109,34 @@ pub struct JobRuntime {
 }
 
 impl JobRuntime {
+    fn new(spec: &JobSpec, plan: Arc<JobPlan>) -> Arc<Self> {
+        let outputs = plan
+            .outputs
+            .iter()
+            .map(|name| OutputStream {
+                name: name.clone(),
+                topic: spec
+                    .output_topics
+                    .iter()
+                    .find(|(output, _)| output == name)
+                    .map(|(_, topic)| topic.clone()),
+                sender: broadcast::channel(1024).0,
+                recent: Mutex::new(VecDeque::new()),
+            })
+            .collect();
+        Arc::new(JobRuntime {
+            spec: spec.clone(),
+            plan,
+            stats: JobStats {
+                watermark_micros: AtomicI64::new(i64::MIN),
+                ..JobStats::default()
+            },
+            outputs,
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        })
+    }
+
     pub fn output(&self, name: &str) -> Option<&OutputStream> {
         self.outputs
             .iter()
@@ -147,31 +175,7 @@ pub fn start(
             log.ensure_topic(topic, TopicConfig::default())
                 .with_context(|| format!("creating topic '{topic}' for job '{}'", spec.name))?;
         }
-        let outputs = plan
-            .outputs
-            .iter()
-            .map(|name| OutputStream {
-                name: name.clone(),
-                topic: spec
-                    .output_topics
-                    .iter()
-                    .find(|(output, _)| output == name)
-                    .map(|(_, topic)| topic.clone()),
-                sender: broadcast::channel(1024).0,
-                recent: Mutex::new(VecDeque::new()),
-            })
-            .collect();
-        let job = Arc::new(JobRuntime {
-            spec: spec.clone(),
-            plan,
-            stats: JobStats {
-                watermark_micros: AtomicI64::new(i64::MIN),
-                ..JobStats::default()
-            },
-            outputs,
-            stop: AtomicBool::new(false),
-            thread: Mutex::new(None),
-        });
+        let job = JobRuntime::new(spec, plan);
         let mut runner = Runner::open(Arc::clone(&job), Arc::clone(log), data_dir, runtime.clone())
             .with_context(|| format!("starting job '{}'", spec.name))?;
         let thread = std::thread::Builder::new()
@@ -660,4 +664,76 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         std::fs::File::open(folder)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use freshet_log::LogOptions;
+    use freshet_stream::engine::TimePolicy;
+
+    /// A crash after the checkpoint file is written but before (or after)
+    /// its rows are appended: every recovery appends them again, and the
+    /// log keeps one copy.
+    #[test]
+    fn a_checkpoints_rows_land_once_however_often_recovery_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = Arc::new(Log::open(dir.path(), LogOptions::default()).unwrap());
+        log.ensure_topic("readings", TopicConfig::default())
+            .unwrap();
+        log.ensure_topic("alerts", TopicConfig::default()).unwrap();
+        let mut spec =
+            JobSpec::new("j", "SELECT a INTO o FROM readings", TimePolicy::default()).unwrap();
+        spec.output_topics.push(("o".into(), "alerts".into()));
+        let job = JobRuntime::new(&spec, Arc::new(spec.plan().unwrap()));
+        let engine = Engine::new(Arc::clone(&job.plan), spec.policy);
+        let row = |a: i64| (1_000, format!("{{\"a\":{a}}}"), Vec::new());
+        let checkpoint = Checkpoint {
+            query: spec.query.clone(),
+            id: 1,
+            engine: serde_json::from_slice(&engine.checkpoint()).unwrap(),
+            positions: BTreeMap::new(),
+            producer_id: log.allocate_producer_id().unwrap(),
+            sequences: BTreeMap::from([("alerts".to_string(), 2)]),
+            pending: vec![PendingBatch {
+                topic: "alerts".into(),
+                base_sequence: 0,
+                rows: vec![row(1), row(2)],
+            }],
+        };
+        let folder = dir.path().join("jobs").join("j");
+        std::fs::create_dir_all(&folder).unwrap();
+        write_atomically(
+            &folder.join("checkpoint.json"),
+            &serde_json::to_vec(&checkpoint).unwrap(),
+        )
+        .unwrap();
+        let alerts = log.partition("alerts", 0).unwrap();
+        for _ in 0..3 {
+            Runner::open(
+                Arc::clone(&job),
+                Arc::clone(&log),
+                dir.path(),
+                runtime.handle().clone(),
+            )
+            .unwrap();
+            assert_eq!(alerts.end_offset(), 2);
+        }
+        // The next checkpoint continues the producer's sequence.
+        let mut runner = Runner::open(
+            Arc::clone(&job),
+            Arc::clone(&log),
+            dir.path(),
+            runtime.handle().clone(),
+        )
+        .unwrap();
+        runner.unsent.insert("alerts".into(), vec![row(3)]);
+        runner.checkpoint().unwrap();
+        assert_eq!(alerts.end_offset(), 3);
+    }
 }

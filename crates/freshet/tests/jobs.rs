@@ -73,14 +73,14 @@ fn time(millis: i64) -> String {
 }
 
 fn produce(freshet: &Freshet, lines: &[String]) {
-    let body = lines.join("\n");
+    produce_to(freshet, "auth-events", &lines.join("\n"));
+}
+
+/// Posts JSON events (one, or lines of them) to a topic over HTTP.
+fn produce_to(freshet: &Freshet, topic: &str, body: &str) {
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-    let url = format!("http://{}/api/v1/topics/auth-events/events", freshet.http);
-    let response = agent
-        .post(&url)
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
+    let url = format!("http://{}/api/v1/topics/{topic}/events", freshet.http);
+    let response = agent.post(&url).send(body.as_bytes()).unwrap();
     assert_eq!(response.status().as_u16(), 200);
 }
 
@@ -262,13 +262,6 @@ file = "sites.csv"
 name = "enriched"
 topic = "enriched"
 "#;
-
-fn produce_to(freshet: &Freshet, topic: &str, line: &str) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-    let url = format!("http://{}/api/v1/topics/{topic}/events", freshet.http);
-    let response = agent.post(&url).send(line.as_bytes()).unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-}
 
 #[test]
 fn reference_data_reloads_when_its_file_changes_and_late_events_go_to_their_topic() {

@@ -57,6 +57,23 @@ impl From<QueryError> for ApiError {
     }
 }
 
+/// Any path nothing answers.
+pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "nothing at {}; the API is described at /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+/// `GET /api/v1/dashboards`: the `[[dashboard]]`s of the config, tiles and all.
+pub(super) async fn dashboards(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "dashboards": *state.dashboards }))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct QueryRequest {

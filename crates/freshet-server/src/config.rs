@@ -34,6 +34,47 @@ struct RawConfig {
     view: Vec<Spanned<RawView>>,
     #[serde(default)]
     job: Vec<Spanned<RawJob>>,
+    #[serde(default)]
+    dashboard: Vec<Spanned<RawDashboard>>,
+}
+
+/// `[[dashboard]]`: a named page of tiles in the web UI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    name: String,
+    title: Option<String>,
+    #[serde(default)]
+    tile: Vec<RawTile>,
+}
+
+/// `[[dashboard.tile]]`: one tile, bound to a job output (live) or to a
+/// store query (refreshed on an interval).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTile {
+    title: String,
+    /// `value`, `timeseries`, `top`, `alerts` or `table`.
+    kind: String,
+    /// A job output's name: rows arrive live over its stream.
+    output: Option<String>,
+    /// Store SQL, re-run every `refresh`.
+    query: Option<String>,
+    refresh: Option<String>,
+    /// Time field of a time series (default: the first time-valued field).
+    x: Option<String>,
+    /// Plotted or shown fields (default: every numeric field).
+    #[serde(default)]
+    y: Vec<String>,
+    /// Splits a time series into one line per value of this field.
+    series: Option<String>,
+    /// A top list's label field and the field it ranks by.
+    key: Option<String>,
+    value: Option<String>,
+    /// Rows kept by `top`, `alerts` and `table` (default 10).
+    limit: Option<usize>,
+    /// Shown after a value (`%`, `/s`).
+    unit: Option<String>,
 }
 
 /// `[[job]]`: a hot-path query, its time policy, inputs and outputs.
@@ -180,6 +221,56 @@ pub struct Config {
     pub tables: Vec<TableSpec>,
     pub views: Vec<ViewSpec>,
     pub jobs: Vec<JobSpec>,
+    pub dashboards: Vec<DashboardSpec>,
+}
+
+/// A validated `[[dashboard]]`, served to the web UI as JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DashboardSpec {
+    pub name: String,
+    pub title: String,
+    pub tiles: Vec<TileSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TileSpec {
+    pub title: String,
+    pub kind: TileKind,
+    /// Set for live tiles: the job output they follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Set for query tiles, with their refresh interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    pub y: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TileKind {
+    /// The newest value of one field.
+    Value,
+    /// Lines over time.
+    Timeseries,
+    /// The latest window's rows ranked by a field.
+    Top,
+    /// The newest rows first, as a feed.
+    Alerts,
+    /// Rows as a table.
+    Table,
 }
 
 /// A validated `[[job]]`.
@@ -379,12 +470,24 @@ impl Config {
             }
             jobs.push(spec);
         }
+        let mut dashboards: Vec<DashboardSpec> = Vec::new();
+        for spanned in raw.dashboard {
+            let line = line_of(spanned.span().start);
+            let raw = spanned.into_inner();
+            let name = raw.name.clone();
+            let error = |message: String| section_error(file, line, "dashboard", &name, message);
+            if dashboards.iter().any(|d| d.name == raw.name) {
+                return Err(error("declared twice".into()));
+            }
+            dashboards.push(dashboard_spec(raw, &jobs).map_err(error)?);
+        }
         Ok(Self {
             server,
             topics,
             tables,
             views,
             jobs,
+            dashboards,
         })
     }
 }
@@ -433,6 +536,95 @@ impl JobSpec {
     pub fn output_names(&self) -> impl Iterator<Item = &str> {
         self.outputs.iter().map(String::as_str)
     }
+}
+
+fn dashboard_spec(raw: RawDashboard, jobs: &[JobSpec]) -> Result<DashboardSpec, String> {
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("the name may use letters, digits, '-' and '_' (it appears in URLs)".into());
+    }
+    let mut tiles = Vec::with_capacity(raw.tile.len());
+    for (index, tile) in raw.tile.into_iter().enumerate() {
+        let spec =
+            tile_spec(tile, jobs).map_err(|message| format!("tile {}: {message}", index + 1))?;
+        tiles.push(spec);
+    }
+    Ok(DashboardSpec {
+        title: raw.title.unwrap_or_else(|| raw.name.clone()),
+        name: raw.name,
+        tiles,
+    })
+}
+
+fn tile_spec(raw: RawTile, jobs: &[JobSpec]) -> Result<TileSpec, String> {
+    let kind = match raw.kind.as_str() {
+        "value" => TileKind::Value,
+        "timeseries" => TileKind::Timeseries,
+        "top" => TileKind::Top,
+        "alerts" => TileKind::Alerts,
+        "table" => TileKind::Table,
+        other => {
+            return Err(format!(
+                "kind '{other}' is not one of value, timeseries, top, alerts, table"
+            ));
+        }
+    };
+    let refresh_ms = match (&raw.output, &raw.query) {
+        (Some(output), None) => {
+            if raw.refresh.is_some() {
+                return Err(
+                    "'refresh' is for query tiles; a live tile updates as rows arrive".into(),
+                );
+            }
+            let known = jobs
+                .iter()
+                .flat_map(JobSpec::output_names)
+                .any(|known| known.eq_ignore_ascii_case(output));
+            if !known {
+                let outputs: Vec<&str> = jobs.iter().flat_map(JobSpec::output_names).collect();
+                return Err(format!(
+                    "output '{output}' is not written by any [[job]] (outputs: {})",
+                    names(outputs.into_iter())
+                ));
+            }
+            None
+        }
+        (None, Some(_)) => {
+            let refresh = raw.refresh.as_deref().unwrap_or("5s");
+            let period = parse_period(refresh).map_err(|error| format!("refresh: {error}"))?;
+            if period < 500 {
+                return Err(format!("refresh '{refresh}' is below the 500ms floor"));
+            }
+            Some(period as u64)
+        }
+        _ => {
+            return Err("set exactly one of 'output' (a job output) or 'query' (store SQL)".into());
+        }
+    };
+    if kind == TileKind::Top && raw.key.is_none() {
+        return Err("a 'top' tile needs 'key' (the label) and 'value' (what it ranks by)".into());
+    }
+    if kind == TileKind::Top && raw.value.is_none() {
+        return Err("a 'top' tile needs 'value' (the field it ranks by)".into());
+    }
+    Ok(TileSpec {
+        title: raw.title,
+        kind,
+        output: raw.output,
+        query: raw.query,
+        refresh_ms,
+        x: raw.x,
+        y: raw.y,
+        series: raw.series,
+        key: raw.key,
+        value: raw.value,
+        limit: raw.limit.unwrap_or(10).clamp(1, 1_000),
+        unit: raw.unit,
+    })
 }
 
 fn job_spec(raw: RawJob, config_file: &Path) -> Result<JobSpec, String> {

@@ -1,6 +1,6 @@
-//! The HTTP listener: `/healthz`, `/metrics` and the JSON API under
-//! `/api/v1` (query, tables, views, topics, produce). Errors are
-//! `{"error": {"code", "message"}}` with a fitting status.
+//! The HTTP listener: the web UI at `/`, `/healthz`, `/metrics` and the
+//! JSON API under `/api/v1` (described by `/api/v1/openapi.json`). Errors
+//! are `{"error": {"code", "message"}}` with a fitting status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use freshet_store::Store;
 
 #[path = "api.rs"]
 mod api;
+#[path = "web.rs"]
+mod web;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,6 +27,7 @@ pub(crate) struct AppState {
     pub registry: Arc<Registry>,
     pub store: Arc<Store>,
     pub jobs: Vec<Arc<crate::jobs::JobRuntime>>,
+    pub dashboards: Arc<Vec<crate::config::DashboardSpec>>,
 }
 
 pub(crate) async fn serve(
@@ -46,6 +49,11 @@ pub(crate) async fn serve(
         .route("/api/v1/topics/{topic}/events", post(api::produce))
         .route("/api/v1/jobs", get(api::jobs))
         .route("/api/v1/outputs/{output}/stream", get(api::output_stream))
+        .route("/api/v1/dashboards", get(api::dashboards))
+        .route("/api/v1/openapi.json", get(web::openapi))
+        .route("/", get(web::index))
+        .route("/ui/{*file}", get(web::asset))
+        .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .with_state(state);
     let task = tokio::spawn(async move {

@@ -102,6 +102,7 @@ impl Server {
             registry,
             store: Arc::clone(&store),
             jobs: jobs.clone(),
+            dashboards: Arc::new(config.dashboards.clone()),
         };
         let (http, http_task) =
             http::serve(config.server.http_listen, state, stopped.clone()).await?;

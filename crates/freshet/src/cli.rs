@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use freshet_log::TopicConfig;
-use freshet_server::config::JobSpec;
 use freshet_server::{BoundPorts, Config, Server};
-use freshet_store::{TableSpec, ViewSpec};
-use freshet_stream::engine::TimePolicy;
 
 use crate::{client, job, query, simulate};
 
@@ -139,77 +135,96 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    let mut config = Config::default();
-    config.server.data_dir = args
+    let data_dir = args
         .data_dir
         .unwrap_or_else(|| std::env::temp_dir().join("freshet-demo"));
-    // TODO(issue 7): the demo pipeline (jobs, tables, views, dashboard).
-    config.topics.push((
-        "auth-events".into(),
-        TopicConfig {
-            partitions: 4,
-            ..TopicConfig::default()
-        },
-    ));
-    config.tables.push(demo_auth_table());
-    config.views.push(ViewSpec {
-        name: "decline_rate_1m".into(),
-        query: DECLINE_RATE_1M.into(),
-    });
-    let policy = TimePolicy {
-        out_of_order_tolerance_micros: 2_000_000,
-        ..TimePolicy::default()
-    };
-    let mut decline_job = JobSpec::new(
-        "decline-rate",
-        freshet_stream::SEED_DECLINE_RATE_QUERY,
-        policy,
-    )
-    .map_err(anyhow::Error::msg)?;
-    decline_job
-        .output_topics
-        .push(("powerbi-live".into(), "decline-alerts".into()));
-    config.jobs.push(decline_job);
-    let manifest = config.server.data_dir.join("demo-manifest.json");
+    let config_file = write_demo_config(&data_dir.join("pipeline"))?;
+    let mut config = Config::load(&config_file)?;
+    config.server.data_dir = data_dir;
     let feed = move |ports: &BoundPorts| {
         let bootstrap = ports.kafka.to_string();
+        let http = ports.http;
+        println!();
         println!(
-            "  Feeding:  payments events into auth-events at 200/s (BIN 400000's decline rate spikes 20 s in)"
+            "  Dashboard: http://{http}/   (Live: payments, retail and IoT tiles; Operations: the pipeline's health)"
         );
         println!(
-            "  Try:      freshet consume auth-events --bootstrap {bootstrap} --format '%k %v'"
+            "  Pipeline:  {}   (copy the folder to start your own)",
+            config_file.display()
         );
         println!(
-            "  Query:    freshet query --server http://{} \"SELECT BIN, count(*) AS n, avg(CASE WHEN Result = 'DECLINE' THEN 1.0 ELSE 0.0 END) AS decline_rate FROM auth GROUP BY BIN ORDER BY decline_rate DESC LIMIT 5\"",
-            ports.http
+            "  Feeding:   payments (auth-events, 200/s), retail (pos-events, 200/s), IoT (iot-events, 100/s);"
         );
         println!(
-            "  Alerts:   curl -N http://{}/api/v1/outputs/powerbi-live/stream   (also in topic decline-alerts)",
-            ports.http
+            "             20 s in, BIN 400000's declines spike, three SKUs sell out and device 0 drifts: alerts follow"
         );
         println!(
-            "  View:     freshet query --server http://{} \"SELECT * FROM decline_rate_1m ORDER BY minute DESC, decline_rate DESC LIMIT 10\"",
-            ports.http
+            "  Query:     freshet query --server http://{http} \"SELECT * FROM decline_rate_1m ORDER BY minute DESC, decline_rate DESC LIMIT 10\""
         );
+        println!(
+            "  Alerts:    freshet consume decline-alerts --bootstrap {bootstrap} -f '%v'   (also stock-alerts, vibration-alerts)"
+        );
+        let manifests = config_file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let feeds: Vec<_> = DEMO_FEEDS
+            .iter()
+            .map(|feed| {
+                simulate::spawn_demo_feed(
+                    feed,
+                    bootstrap.clone(),
+                    manifests.join(format!("{}-manifest.json", feed.scenario)),
+                )
+            })
+            .collect();
         let stop: Box<dyn FnOnce() + Send> =
-            Box::new(simulate::spawn_demo_feed(bootstrap, manifest));
+            Box::new(move || feeds.into_iter().for_each(|stop| stop()));
         Some(stop)
     };
     run_server(config, &args.listeners, Some(Box::new(feed))).await
 }
 
-/// Seed 001's `DeclineRate1m`: attempts, declines and the decline rate per
-/// BIN and minute, kept up to date as a materialized view.
-const DECLINE_RATE_1M: &str = "SELECT BIN, date_bin(INTERVAL '1 minute', EventTime) AS minute, count(*) AS attempts, \
-     countif(Result = 'DECLINE') AS declines, CAST(countif(Result = 'DECLINE') AS DOUBLE) / count(*) AS decline_rate \
-     FROM auth GROUP BY BIN, minute";
+/// What the demo's simulators send.
+const DEMO_FEEDS: [simulate::DemoFeed; 3] = [
+    simulate::DemoFeed {
+        scenario: "payments",
+        topic: "auth-events",
+        rate: 200,
+        keys: 20,
+    },
+    simulate::DemoFeed {
+        scenario: "retail",
+        topic: "pos-events",
+        rate: 200,
+        keys: 20,
+    },
+    simulate::DemoFeed {
+        scenario: "iot",
+        topic: "iot-events",
+        rate: 100,
+        keys: 10,
+    },
+];
 
-/// The demo's raw table of payment authorisations (seed 001's `AuthEvents`).
-fn demo_auth_table() -> TableSpec {
-    let mut spec = TableSpec::payments("auth", "auth-events");
-    spec.extent_span_ms = 3_600_000;
-    spec.seal.max_age_ms = 10_000;
-    spec
+/// The demo pipeline's files, compiled in: its config and the queries it
+/// names (the seed's decline-rate query is the hot-path golden case's).
+const DEMO_FILES: [(&str, &str); 4] = [
+    ("freshet.toml", include_str!("../demo/freshet.toml")),
+    ("decline-rate.sql", freshet_stream::SEED_DECLINE_RATE_QUERY),
+    (
+        "stock-depletion.sql",
+        include_str!("../demo/stock-depletion.sql"),
+    ),
+    ("vibration.sql", include_str!("../demo/vibration.sql")),
+];
+
+/// Writes the demo pipeline into `folder` (replacing an earlier copy) and
+/// returns the config file's path.
+fn write_demo_config(folder: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    for (name, text) in DEMO_FILES {
+        let path = folder.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(folder.join("freshet.toml"))
 }
 
 /// Runs once the listeners are bound; what it returns runs before shutdown.

@@ -123,30 +123,47 @@ pub struct VerifyArgs {
     follow: bool,
 }
 
-/// Feeds `freshet demo`: the payments scenario at 200 events/s into
-/// `auth-events`, on its own thread. The returned function stops it and
-/// waits until everything sent is acknowledged.
-pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) -> impl FnOnce() + Send {
+/// One simulator of `freshet demo`.
+pub struct DemoFeed {
+    pub scenario: &'static str,
+    pub topic: &'static str,
+    /// Events per second.
+    pub rate: u32,
+    pub keys: u32,
+}
+
+/// Feeds `freshet demo`: one scenario into its topic, on its own thread.
+/// The returned function stops it and waits until everything sent is
+/// acknowledged.
+pub fn spawn_demo_feed(
+    feed: &DemoFeed,
+    bootstrap: String,
+    manifest: PathBuf,
+) -> impl FnOnce() + Send {
     #[derive(clap::Parser)]
     struct Feed {
         #[command(flatten)]
         args: SimulateArgs,
     }
+    let (rate, keys) = (feed.rate.to_string(), feed.keys.to_string());
     let argv = [
         "simulate",
         "--scenario",
-        "payments",
+        feed.scenario,
+        "--topic",
+        feed.topic,
         "--rate",
-        "200",
+        &rate,
         "--duration",
         "24h",
         "--keys",
-        "20",
+        &keys,
         "--bootstrap",
         &bootstrap,
         "--manifest",
         manifest.to_str().unwrap_or("demo-manifest.json"),
     ];
+    let name = format!("demo-feed-{}", feed.scenario);
     let feed = <Feed as clap::Parser>::parse_from(argv);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let args = SimulateArgs {
@@ -155,7 +172,7 @@ pub fn spawn_demo_feed(bootstrap: String, manifest: PathBuf) -> impl FnOnce() + 
         ..feed.args
     };
     let thread = std::thread::Builder::new()
-        .name("demo-feed".into())
+        .name(name)
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -1,0 +1,11 @@
+-- IoT: each device's average and peak reading every 10 seconds. A device
+-- averaging above 65 (normal is about 50) is drifting, like the
+-- simulator's device 0 during its anomaly.
+WITH PerDevice AS (
+    SELECT deviceId, AVG(value) AS AvgValue, MAX(value) AS MaxValue, COUNT(*) AS Readings,
+           System.Timestamp() AS WindowEnd
+    FROM [iot-events] TIMESTAMP BY createdAt
+    GROUP BY deviceId, TumblingWindow(second, 10)
+)
+SELECT deviceId, AvgValue, MaxValue, Readings, WindowEnd INTO [device-readings] FROM PerDevice
+SELECT deviceId, AvgValue, MaxValue, WindowEnd INTO [vibration-alerts] FROM PerDevice WHERE AvgValue > 65

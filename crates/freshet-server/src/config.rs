@@ -1021,4 +1021,85 @@ topic = "decline-alerts"
             "{error}"
         );
     }
+
+    #[test]
+    fn dashboards_take_live_and_query_tiles_and_name_what_is_wrong() {
+        let text = r#"
+[[job]]
+name = "per-page"
+query = "SELECT page, COUNT(*) AS hits INTO [page-hits] FROM clicks TIMESTAMP BY ts GROUP BY page, TumblingWindow(second, 1)"
+
+[[dashboard]]
+name = "web"
+title = "Web traffic"
+
+[[dashboard.tile]]
+title = "Top pages"
+kind = "top"
+output = "page-hits"
+key = "page"
+value = "hits"
+
+[[dashboard.tile]]
+title = "Clicks"
+kind = "timeseries"
+query = "SELECT 1"
+refresh = "2s"
+y = ["clicks"]
+"#;
+        let config = Config::parse(text, "freshet.toml").unwrap();
+        let dashboard = &config.dashboards[0];
+        assert_eq!(
+            (dashboard.name.as_str(), dashboard.title.as_str()),
+            ("web", "Web traffic")
+        );
+        let [top, clicks] = &dashboard.tiles[..] else {
+            panic!("two tiles: {dashboard:?}");
+        };
+        assert_eq!(top.kind, TileKind::Top);
+        assert_eq!(top.output.as_deref(), Some("page-hits"));
+        assert_eq!((top.refresh_ms, top.limit), (None, 10));
+        assert_eq!(clicks.kind, TileKind::Timeseries);
+        assert_eq!(clicks.refresh_ms, Some(2_000));
+        assert_eq!(clicks.y, ["clicks"]);
+
+        let wrong = |from: &str, to: &str| {
+            let error = Config::parse(&text.replacen(from, to, 1), "freshet.toml").unwrap_err();
+            assert_eq!(error.line, 6, "{error}");
+            error.to_string()
+        };
+        let error = wrong("output = \"page-hits\"", "output = \"page-hit\"");
+        assert!(error.contains("[[dashboard]] 'web': tile 1: output 'page-hit' is not written by any [[job]] (outputs: page-hits)"), "{error}");
+        let error = wrong("kind = \"top\"", "kind = \"pie\"");
+        assert!(
+            error.contains("tile 1: kind 'pie' is not one of"),
+            "{error}"
+        );
+        let error = wrong("key = \"page\"", "");
+        assert!(
+            error.contains("tile 1: a 'top' tile needs 'key'"),
+            "{error}"
+        );
+        let error = wrong(
+            "query = \"SELECT 1\"",
+            "query = \"SELECT 1\"\noutput = \"page-hits\"",
+        );
+        assert!(
+            error.contains("tile 2: set exactly one of 'output'"),
+            "{error}"
+        );
+        let error = wrong("refresh = \"2s\"", "refresh = \"100ms\"");
+        assert!(
+            error.contains("tile 2: refresh '100ms' is below the 500ms floor"),
+            "{error}"
+        );
+        let error = wrong("name = \"web\"", "name = \"web traffic\"");
+        assert!(error.contains("letters, digits"), "{error}");
+        let error = Config::parse(
+            &text.replace("value = \"hits\"", "value = \"hits\"\ncolour = \"red\""),
+            "freshet.toml",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
 }

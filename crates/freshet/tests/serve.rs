@@ -176,6 +176,31 @@ fn demo_serves_a_topic_that_the_simulator_keeps_feeding_and_stops_cleanly() {
             && job["watermark"].is_string())
         .then_some(())
     });
+    // The dashboard: the UI itself and the three dashboards it shows.
+    let mut page = agent.get(&format!("http://{}/", demo.http)).call().unwrap();
+    assert!(
+        page.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("/ui/app.js")
+    );
+    let dashboards: serde_json::Value = serde_json::from_slice(
+        &agent
+            .get(&format!("http://{}/api/v1/dashboards", demo.http))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = dashboards["dashboards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments", "retail", "iot"]);
     demo.signal(libc::SIGTERM);
     assert!(demo.wait().success());
 }

@@ -120,6 +120,9 @@ test('the API answers what the UI asks, and unknown paths get JSON errors', asyn
   const missing = await fetch(`${freshet.base}/api/v1/nothing-here`);
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).error.code, 'not_found');
+  const wrongMethod = await fetch(`${freshet.base}/api/v1/query`);
+  assert.equal(wrongMethod.status, 405);
+  assert.equal((await wrongMethod.json()).error.code, 'method_not_allowed');
   const badSql = await postJSON(freshet.base, '/api/v1/query', { sql: 'SELECT FROM WHERE' });
   assert.equal(badSql.status, 400);
   assert.ok(badSql.body.error.message);

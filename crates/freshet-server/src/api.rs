@@ -69,6 +69,21 @@ pub(super) async fn not_found(uri: axum::http::Uri) -> ApiError {
     )
 }
 
+/// A path that exists, asked with the wrong method.
+pub(super) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not answer {method}; see /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
 /// `GET /api/v1/dashboards`: the `[[dashboard]]`s of the config, tiles and all.
 pub(super) async fn dashboards(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "dashboards": *state.dashboards }))

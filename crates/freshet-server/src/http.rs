@@ -54,6 +54,7 @@ pub(crate) async fn serve(
         .route("/", get(web::index))
         .route("/ui/{*file}", get(web::asset))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .with_state(state);
     let task = tokio::spawn(async move {

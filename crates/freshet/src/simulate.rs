@@ -119,8 +119,19 @@ pub struct VerifyArgs {
     /// Start before (or while) `freshet simulate` runs: read the topic live,
     /// measure each event's latency from send to read, and check once the
     /// simulator has written its manifest.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "table")]
     follow: bool,
+    /// Check a store table (through the query API of --server) instead of
+    /// a topic: once ingestion has caught up, every unique event must be
+    /// there once if the table dedups on --id-column, else as often as sent.
+    #[arg(long, conflicts_with = "topic")]
+    table: Option<String>,
+    /// The server's HTTP address, for --table.
+    #[arg(long, env = "FRESHET_HTTP", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The table column holding the simulator's event id.
+    #[arg(long, default_value = "eventId")]
+    id_column: String,
 }
 
 /// One simulator of `freshet demo`.
@@ -592,6 +603,15 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     } else {
         Some(read_manifest(&args.manifest)?)
     };
+    if let (Some(table), Some(manifest)) = (&args.table, &manifest) {
+        let (server, id_column, timeout) =
+            (args.server.clone(), args.id_column.clone(), args.timeout);
+        let (table, manifest) = (table.clone(), manifest.clone());
+        return tokio::task::spawn_blocking(move || {
+            verify_table(&server, &table, &id_column, &manifest, timeout)
+        })
+        .await?;
+    }
     let topic = match (&args.topic, &manifest) {
         (Some(topic), _) => topic.clone(),
         (None, Some(manifest)) => manifest_topic(manifest)?,
@@ -668,17 +688,48 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     let manifest = manifest.expect("the loop ends only with a manifest");
     let read_seconds = started.elapsed().as_secs_f64();
-    let verdict = manifest.verify(&observed, false);
     println!(
         "topic {topic}: {records} records read in {read_seconds:.1}s ({:.0}/s)",
         records as f64 / read_seconds.max(1e-9)
     );
+    let latency = if latencies_ms.is_empty() {
+        "latency from send to read: not measured (run with --follow while the simulator sends)"
+            .to_string()
+    } else {
+        format!(
+            "latency from send to read over {}",
+            percentiles(&mut latencies_ms)
+        )
+    };
+    report(&manifest, &manifest.verify(&observed, false), &latency)
+}
+
+/// `p50 … max` of `samples` (sorted here), in milliseconds.
+fn percentiles(samples: &mut [i64]) -> String {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    format!(
+        "{} events: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        samples[samples.len() - 1]
+    )
+}
+
+/// Prints the verdict; an error when anything was lost, duplicated or changed.
+fn report(
+    manifest: &Manifest,
+    verdict: &freshet_sim::manifest::Verification,
+    latency: &str,
+) -> anyhow::Result<()> {
     println!(
         "  sent unique {} / present unique {} / missing {} / unexpected {}",
         verdict.sent_unique, verdict.present_unique, verdict.missing, verdict.unexpected
     );
     println!(
-        "  duplicates injected {} / present {} / beyond those injected {}",
+        "  duplicates injected {} / present {} / beyond those allowed {}",
         verdict.duplicates_injected, verdict.duplicates_present, verdict.excess_duplicates
     );
     println!(
@@ -690,24 +741,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         manifest.rate_per_s(),
         (manifest.send_finished_ms - manifest.send_started_ms) as f64 / 1e3
     );
-    if latencies_ms.is_empty() {
-        println!(
-            "  latency from send to read: not measured (run with --follow while the simulator sends)"
-        );
-    } else {
-        latencies_ms.sort_unstable();
-        let at = |q: f64| {
-            latencies_ms[((latencies_ms.len() as f64 * q) as usize).min(latencies_ms.len() - 1)]
-        };
-        println!(
-            "  latency from send to read over {} events: p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
-            latencies_ms.len(),
-            at(0.5),
-            at(0.99),
-            at(0.999),
-            latencies_ms[latencies_ms.len() - 1]
-        );
-    }
+    println!("  {latency}");
     println!(
         "  same set of event ids as sent: {}",
         if verdict.same_set { "yes" } else { "NO" }
@@ -717,6 +751,199 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     println!("OK");
     Ok(())
+}
+
+/// Rows of one id-column page the table check asks for at a time.
+const ID_PAGE_ROWS: usize = 100_000;
+
+/// `freshet verify --table`: the store's side of the round trip.
+fn verify_table(
+    server: &str,
+    table: &str,
+    id_column: &str,
+    manifest: &Manifest,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let http = StoreClient::new(server);
+    let tables = http.get("/api/v1/tables")?;
+    let Some(info) = tables["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == table)
+        .cloned()
+    else {
+        bail!("the server has no table '{table}'");
+    };
+    let dedup_promised = info["dedup"].as_str() == Some(id_column);
+    let (quoted_table, id) = (quote_identifier(table), quote_identifier(id_column));
+    // Caught up: nothing left to ingest and the row count has settled.
+    let mut settled = 0;
+    let mut last_rows = -1;
+    loop {
+        let lag = http.get("/api/v1/tables")?["tables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["name"] == table)
+            .and_then(|t| t["lag"].as_i64())
+            .unwrap_or(0);
+        let rows = http.query(&format!("SELECT count(*) AS n FROM {quoted_table}"))?[0][0]
+            .as_i64()
+            .unwrap_or(0);
+        settled = if lag == 0 && rows == last_rows {
+            settled + 1
+        } else {
+            0
+        };
+        last_rows = rows;
+        if settled >= 2 || started.elapsed() > timeout {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut observed = Observed::default();
+    let mut after: Option<String> = None;
+    loop {
+        let filter = after
+            .as_deref()
+            .map(|last| format!("WHERE {id} > {} ", quote_literal(last)))
+            .unwrap_or_default();
+        let page = http.query(&format!(
+            "SELECT {id}, count(*) FROM {quoted_table} {filter}GROUP BY {id} ORDER BY {id} LIMIT {ID_PAGE_ROWS}"
+        ))?;
+        for row in &page {
+            let (Some(event_id), Some(copies)) = (row[0].as_str(), row[1].as_u64()) else {
+                continue;
+            };
+            observed.ids.insert(event_id.to_string(), copies as u32);
+        }
+        after = page
+            .last()
+            .and_then(|row| row[0].as_str())
+            .map(String::from);
+        if page.len() < ID_PAGE_ROWS {
+            break;
+        }
+    }
+    // Send-to-queryable latency of the manifest's sampled events.
+    let mut latencies_ms = Vec::new();
+    for chunk in manifest.send_samples.chunks(500) {
+        let ids: Vec<String> = chunk.iter().map(|s| quote_literal(&s.event_id)).collect();
+        let rows = http.query(&format!(
+            "SELECT {id}, CAST(min(_ingestion_time) AS BIGINT) FROM {quoted_table} WHERE {id} IN ({}) GROUP BY {id}",
+            ids.join(", ")
+        ))?;
+        let ingested: std::collections::HashMap<&str, i64> = rows
+            .iter()
+            .filter_map(|row| Some((row[0].as_str()?, row[1].as_i64()?)))
+            .collect();
+        latencies_ms.extend(
+            chunk.iter().filter_map(|sample| {
+                Some(ingested.get(sample.event_id.as_str())? - sample.sent_ms)
+            }),
+        );
+    }
+    let span = &http.query(&format!(
+        "SELECT count(*), CAST(min(_ingestion_time) AS BIGINT), CAST(max(_ingestion_time) AS BIGINT) FROM {quoted_table}"
+    ))?[0];
+    let (rows, first, last) = (
+        span[0].as_i64().unwrap_or(0),
+        span[1].as_i64().unwrap_or(0),
+        span[2].as_i64().unwrap_or(0),
+    );
+    println!(
+        "table {table}: {rows} rows, ingested at {:.0} rows/s; dedup on {id_column}: {}; dead letters {}",
+        rows as f64 / ((last - first).max(1) as f64 / 1e3),
+        if dedup_promised { "yes" } else { "no" },
+        info["dead_letters"].as_u64().unwrap_or(0),
+    );
+    let latency = if latencies_ms.is_empty() {
+        "latency from send to queryable: no sampled event found".to_string()
+    } else {
+        format!(
+            "latency from send to queryable (ingestion time) over {}",
+            percentiles(&mut latencies_ms)
+        )
+    };
+    report(
+        manifest,
+        &manifest.verify(&observed, dedup_promised),
+        &latency,
+    )
+}
+
+/// The store's query API, as `verify --table` uses it.
+struct StoreClient {
+    agent: ureq::Agent,
+    server: String,
+}
+
+impl StoreClient {
+    fn new(server: &str) -> Self {
+        Self {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            server: server.trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn answer(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+        what: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let status = response.status();
+        let body: serde_json::Value = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_json()
+            .with_context(|| format!("reading the answer to {what}"))?;
+        if !status.is_success() {
+            bail!(
+                "{what} failed ({status}): {}",
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            );
+        }
+        Ok(body)
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let response = self
+            .agent
+            .get(&format!("{}{path}", self.server))
+            .call()
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        self.answer(response, path)
+    }
+
+    /// The rows of a query, each an array of values.
+    fn query(&self, sql: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let response = self
+            .agent
+            .post(&format!("{}/api/v1/query", self.server))
+            .send_json(serde_json::json!({ "sql": sql }))
+            .with_context(|| format!("cannot reach the server at {}", self.server))?;
+        let mut body = self.answer(response, "a query")?;
+        match body["rows"].take() {
+            serde_json::Value::Array(rows) => Ok(rows),
+            _ => bail!("the query answer has no rows"),
+        }
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn manifest_topic(manifest: &Manifest) -> anyhow::Result<String> {

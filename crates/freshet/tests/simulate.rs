@@ -168,3 +168,112 @@ fn simulate_into_freshet_then_verify_finds_every_event_once() {
     assert!(!extra.status.success());
     assert!(String::from_utf8_lossy(&extra.stdout).contains("unexpected 1"));
 }
+
+#[test]
+fn verify_checks_a_store_table_through_the_query_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[[topic]]
+name = "iot-events"
+partitions = 2
+
+[[table]]
+name = "telemetry"
+topic = "iot-events"
+time_column = "createdAt"
+dedup_key = "eventId"
+columns = [
+  { name = "eventId", type = "string", required = true },
+  { name = "deviceId", type = "string" },
+  { name = "value", type = "real" },
+  { name = "createdAt", type = "datetime" },
+]
+
+[[table]]
+name = "raw"
+topic = "iot-events"
+columns = [{ name = "eventId", type = "string", required = true }]
+"#;
+    let freshet = Freshet::start(dir.path(), config);
+    let manifest = dir.path().join("manifest.json");
+    let manifest_arg = manifest.to_str().unwrap();
+    freshet.client(
+        &[
+            "simulate",
+            "--scenario",
+            "iot",
+            "--count",
+            "20000",
+            "--rate",
+            "0",
+            "--duplicates",
+            "0.01",
+            "--malformed",
+            "0.002",
+            "--keys",
+            "50",
+            "--manifest",
+            manifest_arg,
+        ],
+        "",
+    );
+    let sent: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let unique = sent["unique"].as_u64().unwrap();
+    let duplicates = sent["duplicates"].as_u64().unwrap();
+    assert!(duplicates > 100, "{sent}");
+
+    // The deduplicating table holds every unique event once.
+    let report = freshet.client(
+        &["verify", "--manifest", manifest_arg, "--table", "telemetry"],
+        "",
+    );
+    assert!(
+        report.contains(&format!("table telemetry: {unique} rows")),
+        "{report}"
+    );
+    assert!(report.contains("dedup on eventId: yes"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "present unique {unique} / missing 0 / unexpected 0"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("duplicates injected") && report.contains("/ present 0 /"),
+        "{report}"
+    );
+    assert!(
+        report.contains("latency from send to queryable (ingestion time) over"),
+        "{report}"
+    );
+    assert!(report.trim_end().ends_with("OK"), "{report}");
+
+    // A table without dedup keeps the injected copies, which is allowed there.
+    let report = freshet.client(
+        &["verify", "--manifest", manifest_arg, "--table", "raw"],
+        "",
+    );
+    assert!(
+        report.contains(&format!("/ present {duplicates} / beyond those allowed 0")),
+        "{report}"
+    );
+
+    // An event the simulator never sent is caught.
+    freshet.client(
+        &["produce", "iot-events"],
+        "{\"eventId\":\"not-from-the-simulator\"}\n",
+    );
+    let extra = freshet.client_output(
+        &["verify", "--manifest", manifest_arg, "--table", "telemetry"],
+        "",
+    );
+    let text = String::from_utf8_lossy(&extra.stdout);
+    assert!(!extra.status.success(), "{text}");
+    assert!(text.contains("unexpected 1"), "{text}");
+    let missing = freshet.client_output(
+        &["verify", "--manifest", manifest_arg, "--table", "nope"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("the server has no table 'nope'"));
+}

@@ -62,6 +62,7 @@ impl Freshet {
         let mut child = Command::new(BINARY)
             .args(args)
             .env("FRESHET_BOOTSTRAP", &self.kafka)
+            .env("FRESHET_HTTP", format!("http://{}", self.http))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

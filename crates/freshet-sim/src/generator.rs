@@ -4,6 +4,7 @@
 //! events only shift event time; a malformed event is not valid JSON.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
@@ -86,11 +87,12 @@ pub enum Injection {
 /// One event to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
-    pub key: String,
+    /// Shared with every other event of the same key.
+    pub key: Arc<str>,
     /// Shared, so remembering events for duplicates copies nothing.
     pub payload: Bytes,
     /// `None` for malformed events.
-    pub event_id: Option<String>,
+    pub event_id: Option<Arc<str>>,
     pub event_time_us: i64,
     pub injection: Injection,
 }
@@ -101,6 +103,8 @@ pub struct Generator {
     rng: ChaCha8Rng,
     index: u64,
     sequences: Vec<u64>,
+    /// Partition keys built so far, by key index (the seed scenarios).
+    keys: Vec<Option<Arc<str>>>,
     recent: VecDeque<Generated>,
     interval_us: i64,
     /// Valid events built so far (Nexmark's stream position).
@@ -118,6 +122,7 @@ impl Generator {
             rng: ChaCha8Rng::seed_from_u64(options.seed),
             index: 0,
             sequences: vec![0; options.keys.min(1 << 24) as usize],
+            keys: vec![None; options.keys.min(1 << 20) as usize],
             recent: VecDeque::with_capacity(DUPLICATE_WINDOW),
             interval_us: (1_000_000 / rate).max(1) as i64,
             built: 0,
@@ -186,7 +191,7 @@ impl Generator {
     }
 
     /// (key, event id, JSON text) of a new event.
-    fn build(&mut self, key_index: u64, event_time_us: i64) -> (String, String, Vec<u8>) {
+    fn build(&mut self, key_index: u64, event_time_us: i64) -> (Arc<str>, Arc<str>, Vec<u8>) {
         let slot = (key_index as usize) % self.sequences.len();
         // Per key for the seed scenarios (deviceSequenceNumber); Nexmark
         // counts its whole stream.
@@ -197,19 +202,32 @@ impl Generator {
         };
         self.sequences[slot] += 1;
         self.built += 1;
-        let event_id = scenario::uuid(&mut self.rng);
+        let event_id: Arc<str> = scenario::uuid(&mut self.rng);
         let elapsed_ms = (event_time_us - self.options.start_us) / 1_000;
+        let scenario = self.options.scenario;
+        let key = match self.keys.get(key_index as usize) {
+            Some(Some(key)) => Arc::clone(key),
+            cached => {
+                let key: Arc<str> = Arc::from(scenario::partition_key(scenario, key_index));
+                if cached.is_some() {
+                    self.keys[key_index as usize] = Some(Arc::clone(&key));
+                }
+                key
+            }
+        };
         let mut text = Vec::with_capacity(800);
-        let key = scenario::write_event(
+        let own_key = scenario::write_event(
             &mut text,
-            self.options.scenario,
+            scenario,
             &mut self.rng,
             &event_id,
+            &key,
             key_index,
             sequence,
             event_time_us,
             elapsed_ms,
         );
+        let key = own_key.map_or(key, Arc::from);
         (key, event_id, text)
     }
 }
@@ -339,7 +357,7 @@ mod tests {
             (event.key, value)
         };
         let (key, value) = fields(Scenario::Payments);
-        assert_eq!(value["BIN"], key.as_str());
+        assert_eq!(value["BIN"], &*key);
         for field in ["MerchantId", "Result", "Amount", "EventTime"] {
             assert!(!value[field].is_null(), "payments lacks {field}");
         }

@@ -36,7 +36,9 @@ pub struct Manifest {
     pub malformed: u64,
     /// Sum (wrapping) of `id_hash` over the unique event ids sent.
     pub unique_id_hash: u64,
-    pub per_key: BTreeMap<String, u64>,
+    /// Serialized sorted by key, so the same events give the same file.
+    #[serde(serialize_with = "sorted")]
+    pub per_key: HashMap<String, u64>,
     pub event_time_min_us: i64,
     pub event_time_max_us: i64,
     pub send_started_ms: i64,
@@ -44,6 +46,13 @@ pub struct Manifest {
     pub send_errors: u64,
     /// Every n-th unique event's send time.
     pub send_samples: Vec<SendSample>,
+}
+
+fn sorted<S: serde::Serializer>(
+    map: &HashMap<String, u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter().collect::<BTreeMap<_, _>>())
 }
 
 impl Manifest {
@@ -77,7 +86,12 @@ impl Manifest {
                 }
                 let id = event.event_id.as_deref().expect("valid events have ids");
                 self.unique_id_hash = self.unique_id_hash.wrapping_add(id_hash(id));
-                *self.per_key.entry(event.key.clone()).or_default() += 1;
+                match self.per_key.get_mut(&*event.key) {
+                    Some(count) => *count += 1,
+                    None => {
+                        self.per_key.insert(event.key.to_string(), 1);
+                    }
+                }
                 self.event_time_min_us = self.event_time_min_us.min(event.event_time_us);
                 self.event_time_max_us = self.event_time_max_us.max(event.event_time_us);
                 if self.unique.is_multiple_of(100) && self.send_samples.len() < SEND_SAMPLES_MAX {

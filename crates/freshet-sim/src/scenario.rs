@@ -3,6 +3,8 @@
 //! Nexmark's person/auction/bid stream. Each scenario carries something
 //! for the hot path to find.
 
+use std::sync::Arc;
+
 use rand::{Rng, RngExt};
 use rand_chacha::ChaCha8Rng;
 
@@ -58,22 +60,42 @@ impl Scenario {
 
 /// Writes ISO-8601 UTC with microseconds, as seed 004's `createdAt`.
 pub fn write_iso8601_micros(out: &mut Vec<u8>, time_us: i64) {
+    thread_local! {
+        /// The last second written and its `YYYY-MM-DDTHH:MM:SS`: events
+        /// come many to a second, so the calendar arithmetic runs once.
+        static LAST_SECOND: std::cell::Cell<(i64, [u8; 19])> = const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+    }
     let seconds = time_us.div_euclid(1_000_000);
     let micros = time_us.rem_euclid(1_000_000);
-    let days = seconds.div_euclid(86_400);
-    let of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    push_digits(out, year as u64, 4);
-    out.push(b'-');
-    push_digits(out, u64::from(month), 2);
-    out.push(b'-');
-    push_digits(out, u64::from(day), 2);
-    out.push(b'T');
-    push_digits(out, (of_day / 3600) as u64, 2);
-    out.push(b':');
-    push_digits(out, (of_day % 3600 / 60) as u64, 2);
-    out.push(b':');
-    push_digits(out, (of_day % 60) as u64, 2);
+    let (cached, mut prefix) = LAST_SECOND.get();
+    if cached != seconds {
+        let mut text = Vec::with_capacity(19);
+        let days = seconds.div_euclid(86_400);
+        let of_day = seconds.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        push_digits(&mut text, year as u64, 4);
+        text.push(b'-');
+        push_digits(&mut text, u64::from(month), 2);
+        text.push(b'-');
+        push_digits(&mut text, u64::from(day), 2);
+        text.push(b'T');
+        push_digits(&mut text, (of_day / 3600) as u64, 2);
+        text.push(b':');
+        push_digits(&mut text, (of_day % 3600 / 60) as u64, 2);
+        text.push(b':');
+        push_digits(&mut text, (of_day % 60) as u64, 2);
+        if text.len() != 19 {
+            // Years beyond 9999 are written in full, uncached.
+            out.extend_from_slice(&text);
+            out.push(b'.');
+            push_digits(out, micros as u64, 6);
+            out.push(b'Z');
+            return;
+        }
+        prefix.copy_from_slice(&text);
+        LAST_SECOND.set((seconds, prefix));
+    }
+    out.extend_from_slice(&prefix);
     out.push(b'.');
     push_digits(out, micros as u64, 6);
     out.push(b'Z');
@@ -109,25 +131,31 @@ fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
         digits[at] = b'0' + (rest % 10) as u8;
         rest /= 10;
     }
-    out.extend_from_slice(&digits[at..]);
+    // A few bytes: pushing them one by one beats a call to memmove.
+    for &digit in &digits[at..] {
+        out.push(digit);
+    }
 }
 
 /// A random UUID (version 4 layout) from the generator's stream.
-pub fn uuid(rng: &mut ChaCha8Rng) -> String {
+pub fn uuid(rng: &mut ChaCha8Rng) -> Arc<str> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
+    let mut out = [0u8; 36];
+    let mut at = 0;
     for (i, byte) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            out[at] = b'-';
+            at += 1;
         }
-        out.push(HEX[usize::from(byte >> 4)] as char);
-        out.push(HEX[usize::from(byte & 0x0f)] as char);
+        out[at] = HEX[usize::from(byte >> 4)];
+        out[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
-    out
+    Arc::from(std::str::from_utf8(&out).expect("ASCII"))
 }
 
 /// Where a scenario's story is at `elapsed_ms` after the start: anomalies
@@ -164,7 +192,13 @@ impl<'a> Object<'a> {
     fn string(&mut self, key: &str, value: &str) -> &mut Self {
         let out = self.key(key);
         out.push(b'"');
-        for &byte in value.as_bytes() {
+        let bytes = value.as_bytes();
+        if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+            return self;
+        }
+        for &byte in bytes {
             match byte {
                 b'"' => out.extend_from_slice(b"\\\""),
                 b'\\' => out.extend_from_slice(b"\\\\"),
@@ -184,6 +218,17 @@ impl<'a> Object<'a> {
         self
     }
 
+    /// A string made of `prefix` and `value` zero-padded to `width` digits
+    /// (`SKU-00042`), written without formatting machinery.
+    fn numbered(&mut self, key: &str, prefix: &str, value: u64, width: usize) -> &mut Self {
+        let out = self.key(key);
+        out.push(b'"');
+        out.extend_from_slice(prefix.as_bytes());
+        push_digits(out, value, width);
+        out.push(b'"');
+        self
+    }
+
     fn integer(&mut self, key: &str, value: u64) -> &mut Self {
         push_digits(self.key(key), value, 1);
         self
@@ -193,8 +238,10 @@ impl<'a> Object<'a> {
     fn hundredths(&mut self, key: &str, value: u64) -> &mut Self {
         let out = self.key(key);
         push_digits(out, value / 100, 1);
+        let cents = (value % 100) as u8;
         out.push(b'.');
-        push_digits(out, value % 100, 2);
+        out.push(b'0' + cents / 10);
+        out.push(b'0' + cents % 10);
         self
     }
 
@@ -211,21 +258,38 @@ impl<'a> Object<'a> {
 /// `sequence` counts events per key (seed 004's deviceSequenceNumber), or
 /// the whole stream for Nexmark.
 #[allow(clippy::too_many_arguments)]
+/// The partition key of key number `key_index` (devices, stores, BINs,
+/// depots). Nexmark events carry their own keys.
+pub fn partition_key(scenario: Scenario, key_index: u64) -> String {
+    match scenario {
+        Scenario::Iot => format!("contoso://device-id-{key_index}"),
+        Scenario::Retail => format!("store-{key_index:03}"),
+        Scenario::Payments => (400_000 + key_index).to_string(),
+        Scenario::Logistics => format!("depot-{key_index:02}"),
+        Scenario::Nexmark => String::new(),
+    }
+}
+
+/// Writes one event as JSON into `out`. `key` is `partition_key` of
+/// `key_index`. Returns Nexmark's own key; `None` for the seed scenarios.
+/// `sequence` counts events per key (seed 004's deviceSequenceNumber), or
+/// the whole stream for Nexmark.
+#[allow(clippy::too_many_arguments)]
 pub fn write_event(
     out: &mut Vec<u8>,
     scenario: Scenario,
     rng: &mut ChaCha8Rng,
     event_id: &str,
+    key: &str,
     key_index: u64,
     sequence: u64,
     event_time_us: i64,
     elapsed_ms: i64,
-) -> String {
+) -> Option<String> {
     let anomaly = anomaly_active(elapsed_ms);
     let mut event = Object::new(out);
     match scenario {
         Scenario::Iot => {
-            let device = format!("contoso://device-id-{key_index}");
             event.string("eventId", event_id);
             let mut complex = event.object("complexData");
             for field in MORE_DATA {
@@ -235,7 +299,7 @@ pub fn write_event(
             // Device 0 is a vibration sensor that drifts upwards during the anomaly.
             let drift = if anomaly && key_index == 0 { 4_000 } else { 0 };
             event.hundredths("value", rng.random_range(0..10_000) + drift);
-            event.string("deviceId", &device);
+            event.string("deviceId", key);
             event.integer("deviceSequenceNumber", sequence);
             event.string(
                 "type",
@@ -247,10 +311,9 @@ pub fn write_event(
             );
             event.time("createdAt", event_time_us);
             event.end();
-            device
+            None
         }
         Scenario::Retail => {
-            let store = format!("store-{key_index:03}");
             // During the flash sale a few SKUs sell in large quantities.
             let sku = if anomaly && rng.random_bool(0.5) {
                 rng.random_range(0..3)
@@ -263,17 +326,16 @@ pub fn write_event(
                 rng.random_range(1..4)
             };
             event.string("eventId", event_id);
-            event.string("StoreId", &store);
-            event.string("Sku", &format!("SKU-{sku:05}"));
-            event.string("FulfilmentCentre", &format!("FC-{}", key_index % 4));
+            event.string("StoreId", key);
+            event.numbered("Sku", "SKU-", sku, 5);
+            event.numbered("FulfilmentCentre", "FC-", key_index % 4, 1);
             event.integer("Qty", qty);
             event.hundredths("Price", rng.random_range(100..20_000));
             event.time("EventTime", event_time_us);
             event.end();
-            store
+            None
         }
         Scenario::Payments => {
-            let bin = (400_000 + key_index).to_string();
             // BIN 400000 has its decline rate spike during the anomaly.
             let decline_rate = if anomaly && key_index == 0 {
                 0.45
@@ -286,16 +348,15 @@ pub fn write_event(
                 "APPROVE"
             };
             event.string("eventId", event_id);
-            event.string("BIN", &bin);
-            event.string("MerchantId", &format!("M{:05}", rng.random_range(0..5_000)));
+            event.string("BIN", key);
+            event.numbered("MerchantId", "M", rng.random_range(0..5_000), 5);
             event.string("Result", result);
             event.hundredths("Amount", rng.random_range(100..50_000));
             event.time("EventTime", event_time_us);
             event.end();
-            bin
+            None
         }
         Scenario::Logistics => {
-            let depot = format!("depot-{key_index:02}");
             // Depot 0's scan-to-dispatch latency crosses its SLA during the anomaly.
             let latency_s = if anomaly && key_index == 0 {
                 rng.random_range(1_800..5_400)
@@ -304,18 +365,15 @@ pub fn write_event(
             };
             let scan = ["INDUCT", "SORT", "LOAD", "DISPATCH"][rng.random_range(0..4)];
             event.string("eventId", event_id);
-            event.string("DepotId", &depot);
-            event.string(
-                "ParcelId",
-                &format!("P{:09}", rng.random_range(0..1_000_000_000u64)),
-            );
+            event.string("DepotId", key);
+            event.numbered("ParcelId", "P", rng.random_range(0..1_000_000_000u64), 9);
             event.string("ScanType", scan);
             event.integer("ScanToDispatchSeconds", latency_s);
             event.time("EventTime", event_time_us);
             event.end();
-            depot
+            None
         }
-        Scenario::Nexmark => nexmark(event, rng, event_id, sequence, event_time_us),
+        Scenario::Nexmark => Some(nexmark(event, rng, event_id, sequence, event_time_us)),
     }
 }
 
@@ -365,11 +423,15 @@ fn nexmark(
         event.string("type", "person");
         let mut person = event.object("person");
         person.integer("id", id);
-        person.string("name", &format!("person-{id}"));
-        person.string("emailAddress", &format!("p{id}@example.com"));
-        person.string(
+        person.numbered("name", "person-", id, 1);
+        person.key("emailAddress").extend_from_slice(b"\"p");
+        push_digits(person.out, id, 1);
+        person.out.extend_from_slice(b"@example.com\"");
+        person.numbered(
             "creditCard",
-            &format!("{:016}", rng.random_range(0..10_000_000_000_000_000u64)),
+            "",
+            rng.random_range(0..10_000_000_000_000_000u64),
+            16,
         );
         person.string("city", CITIES[rng.random_range(0..4)]);
         person.string("state", STATES[rng.random_range(0..4)]);
@@ -382,7 +444,7 @@ fn nexmark(
         event.string("type", "auction");
         let mut auction = event.object("auction");
         auction.integer("id", id);
-        auction.string("itemName", &format!("item-{id}"));
+        auction.numbered("itemName", "item-", id, 1);
         auction.string("description", "");
         auction.integer("initialBid", rng.random_range(1..1_000));
         auction.integer("reserve", rng.random_range(1_000..2_000));
@@ -401,10 +463,7 @@ fn nexmark(
         bid.integer("bidder", 1_000 + rng.random_range(0..=epoch));
         bid.integer("price", rng.random_range(100..100_000));
         bid.string("channel", CHANNELS[rng.random_range(0..4)]);
-        bid.string(
-            "url",
-            &format!("https://example.com/{}", rng.random_range(0..1_000)),
-        );
+        bid.numbered("url", "https://example.com/", rng.random_range(0..1_000), 1);
         bid.time("dateTime", time_us);
         bid.string("extra", "");
         bid.end();
@@ -437,11 +496,13 @@ mod tests {
     fn the_iot_event_has_exactly_seed_004_fields() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut out = Vec::new();
-        let key = write_event(
+        let key = partition_key(Scenario::Iot, 154);
+        let own = write_event(
             &mut out,
             Scenario::Iot,
             &mut rng,
             "id-1",
+            &key,
             154,
             0,
             1_558_026_999_000_003,
@@ -449,6 +510,8 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(key, "contoso://device-id-154");
+        assert_eq!(own, None);
+        assert_eq!(value["deviceId"], "contoso://device-id-154");
         let object = value.as_object().unwrap();
         let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
         fields.sort();

@@ -51,7 +51,16 @@ function openStream(output) {
   const source = new EventSource(`/api/v1/outputs/${encodeURIComponent(output)}/stream`);
   const stream = { source, rows: [], followers: new Set() };
   const tell = (status) => stream.followers.forEach((f) => f.onStatus(status));
-  source.addEventListener('open', () => tell('live'));
+  let opened = false;
+  source.addEventListener('open', () => {
+    // A reconnect replays the output's recent rows: start over with them.
+    if (opened) {
+      stream.rows = [];
+      stream.followers.forEach((f) => f.onReset());
+    }
+    opened = true;
+    tell('live');
+  });
   source.addEventListener('error', () => tell(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting'));
   source.addEventListener('row', (event) => {
     let row;
@@ -72,21 +81,25 @@ function openStream(output) {
 
 /**
  * Follows a job output's server-sent events. `onRow` gets each row as an
- * object (the most recent rows first arrive as a backlog). Returns a
+ * object (the most recent rows first arrive as a backlog); `onReset` is
+ * called when a reconnect is about to replay that backlog. Returns a
  * function that stops following; the stream closes with its last follower.
  */
-export function follow(output, onRow, onStatus = () => {}) {
+export function follow(output, onRow, onStatus = () => {}, onReset = () => {}) {
   if (!streams.has(output)) streams.set(output, openStream(output));
   const stream = streams.get(output);
-  const follower = { onRow, onStatus };
+  const follower = { onRow, onStatus, onReset };
   stream.followers.add(follower);
   stream.rows.forEach(onRow);
   if (stream.source.readyState === EventSource.OPEN) onStatus('live');
+  let done = false;
   return () => {
+    if (done) return;
+    done = true;
     stream.followers.delete(follower);
     if (stream.followers.size === 0) {
       stream.source.close();
-      streams.delete(output);
+      if (streams.get(output) === stream) streams.delete(output);
     }
   };
 }

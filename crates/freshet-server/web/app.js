@@ -9,9 +9,18 @@ const main = document.getElementById('page');
 let leave = () => {};
 
 function route() {
-  const [name, ...rest] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const decode = (part) => {
+    try {
+      return decodeURIComponent(part);
+    } catch {
+      return part;
+    }
+  };
+  const [name, ...rest] = location.hash.replace(/^#\/?/, '').split('/').map(decode);
   const page = PAGES[name] ? name : 'overview';
-  leave();
+  const leaving = leave;
+  leave = () => {};
+  leaving();
   for (const link of document.querySelectorAll('header nav a')) {
     link.classList.toggle('active', link.dataset.page === page);
   }

@@ -106,14 +106,21 @@ export class LineChart {
       ctx.fillText('waiting for data…', width / 2, height / 2);
       return;
     }
-    let [xMin, xMax] = [Math.min(...points.map((p) => p[0])), Math.max(...points.map((p) => p[0]))];
-    let [yMin, yMax] = [Math.min(0, ...points.map((p) => p[1])), Math.max(...points.map((p) => p[1]))];
+    let [xMin, xMax, yMin, yMax] = [Infinity, -Infinity, 0, 0];
+    for (const [x, y] of points) {
+      if (x < xMin) xMin = x;
+      if (x > xMax) xMax = x;
+      if (y < yMin) yMin = y;
+      if (y > yMax) yMax = y;
+    }
     if (xMin === xMax) [xMin, xMax] = [xMin - 1000, xMax + 1000];
     if (yMin === yMax) yMax = yMin + 1;
+    if (!Number.isFinite(yMax - yMin) || !Number.isFinite(xMax - xMin)) return;
     const yStep = niceStep(yMax - yMin, 4);
     yMax = Math.ceil(yMax / yStep) * yStep;
     yMin = Math.floor(yMin / yStep) * yStep;
-    const left = 8 + ctx.measureText(formatNumber(yMax)).width + 6;
+    const yTicks = Math.min(50, Math.round((yMax - yMin) / yStep));
+    const left = 8 + Math.max(ctx.measureText(formatNumber(yMax)).width, ctx.measureText(formatNumber(yMin)).width) + 6;
     const [top, right, bottom] = [8, 10, 20];
     const plotWidth = width - left - right;
     const plotHeight = height - top - bottom;
@@ -125,7 +132,8 @@ export class LineChart {
     ctx.lineWidth = 1;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
-    for (let y = yMin; y <= yMax + yStep / 2; y += yStep) {
+    for (let i = 0; i <= yTicks; i++) {
+      const y = yMin + i * yStep;
       ctx.beginPath();
       ctx.moveTo(left, Math.round(sy(y)) + 0.5);
       ctx.lineTo(width - right, Math.round(sy(y)) + 0.5);
@@ -136,7 +144,8 @@ export class LineChart {
     const xStep = this.xIsTime ? timeStep(xMax - xMin, ticks) : niceStep(xMax - xMin, ticks);
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
-    for (let x = Math.ceil(xMin / xStep) * xStep; x <= xMax; x += xStep) {
+    const firstTick = Math.ceil(xMin / xStep) * xStep;
+    for (let i = 0, x = firstTick; x <= xMax && i < 50; i++, x = firstTick + i * xStep) {
       const label = this.xIsTime ? formatTime(x, xStep) : formatNumber(x);
       // Keep labels inside the canvas rather than cut at its edge.
       const half = ctx.measureText(label).width / 2;

@@ -3,7 +3,7 @@
 
 import { getJSON, query, scrapeMetrics } from './api.js';
 import { LineChart, formatNumber } from './chart.js';
-import { Tile, element, isTime, renderValue, rowsTable } from './tiles.js';
+import { Tile, element, isTime, renderValue, rowsTable, timeOf } from './tiles.js';
 
 function card(title, ...children) {
   const node = element('section', 'card');
@@ -168,7 +168,9 @@ export function live(main, rest) {
     tiles = chosen.tiles.map((spec) => new Tile(spec));
     grid.append(...tiles.map((tile) => tile.node));
     main.replaceChildren(element('h1', '', chosen.title), tabs, grid);
-  })().catch((error) => main.append(errorBox(error.message)));
+  })().catch((error) => {
+    if (!stopped) main.append(errorBox(error.message));
+  });
   return () => {
     stopped = true;
     tiles.forEach((tile) => tile.destroy());
@@ -206,11 +208,16 @@ function resultChart(container, result) {
     for (const y of numbers) {
       const name = series ? (numbers.length > 1 ? `${row[series]} ${y}` : row[series]) : y;
       if (!lines.has(name)) lines.set(name, []);
-      lines.get(name).push([Date.parse(row[x]), row[y]]);
+      lines.get(name).push([timeOf(row[x]), row[y]]);
     }
   }
   const chart = new LineChart(container, { height: 240 });
-  chart.update([...lines].map(([name, points]) => ({ name, points })));
+  try {
+    chart.update([...lines].map(([name, points]) => ({ name, points })));
+  } catch (error) {
+    chart.destroy();
+    throw error;
+  }
   return chart;
 }
 
@@ -312,7 +319,7 @@ function sum(samples, name, by) {
 export function quantile(buckets, q) {
   const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
   const total = sorted.length ? sorted[sorted.length - 1][1] : 0;
-  if (total === 0) return null;
+  if (!(total > 0)) return null;
   const wanted = q * total;
   const found = sorted.find(([, count]) => count >= wanted);
   return found ? found[0] : null;
@@ -332,7 +339,9 @@ function histograms(samples, name, by) {
 /** `now` minus `before`, bucket by bucket (the observations in between). */
 function difference(now, before) {
   if (!before) return now;
-  return now.map(([le, count]) => [le, count - ((before.find(([l]) => l === le) || [le, 0])[1])]);
+  const delta = now.map(([le, count]) => [le, count - ((before.find(([l]) => l === le) || [le, 0])[1])]);
+  // A counter that went backwards: the server restarted; count from zero.
+  return delta.some(([, count]) => count < 0) ? now : delta;
 }
 
 function seconds(value) {
@@ -375,7 +384,7 @@ export function operations(main) {
   };
 
   let previous = null;
-  return every(2000, async () => {
+  const stop = every(2000, async () => {
     const samples = await scrapeMetrics();
     const now = Date.now();
     const ends = sum(samples, 'freshet_log_partition_end_offset', ['topic']);
@@ -395,7 +404,8 @@ export function operations(main) {
     const freshness = histograms(samples, 'freshet_store_freshness_seconds', ['table']);
     show(
       'freshness',
-      new Map([...freshness].map(([table, buckets]) => [table, quantile(difference(buckets, previous?.freshness.get(table)), 0.99) ?? quantile(buckets, 0.99)])),
+      // Over the last interval; a table that ingested nothing in it shows –.
+      new Map([...freshness].map(([table, buckets]) => [table, quantile(difference(buckets, previous?.freshness.get(table)), 0.99)])),
       seconds,
       'freshness',
     );
@@ -410,6 +420,10 @@ export function operations(main) {
     );
     previous = { time: now, ends, freshness };
   });
+  return () => {
+    stop();
+    Object.values(panels).forEach((panel) => panel.chart?.destroy());
+  };
 }
 
 export { renderValue };

@@ -94,6 +94,9 @@ export class Tile {
         this.schedule();
       },
       (status) => this.setStatus(status),
+      () => {
+        this.rows = [];
+      },
     );
     this.render();
   }
@@ -126,13 +129,14 @@ export class Tile {
   schedule() {
     if (this.pending) return;
     this.pending = true;
-    requestAnimationFrame(() => {
+    this.frame = requestAnimationFrame(() => {
       this.pending = false;
       this.render();
     });
   }
 
   render() {
+    if (this.stopped) return;
     const spec = this.spec;
     const live = Boolean(spec.output);
     if (this.rows.length === 0) {
@@ -176,14 +180,16 @@ export class Tile {
         const x = spec.x || timeField(this.rows);
         let rows = this.rows;
         let caption = '';
-        if (x && live) {
+        rows = rows.filter((row) => Number.isFinite(numeric(row[spec.value])));
+        const times = x && live ? rows.map((row) => timeOf(row[x])).filter(Number.isFinite) : [];
+        if (times.length > 0) {
           // The newest window only, one row per key.
-          const newest = Math.max(...rows.map((row) => timeOf(row[x])));
+          const newest = times.reduce((a, b) => (b > a ? b : a));
           rows = rows.filter((row) => timeOf(row[x]) === newest);
           caption = `window ending ${renderValue(new Date(newest).toISOString())}`;
         }
         const ranked = [...rows].sort((a, b) => numeric(b[spec.value]) - numeric(a[spec.value])).slice(0, spec.limit);
-        const top = Math.max(...ranked.map((row) => numeric(row[spec.value])), 0) || 1;
+        const top = ranked.reduce((most, row) => Math.max(most, numeric(row[spec.value])), 0) || 1;
         const list = element('ol', 'top');
         for (const row of ranked) {
           const item = element('li');
@@ -221,6 +227,7 @@ export class Tile {
 
   destroy() {
     this.stopped = true;
+    cancelAnimationFrame(this.frame);
     if (this.close) this.close();
     if (this.controller) this.controller.abort();
     clearTimeout(this.timer);

@@ -9,7 +9,7 @@
 //! default 512).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -18,56 +18,11 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::start_server;
+
 const PARTITIONS: i32 = 4;
-
-struct Server {
-    child: Child,
-    kafka: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path) -> Server {
-    let ports = dir.join("ports.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args([
-            "serve",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.join("data"))
-        .arg("--ports-file")
-        .arg(&ports)
-        .env("FRESHET_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start freshet");
-    let started = Instant::now();
-    let text = loop {
-        if let Ok(text) = std::fs::read_to_string(&ports) {
-            break text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "freshet did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let ports: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Server {
-        child,
-        kafka: ports["kafka"].as_str().unwrap().to_string(),
-    }
-}
 
 fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
@@ -284,7 +239,7 @@ fn main() {
 
     let disk_before = fio_mb_s(&dir, mib);
     let loopback = iperf3_mb_s();
-    let server = start_server(&dir);
+    let server = start_server(&dir, None);
     let admin: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &server.kafka)
         .create()

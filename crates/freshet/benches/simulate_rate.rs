@@ -8,58 +8,16 @@
 //! Run: `cargo bench -p freshet --bench simulate_rate`
 //! Options (environment): `FRESHET_BENCH_SECONDS` (per case, default 60),
 //! `FRESHET_BENCH_RATES` (comma-separated events/s into the broker,
-//! default `10000,100000`), `FRESHET_BENCH_NULL_RATE` (default 500000).
+//! default `10000,100000`), `FRESHET_BENCH_NULL_RATE` (default 200000).
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::start_server;
+
 const BIN: &str = env!("CARGO_BIN_EXE_freshet");
-
-struct Server {
-    child: Child,
-    kafka: String,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path) -> Server {
-    let ports = dir.join("ports.json");
-    let config = dir.join("freshet.toml");
-    std::fs::write(&config, "[[topic]]\nname = \"auth-events\"\npartitions = 4\n").unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--ports-file")
-        .arg(&ports)
-        .env("FRESHET_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start freshet");
-    let started = Instant::now();
-    let text = loop {
-        if let Ok(text) = std::fs::read_to_string(&ports) {
-            break text;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "freshet did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let ports: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Server {
-        child,
-        kafka: ports["kafka"].as_str().unwrap().to_string(),
-        http: ports["http"].as_str().unwrap().to_string(),
-    }
-}
 
 /// Records in `topic`, as the broker counts them.
 fn records(agent: &ureq::Agent, http: &str, topic: &str) -> u64 {
@@ -92,46 +50,78 @@ fn simulate(args: &[&str]) -> Child {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("FRESHET_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seconds: u64 = std::env::var("FRESHET_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let rates: Vec<u64> = std::env::var("FRESHET_BENCH_RATES")
         .unwrap_or_else(|_| "10000,100000".into())
         .split(',')
         .map(|r| r.trim().parse().expect("FRESHET_BENCH_RATES: numbers"))
         .collect();
-    let null_rate: u64 = std::env::var("FRESHET_BENCH_NULL_RATE").ok().and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    let null_rate: u64 = std::env::var("FRESHET_BENCH_NULL_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
     let duration = format!("{seconds}s");
     let dir = tempfile::tempdir().unwrap();
 
-    println!("| sink | asked events/s | achieved over the run | / asked | slowest second | fastest second |");
+    println!(
+        "| sink | asked events/s | achieved over the run | / asked | slowest second | fastest second |"
+    );
     println!("|---|---|---|---|---|---|");
 
     // The simulator alone: its own count over its own clock.
     let rate = null_rate.to_string();
     let manifest = dir.path().join("null.json");
     let output = simulate(&[
-        "--null", "--scenario", "iot", "--rate", &rate, "--duration", &duration, "--manifest",
+        "--null",
+        "--scenario",
+        "iot",
+        "--rate",
+        &rate,
+        "--duration",
+        &duration,
+        "--manifest",
         manifest.to_str().unwrap(),
     ])
     .wait_with_output()
     .unwrap();
     let summary = String::from_utf8_lossy(&output.stdout);
-    let sent: f64 = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&manifest).unwrap()).unwrap()["sent"]
+    let sent: f64 = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&manifest).unwrap())
+        .unwrap()["sent"]
         .as_f64()
         .unwrap();
     let achieved = sent / seconds as f64;
-    println!("| null (iot) | {null_rate} | {achieved:.0} | {:.4} | – | – |", achieved / null_rate as f64);
+    println!(
+        "| null (iot) | {null_rate} | {achieved:.0} | {:.4} | – | – |",
+        achieved / null_rate as f64
+    );
     eprintln!("{}", summary.trim());
 
     // Into the broker, sampled there every second.
-    let server = start_server(dir.path());
+    let server = start_server(
+        dir.path(),
+        Some("[[topic]]\nname = \"auth-events\"\npartitions = 4\n"),
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     for rate in rates {
         let before = records(&agent, &server.http, "auth-events");
         let asked = rate.to_string();
         let manifest = dir.path().join(format!("kafka-{rate}.json"));
         let mut child = simulate(&[
-            "--scenario", "payments", "--rate", &asked, "--duration", &duration, "--acks", "1",
-            "--bootstrap", &server.kafka, "--manifest", manifest.to_str().unwrap(),
+            "--scenario",
+            "payments",
+            "--rate",
+            &asked,
+            "--duration",
+            &duration,
+            "--acks",
+            "1",
+            "--bootstrap",
+            &server.kafka,
+            "--manifest",
+            manifest.to_str().unwrap(),
         ]);
         // Samples: (seconds since the first record landed, records).
         let mut samples: Vec<(f64, u64)> = Vec::new();
@@ -158,7 +148,8 @@ fn main() {
             .map(|pair| (pair[1].1 - pair[0].1) as f64 / (pair[1].0 - pair[0].0))
             .collect();
         let inner = &samples[1..samples.len() - 1];
-        let steady = (inner[inner.len() - 1].1 - inner[0].1) as f64 / (inner[inner.len() - 1].0 - inner[0].0);
+        let steady = (inner[inner.len() - 1].1 - inner[0].1) as f64
+            / (inner[inner.len() - 1].0 - inner[0].0);
         let slowest = per_second.iter().cloned().fold(f64::INFINITY, f64::min);
         let fastest = per_second.iter().cloned().fold(0.0, f64::max);
         println!(

@@ -79,13 +79,10 @@ fn the_asked_rate_is_held() {
     );
 }
 
-#[test]
-fn simulate_into_freshet_then_verify_finds_every_event_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let freshet = Freshet::start(dir.path(), "");
-    let manifest = dir.path().join("manifest.json");
-    let manifest_arg = manifest.to_str().unwrap();
-    let sent = freshet.client(
+/// 20,000 IoT events as fast as the broker takes them, 1 % duplicates and
+/// 0.2 % malformed, described by the manifest at `manifest`.
+fn send_iot_events(freshet: &Freshet, manifest: &str) {
+    freshet.client(
         &[
             "simulate",
             "--scenario",
@@ -101,11 +98,19 @@ fn simulate_into_freshet_then_verify_finds_every_event_once() {
             "--keys",
             "50",
             "--manifest",
-            manifest_arg,
+            manifest,
         ],
         "",
     );
-    let _ = sent;
+}
+
+#[test]
+fn simulate_into_freshet_then_verify_finds_every_event_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let freshet = Freshet::start(dir.path(), "");
+    let manifest = dir.path().join("manifest.json");
+    let manifest_arg = manifest.to_str().unwrap();
+    send_iot_events(&freshet, manifest_arg);
     let verified = freshet.client(&["verify", "--manifest", manifest_arg], "");
     assert!(verified.contains("missing 0"), "{verified}");
     assert!(verified.trim_end().ends_with("OK"), "{verified}");
@@ -197,26 +202,7 @@ columns = [{ name = "eventId", type = "string", required = true }]
     let freshet = Freshet::start(dir.path(), config);
     let manifest = dir.path().join("manifest.json");
     let manifest_arg = manifest.to_str().unwrap();
-    freshet.client(
-        &[
-            "simulate",
-            "--scenario",
-            "iot",
-            "--count",
-            "20000",
-            "--rate",
-            "0",
-            "--duplicates",
-            "0.01",
-            "--malformed",
-            "0.002",
-            "--keys",
-            "50",
-            "--manifest",
-            manifest_arg,
-        ],
-        "",
-    );
+    send_iot_events(&freshet, manifest_arg);
     let sent: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     let unique = sent["unique"].as_u64().unwrap();

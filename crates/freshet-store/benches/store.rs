@@ -87,14 +87,14 @@ fn fill(log: &Log, topic: &str, count: u64, seed: u64) -> (u64, String) {
     for at in 0..count {
         let event = generator.next_event();
         if at == count / 3 {
-            point_id = event.event_id.clone().unwrap();
+            point_id = event.event_id.as_deref().unwrap().to_string();
         }
         bytes += event.payload.len() as u64;
         let partition =
             (xxhash_rust::xxh3::xxh3_64(event.key.as_bytes()) % partitions.len() as u64) as usize;
         pending[partition].push(Record {
             timestamp: now,
-            key: Some(event.key.into_bytes()),
+            key: Some(event.key.as_bytes().to_vec()),
             value: Some(event.payload.to_vec()),
             headers: Vec::new(),
         });

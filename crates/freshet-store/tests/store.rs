@@ -46,7 +46,7 @@ fn produce(log: &Log, topic: &str, events: &[Generated]) {
             % partitions.len();
         by_partition.entry(partition).or_default().push(Record {
             timestamp: SystemClock.now_ms(),
-            key: Some(event.key.clone().into_bytes()),
+            key: Some(event.key.as_bytes().to_vec()),
             value: Some(event.payload.to_vec()),
             headers: Vec::new(),
         });
@@ -436,7 +436,7 @@ fn retention_and_the_hot_window_follow_the_clock() {
         .collect();
     let second: HashSet<String> = events[1_000..]
         .iter()
-        .map(|e| e.event_id.clone().unwrap())
+        .map(|e| e.event_id.as_deref().unwrap().to_string())
         .collect();
     assert_eq!(ids, second);
     fixture.close();

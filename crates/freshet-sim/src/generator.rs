@@ -3,17 +3,15 @@
 //! duplicate repeats an earlier event byte for byte; late and out-of-order
 //! events only shift event time; a malformed event is not valid JSON.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::scenario::{self, Scenario};
 
-/// Recent events a duplicate may repeat.
-const DUPLICATE_WINDOW: usize = 1_024;
+/// A duplicate follows its original within this many events.
+const DUPLICATE_WINDOW: u64 = 1_024;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -65,8 +63,11 @@ impl Options {
                 ));
             }
         }
-        if self.duplicates + self.malformed > 1.0 {
-            return Err("--duplicates and --malformed together must not exceed 1".into());
+        if self.duplicates + self.malformed >= 1.0 {
+            return Err(
+                "--duplicates and --malformed together must stay below 1 (duplicates repeat original events)"
+                    .into(),
+            );
         }
         if self.keys == 0 {
             return Err("--keys must be at least 1".into());
@@ -89,8 +90,9 @@ pub enum Injection {
 pub struct Generated {
     /// Shared with every other event of the same key.
     pub key: Arc<str>,
-    /// Shared, so remembering events for duplicates copies nothing.
-    pub payload: Bytes,
+    /// Shared, so remembering events for duplicates copies nothing (one
+    /// allocation an event: `Bytes` would take a second when first cloned).
+    pub payload: Arc<[u8]>,
     /// `None` for malformed events.
     pub event_id: Option<Arc<str>>,
     pub event_time_us: i64,
@@ -105,10 +107,15 @@ pub struct Generator {
     sequences: Vec<u64>,
     /// Partition keys built so far, by key index (the seed scenarios).
     keys: Vec<Option<Arc<str>>>,
-    recent: VecDeque<Generated>,
+    /// Copies of recent events waiting for their turn, by the index at which
+    /// each is due. Only events picked for duplication are kept, so an
+    /// event costs nothing once it has been handed out.
+    pending: Vec<(u64, Generated)>,
     interval_us: i64,
     /// Valid events built so far (Nexmark's stream position).
     built: u64,
+    /// Where each event is written before it is copied out at its size.
+    scratch: Vec<u8>,
 }
 
 impl Generator {
@@ -123,9 +130,10 @@ impl Generator {
             index: 0,
             sequences: vec![0; options.keys.min(1 << 24) as usize],
             keys: vec![None; options.keys.min(1 << 20) as usize],
-            recent: VecDeque::with_capacity(DUPLICATE_WINDOW),
+            pending: Vec::new(),
             interval_us: (1_000_000 / rate).max(1) as i64,
             built: 0,
+            scratch: Vec::with_capacity(1_024),
             options,
         }
     }
@@ -135,26 +143,33 @@ impl Generator {
     }
 
     /// The next event. Never fails; infinite.
+    ///
+    /// A duplicate is decided when its original is made: the copy is
+    /// scheduled 1 to 1,024 events later. The odds are set so duplicates
+    /// and malformed events are the asked fractions of all events sent.
     pub fn next_event(&mut self) -> Generated {
-        let nominal_us = self.options.start_us + self.index as i64 * self.interval_us;
+        let index = self.index;
         self.index += 1;
-        let roll: f64 = self.rng.random();
-        if roll < self.options.duplicates && !self.recent.is_empty() {
-            let at = self.rng.random_range(0..self.recent.len());
-            let mut duplicate = self.recent[at].clone();
+        if let Some(at) = self.pending.iter().position(|(due, _)| *due <= index) {
+            let (_, mut duplicate) = self.pending.swap_remove(at);
             duplicate.injection = Injection::Duplicate;
             return duplicate;
         }
-        if roll < self.options.duplicates + self.options.malformed {
+        let nominal_us = self.options.start_us + index as i64 * self.interval_us;
+        let (duplicates, malformed) = (self.options.duplicates, self.options.malformed);
+        // Of the events not taken by a due copy: malformed at this rate ...
+        let malformed_odds = malformed / (1.0 - duplicates);
+        // ... and copies made of each original at this mean.
+        let copies_mean = duplicates / (1.0 - duplicates - malformed);
+        let roll: f64 = self.rng.random();
+        if roll < malformed_odds {
             let key_index = self.rng.random_range(0..self.options.keys);
-            let (key, _, text) = self.build(key_index, nominal_us);
+            let (key, _) = self.build(key_index, nominal_us);
             // Cut the JSON short: never valid.
-            let cut = text.len() / 2;
-            let mut payload = text;
-            payload.truncate(cut);
+            let cut = self.scratch.len() / 2;
             return Generated {
                 key,
-                payload: Bytes::from(payload),
+                payload: Arc::from(&self.scratch[..cut]),
                 event_id: None,
                 event_time_us: nominal_us,
                 injection: Injection::Malformed,
@@ -173,25 +188,30 @@ impl Generator {
             injection = Injection::OutOfOrder;
         }
         let key_index = self.rng.random_range(0..self.options.keys);
-        let (key, event_id, text) = self.build(key_index, event_time_us);
+        let (key, event_id) = self.build(key_index, event_time_us);
         let generated = Generated {
             key,
-            payload: Bytes::from(text),
+            payload: Arc::from(&self.scratch[..]),
             event_id: Some(event_id),
             event_time_us,
             injection,
         };
-        if self.options.duplicates > 0.0 {
-            if self.recent.len() == DUPLICATE_WINDOW {
-                self.recent.pop_front();
+        if copies_mean > 0.0 {
+            // Whole copies, and one more with the fraction's odds.
+            let mut copies = copies_mean.floor() as u64;
+            if self.rng.random::<f64>() < copies_mean.fract() {
+                copies += 1;
             }
-            self.recent.push_back(generated.clone());
+            for _ in 0..copies {
+                let due = index + self.rng.random_range(1..=DUPLICATE_WINDOW);
+                self.pending.push((due, generated.clone()));
+            }
         }
         generated
     }
 
-    /// (key, event id, JSON text) of a new event.
-    fn build(&mut self, key_index: u64, event_time_us: i64) -> (Arc<str>, Arc<str>, Vec<u8>) {
+    /// Writes a new event's JSON into `scratch`; returns its key and id.
+    fn build(&mut self, key_index: u64, event_time_us: i64) -> (Arc<str>, Arc<str>) {
         let slot = (key_index as usize) % self.sequences.len();
         // Per key for the seed scenarios (deviceSequenceNumber); Nexmark
         // counts its whole stream.
@@ -215,9 +235,9 @@ impl Generator {
                 key
             }
         };
-        let mut text = Vec::with_capacity(800);
+        self.scratch.clear();
         let own_key = scenario::write_event(
-            &mut text,
+            &mut self.scratch,
             scenario,
             &mut self.rng,
             &event_id,
@@ -227,8 +247,7 @@ impl Generator {
             event_time_us,
             elapsed_ms,
         );
-        let key = own_key.map_or(key, Arc::from);
-        (key, event_id, text)
+        (own_key.unwrap_or(key), event_id)
     }
 }
 
@@ -307,7 +326,7 @@ mod tests {
             "out of order {}",
             count(Injection::OutOfOrder)
         );
-        let originals: std::collections::HashMap<&str, &Bytes> = events
+        let originals: std::collections::HashMap<&str, &Arc<[u8]>> = events
             .iter()
             .filter(|e| e.injection != Injection::Duplicate)
             .filter_map(|e| e.event_id.as_deref().map(|id| (id, &e.payload)))
@@ -317,7 +336,7 @@ mod tests {
                 Injection::Duplicate => {
                     let original = originals[event.event_id.as_deref().unwrap()];
                     assert_eq!(
-                        event.payload, **original,
+                        event.payload, *original,
                         "a duplicate repeats its original byte for byte"
                     );
                 }

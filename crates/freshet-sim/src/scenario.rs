@@ -121,20 +121,112 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Appends the first `len` bytes of `word` (little-endian: its lowest
+/// byte first). All eight are stored at once and the tail cut off again:
+/// one store, no call to memmove.
+#[inline(always)]
+fn push_word(out: &mut Vec<u8>, word: u64, len: usize) {
+    debug_assert!(len <= 8);
+    out.extend_from_slice(&word.to_le_bytes());
+    out.truncate(out.len() - (8 - len));
+}
+
+/// "00" to "99" as little-endian two-byte words, for two digits a step.
+const DIGIT_PAIRS: [u16; 100] = digit_pairs();
+
+const fn digit_pairs() -> [u16; 100] {
+    let mut pairs = [0u16; 100];
+    let mut at = 0;
+    while at < 100 {
+        pairs[at] = (b'0' + (at / 10) as u8) as u16 | ((b'0' + (at % 10) as u8) as u16) << 8;
+        at += 1;
+    }
+    pairs
+}
+
+/// The eight decimal digits of `value` (below 10⁸) as text in a word,
+/// zero-padded: two independent halves, two digits a lookup, no loop.
+#[inline(always)]
+fn eight_digits_word(value: u64) -> u64 {
+    debug_assert!(value < 100_000_000);
+    let (high, low) = (value / 10_000, value % 10_000);
+    let pair = |n: u64| u64::from(DIGIT_PAIRS[n as usize]);
+    pair(high / 100) | pair(high % 100) << 16 | pair(low / 100) << 32 | pair(low % 100) << 48
+}
+
 /// Appends `value` zero-padded to at least `width` digits.
+#[inline]
 fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = value;
-    while rest > 0 || digits.len() - at < width.max(1) {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
+    let len = (value.checked_ilog10().unwrap_or(0) as usize + 1).max(width);
+    if len <= 8 {
+        // The leading zeros beyond `len` are shifted out.
+        push_word(out, eight_digits_word(value) >> (8 * (8 - len)), len);
+    } else if len <= 16 {
+        push_digits(out, value / 100_000_000, len - 8);
+        push_word(out, eight_digits_word(value % 100_000_000), 8);
+    } else {
+        push_digits(out, value / 10_000_000_000_000_000, len - 16);
+        push_digits(out, value % 10_000_000_000_000_000, 16);
     }
-    // A few bytes: pushing them one by one beats a call to memmove.
-    for &digit in &digits[at..] {
-        out.push(digit);
+}
+
+/// Hundredths below 10,000 (0.00 to 99.99, seed 004's readings) as text
+/// in a word, and its length: no digit loop.
+#[inline(always)]
+fn small_hundredths_word(value: u64) -> (u64, usize) {
+    debug_assert!(value < 10_000);
+    let whole = value / 100;
+    let cents = u64::from(DIGIT_PAIRS[(value % 100) as usize]);
+    let word = u64::from(DIGIT_PAIRS[whole as usize]) | u64::from(b'.') << 16 | cents << 24;
+    // Below 10 the pair's leading '0' is shifted out: no branch to mispredict.
+    let one_digit = usize::from(whole < 10);
+    (word >> (8 * one_digit), 5 - one_digit)
+}
+
+/// Appends hundredths as a decimal with two places (`1234` → `12.34`).
+#[inline]
+fn push_hundredths(out: &mut Vec<u8>, value: u64) {
+    if value < 10_000 {
+        let (word, len) = small_hundredths_word(value);
+        push_word(out, word, len);
+        return;
     }
+    let whole = value / 100;
+    let cents = u64::from(DIGIT_PAIRS[(value % 100) as usize]);
+    let whole_len = whole.checked_ilog10().unwrap_or(0) as usize + 1;
+    if whole_len > 5 {
+        push_digits(out, whole, 1);
+        push_word(out, u64::from(b'.') | cents << 8, 3);
+        return;
+    }
+    let shift = 8 * whole_len;
+    let digits = eight_digits_word(whole) >> (8 * (8 - whole_len));
+    let word = digits | u64::from(b'.') << shift | cents << (shift + 8);
+    push_word(out, word, whole_len + 3);
+}
+
+/// Seed 004's `complexData` object: 23 readings from 0.00 to 99.99.
+/// Written into a stack buffer with whole-word stores (the hottest loop of
+/// the IoT scenario), two readings from each 64-bit draw: the high half of
+/// a 32-bit draw times 10,000, uniform but for a bias below 3·10⁻⁶.
+fn write_readings(out: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
+    // 23 × (14 name + 5 value) + braces, plus room for the last whole-word stores.
+    let mut text = [0u8; 512];
+    text[0] = b'{';
+    let mut at = 1;
+    for pair in MORE_DATA.chunks(2) {
+        let bits = rng.next_u64();
+        for (half, (name, len)) in pair.iter().enumerate() {
+            let draw = (u64::from((bits >> (32 * half)) as u32) * 10_000) >> 32;
+            text[at..at + 16].copy_from_slice(name);
+            at += len;
+            let (word, len) = small_hundredths_word(draw);
+            text[at..at + 8].copy_from_slice(&word.to_le_bytes());
+            at += len;
+        }
+    }
+    text[at] = b'}';
+    out.extend_from_slice(&text[..at + 1]);
 }
 
 /// A random UUID (version 4 layout) from the generator's stream.
@@ -144,16 +236,12 @@ pub fn uuid(rng: &mut ChaCha8Rng) -> Arc<str> {
     rng.fill_bytes(&mut bytes);
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = [0u8; 36];
-    let mut at = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[at] = b'-';
-            at += 1;
-        }
+    let mut out = [b'-'; 36];
+    // Where each byte's two hex digits go, around the dashes at 8, 13, 18, 23.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    for (byte, at) in bytes.iter().zip(AT) {
         out[at] = HEX[usize::from(byte >> 4)];
         out[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
     }
     Arc::from(std::str::from_utf8(&out).expect("ASCII"))
 }
@@ -164,9 +252,17 @@ fn anomaly_active(elapsed_ms: i64) -> bool {
     (20_000..200_000).contains(&elapsed_ms.rem_euclid(600_000))
 }
 
-/// A JSON object written straight into a string: the simulator's events
-/// are flat and their strings need no escaping beyond what `string` does,
-/// so this is an order of magnitude faster than building a `Value`.
+/// A field name quoted and followed by its colon, as `Object` takes them.
+macro_rules! q {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+
+/// A JSON object written straight into a byte buffer: the simulator's
+/// events are flat and every string in them is generated ASCII with nothing
+/// to escape, so this is an order of magnitude faster than building a
+/// `Value`. Field names come pre-quoted (`q!`).
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
@@ -178,40 +274,35 @@ impl<'a> Object<'a> {
         Self { out, first: true }
     }
 
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    #[inline(always)]
+    fn key(&mut self, quoted: &str) -> &mut Vec<u8> {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(quoted.as_bytes());
         self.out
     }
 
-    fn string(&mut self, key: &str, value: &str) -> &mut Self {
-        let out = self.key(key);
+    /// `value` must need no escaping (generated ASCII).
+    #[inline(always)]
+    fn string(&mut self, quoted: &str, value: &str) -> &mut Self {
+        debug_assert!(
+            value
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+            "{value:?} needs escaping"
+        );
+        let out = self.key(quoted);
         out.push(b'"');
-        let bytes = value.as_bytes();
-        if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
-            out.extend_from_slice(bytes);
-            out.push(b'"');
-            return self;
-        }
-        for &byte in bytes {
-            match byte {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                byte if byte < 0x20 => out.extend_from_slice(format!("\\u{byte:04x}").as_bytes()),
-                byte => out.push(byte),
-            }
-        }
+        out.extend_from_slice(value.as_bytes());
         out.push(b'"');
         self
     }
 
-    fn time(&mut self, key: &str, time_us: i64) -> &mut Self {
-        let out = self.key(key);
+    #[inline(always)]
+    fn time(&mut self, quoted: &str, time_us: i64) -> &mut Self {
+        let out = self.key(quoted);
         out.push(b'"');
         write_iso8601_micros(out, time_us);
         out.push(b'"');
@@ -220,8 +311,9 @@ impl<'a> Object<'a> {
 
     /// A string made of `prefix` and `value` zero-padded to `width` digits
     /// (`SKU-00042`), written without formatting machinery.
-    fn numbered(&mut self, key: &str, prefix: &str, value: u64, width: usize) -> &mut Self {
-        let out = self.key(key);
+    #[inline(always)]
+    fn numbered(&mut self, quoted: &str, prefix: &str, value: u64, width: usize) -> &mut Self {
+        let out = self.key(quoted);
         out.push(b'"');
         out.extend_from_slice(prefix.as_bytes());
         push_digits(out, value, width);
@@ -229,24 +321,21 @@ impl<'a> Object<'a> {
         self
     }
 
-    fn integer(&mut self, key: &str, value: u64) -> &mut Self {
-        push_digits(self.key(key), value, 1);
+    #[inline(always)]
+    fn integer(&mut self, quoted: &str, value: u64) -> &mut Self {
+        push_digits(self.key(quoted), value, 1);
         self
     }
 
     /// A non-negative amount with two decimals, from hundredths.
-    fn hundredths(&mut self, key: &str, value: u64) -> &mut Self {
-        let out = self.key(key);
-        push_digits(out, value / 100, 1);
-        let cents = (value % 100) as u8;
-        out.push(b'.');
-        out.push(b'0' + cents / 10);
-        out.push(b'0' + cents % 10);
+    #[inline(always)]
+    fn hundredths(&mut self, quoted: &str, value: u64) -> &mut Self {
+        push_hundredths(self.key(quoted), value);
         self
     }
 
-    fn object(&mut self, key: &str) -> Object<'_> {
-        Object::new(self.key(key))
+    fn object(&mut self, quoted: &str) -> Object<'_> {
+        Object::new(self.key(quoted))
     }
 
     fn end(self) {
@@ -285,31 +374,27 @@ pub fn write_event(
     sequence: u64,
     event_time_us: i64,
     elapsed_ms: i64,
-) -> Option<String> {
+) -> Option<Arc<str>> {
     let anomaly = anomaly_active(elapsed_ms);
     let mut event = Object::new(out);
     match scenario {
         Scenario::Iot => {
-            event.string("eventId", event_id);
-            let mut complex = event.object("complexData");
-            for field in MORE_DATA {
-                complex.hundredths(field, rng.random_range(0..10_000));
-            }
-            complex.end();
+            event.string(q!("eventId"), event_id);
+            write_readings(event.key(q!("complexData")), rng);
             // Device 0 is a vibration sensor that drifts upwards during the anomaly.
             let drift = if anomaly && key_index == 0 { 4_000 } else { 0 };
-            event.hundredths("value", rng.random_range(0..10_000) + drift);
-            event.string("deviceId", key);
-            event.integer("deviceSequenceNumber", sequence);
+            event.hundredths(q!("value"), rng.random_range(0..10_000) + drift);
+            event.string(q!("deviceId"), key);
+            event.integer(q!("deviceSequenceNumber"), sequence);
             event.string(
-                "type",
+                q!("type"),
                 if key_index.is_multiple_of(2) {
                     "TEMP"
                 } else {
                     "CO2"
                 },
             );
-            event.time("createdAt", event_time_us);
+            event.time(q!("createdAt"), event_time_us);
             event.end();
             None
         }
@@ -325,13 +410,13 @@ pub fn write_event(
             } else {
                 rng.random_range(1..4)
             };
-            event.string("eventId", event_id);
-            event.string("StoreId", key);
-            event.numbered("Sku", "SKU-", sku, 5);
-            event.numbered("FulfilmentCentre", "FC-", key_index % 4, 1);
-            event.integer("Qty", qty);
-            event.hundredths("Price", rng.random_range(100..20_000));
-            event.time("EventTime", event_time_us);
+            event.string(q!("eventId"), event_id);
+            event.string(q!("StoreId"), key);
+            event.numbered(q!("Sku"), "SKU-", sku, 5);
+            event.numbered(q!("FulfilmentCentre"), "FC-", key_index % 4, 1);
+            event.integer(q!("Qty"), qty);
+            event.hundredths(q!("Price"), rng.random_range(100..20_000));
+            event.time(q!("EventTime"), event_time_us);
             event.end();
             None
         }
@@ -347,12 +432,12 @@ pub fn write_event(
             } else {
                 "APPROVE"
             };
-            event.string("eventId", event_id);
-            event.string("BIN", key);
-            event.numbered("MerchantId", "M", rng.random_range(0..5_000), 5);
-            event.string("Result", result);
-            event.hundredths("Amount", rng.random_range(100..50_000));
-            event.time("EventTime", event_time_us);
+            event.string(q!("eventId"), event_id);
+            event.string(q!("BIN"), key);
+            event.numbered(q!("MerchantId"), "M", rng.random_range(0..5_000), 5);
+            event.string(q!("Result"), result);
+            event.hundredths(q!("Amount"), rng.random_range(100..50_000));
+            event.time(q!("EventTime"), event_time_us);
             event.end();
             None
         }
@@ -364,12 +449,17 @@ pub fn write_event(
                 rng.random_range(60..900)
             };
             let scan = ["INDUCT", "SORT", "LOAD", "DISPATCH"][rng.random_range(0..4)];
-            event.string("eventId", event_id);
-            event.string("DepotId", key);
-            event.numbered("ParcelId", "P", rng.random_range(0..1_000_000_000u64), 9);
-            event.string("ScanType", scan);
-            event.integer("ScanToDispatchSeconds", latency_s);
-            event.time("EventTime", event_time_us);
+            event.string(q!("eventId"), event_id);
+            event.string(q!("DepotId"), key);
+            event.numbered(
+                q!("ParcelId"),
+                "P",
+                rng.random_range(0..1_000_000_000u64),
+                9,
+            );
+            event.string(q!("ScanType"), scan);
+            event.integer(q!("ScanToDispatchSeconds"), latency_s);
+            event.time(q!("EventTime"), event_time_us);
             event.end();
             None
         }
@@ -377,31 +467,53 @@ pub fn write_event(
     }
 }
 
-const MORE_DATA: [&str; 23] = [
-    "moreData0",
-    "moreData1",
-    "moreData2",
-    "moreData3",
-    "moreData4",
-    "moreData5",
-    "moreData6",
-    "moreData7",
-    "moreData8",
-    "moreData9",
-    "moreData10",
-    "moreData11",
-    "moreData12",
-    "moreData13",
-    "moreData14",
-    "moreData15",
-    "moreData16",
-    "moreData17",
-    "moreData18",
-    "moreData19",
-    "moreData20",
-    "moreData21",
-    "moreData22",
-];
+/// Seed 004's `complexData` field names, each quoted with its colon (and
+/// the comma before it after the first), padded to 16 bytes.
+const MORE_DATA: [([u8; 16], usize); 23] = more_data_names();
+
+const fn more_data_names() -> [([u8; 16], usize); 23] {
+    let mut names = [([0u8; 16], 0usize); 23];
+    let mut index = 0;
+    while index < names.len() {
+        let (text, len) = &mut names[index];
+        if index > 0 {
+            text[*len] = b',';
+            *len += 1;
+        }
+        text[*len] = b'"';
+        *len += 1;
+        let stem = b"moreData";
+        let mut at = 0;
+        while at < stem.len() {
+            text[*len] = stem[at];
+            *len += 1;
+            at += 1;
+        }
+        if index >= 10 {
+            text[*len] = b'0' + (index / 10) as u8;
+            *len += 1;
+        }
+        text[*len] = b'0' + (index % 10) as u8;
+        text[*len + 1] = b'"';
+        text[*len + 2] = b':';
+        *len += 3;
+        index += 1;
+    }
+    names
+}
+
+/// `prefix` followed by `id`, as a shared key (one allocation).
+fn numbered_key(prefix: &'static str, id: u64) -> Arc<str> {
+    let mut text = [0u8; 48];
+    text[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    let len = prefix.len() + id.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut rest = id;
+    for digit in text[prefix.len()..len].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    Arc::from(std::str::from_utf8(&text[..len]).expect("ASCII"))
+}
 
 /// Nexmark's stream: in every 50 events, 1 person, 3 auctions, 46 bids
 /// (the standard generator's proportions).
@@ -411,63 +523,68 @@ fn nexmark(
     event_id: &str,
     sequence: u64,
     time_us: i64,
-) -> String {
+) -> Arc<str> {
     const CITIES: [&str; 4] = ["Phoenix", "Portland", "Boise", "Seattle"];
     const STATES: [&str; 4] = ["AZ", "OR", "ID", "WA"];
     const CHANNELS: [&str; 4] = ["Google", "Facebook", "Baidu", "Apple"];
     let slot = sequence % 50;
     let epoch = sequence / 50;
-    event.string("eventId", event_id);
+    event.string(q!("eventId"), event_id);
     let key = if slot == 0 {
         let id = 1_000 + epoch;
-        event.string("type", "person");
-        let mut person = event.object("person");
-        person.integer("id", id);
-        person.numbered("name", "person-", id, 1);
-        person.key("emailAddress").extend_from_slice(b"\"p");
+        event.string(q!("type"), "person");
+        let mut person = event.object(q!("person"));
+        person.integer(q!("id"), id);
+        person.numbered(q!("name"), "person-", id, 1);
+        person.key(q!("emailAddress")).extend_from_slice(b"\"p");
         push_digits(person.out, id, 1);
         person.out.extend_from_slice(b"@example.com\"");
         person.numbered(
-            "creditCard",
+            q!("creditCard"),
             "",
             rng.random_range(0..10_000_000_000_000_000u64),
             16,
         );
-        person.string("city", CITIES[rng.random_range(0..4)]);
-        person.string("state", STATES[rng.random_range(0..4)]);
-        person.time("dateTime", time_us);
-        person.string("extra", "");
+        person.string(q!("city"), CITIES[rng.random_range(0..4)]);
+        person.string(q!("state"), STATES[rng.random_range(0..4)]);
+        person.time(q!("dateTime"), time_us);
+        person.string(q!("extra"), "");
         person.end();
-        format!("person-{id}")
+        numbered_key("person-", id)
     } else if slot <= 3 {
         let id = 1_000 + epoch * 3 + slot - 1;
-        event.string("type", "auction");
-        let mut auction = event.object("auction");
-        auction.integer("id", id);
-        auction.numbered("itemName", "item-", id, 1);
-        auction.string("description", "");
-        auction.integer("initialBid", rng.random_range(1..1_000));
-        auction.integer("reserve", rng.random_range(1_000..2_000));
-        auction.time("dateTime", time_us);
-        auction.time("expires", time_us + 10_000_000);
-        auction.integer("seller", 1_000 + rng.random_range(0..=epoch));
-        auction.integer("category", 10 + rng.random_range(0..5));
-        auction.string("extra", "");
+        event.string(q!("type"), "auction");
+        let mut auction = event.object(q!("auction"));
+        auction.integer(q!("id"), id);
+        auction.numbered(q!("itemName"), "item-", id, 1);
+        auction.string(q!("description"), "");
+        auction.integer(q!("initialBid"), rng.random_range(1..1_000));
+        auction.integer(q!("reserve"), rng.random_range(1_000..2_000));
+        auction.time(q!("dateTime"), time_us);
+        auction.time(q!("expires"), time_us + 10_000_000);
+        auction.integer(q!("seller"), 1_000 + rng.random_range(0..=epoch));
+        auction.integer(q!("category"), 10 + rng.random_range(0..5));
+        auction.string(q!("extra"), "");
         auction.end();
-        format!("auction-{id}")
+        numbered_key("auction-", id)
     } else {
         let auction_id = 1_000 + rng.random_range(0..(epoch + 1) * 3);
-        event.string("type", "bid");
-        let mut bid = event.object("bid");
-        bid.integer("auction", auction_id);
-        bid.integer("bidder", 1_000 + rng.random_range(0..=epoch));
-        bid.integer("price", rng.random_range(100..100_000));
-        bid.string("channel", CHANNELS[rng.random_range(0..4)]);
-        bid.numbered("url", "https://example.com/", rng.random_range(0..1_000), 1);
-        bid.time("dateTime", time_us);
-        bid.string("extra", "");
+        event.string(q!("type"), "bid");
+        let mut bid = event.object(q!("bid"));
+        bid.integer(q!("auction"), auction_id);
+        bid.integer(q!("bidder"), 1_000 + rng.random_range(0..=epoch));
+        bid.integer(q!("price"), rng.random_range(100..100_000));
+        bid.string(q!("channel"), CHANNELS[rng.random_range(0..4)]);
+        bid.numbered(
+            q!("url"),
+            "https://example.com/",
+            rng.random_range(0..1_000),
+            1,
+        );
+        bid.time(q!("dateTime"), time_us);
+        bid.string(q!("extra"), "");
         bid.end();
-        format!("auction-{auction_id}")
+        numbered_key("auction-", auction_id)
     };
     event.end();
     key
@@ -530,6 +647,55 @@ mod tests {
         assert_eq!(object["complexData"].as_object().unwrap().len(), 23);
         assert!(object["complexData"]["moreData22"].is_f64());
         assert_eq!(object["createdAt"], "2019-05-16T17:16:39.000003Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_are_written_as_format_writes_them(value: u64, width in 0usize..24) {
+            let mut out = b"x".to_vec();
+            push_digits(&mut out, value, width);
+            proptest::prop_assert_eq!(out, format!("x{value:0width$}").into_bytes());
+            let mut out = b"x".to_vec();
+            push_hundredths(&mut out, value);
+            proptest::prop_assert_eq!(
+                out,
+                format!("x{}.{:02}", value / 100, value % 100).into_bytes()
+            );
+        }
+    }
+
+    #[test]
+    fn number_edges_are_written_in_full() {
+        for (value, width, text) in [
+            (0, 0, "0"),
+            (0, 3, "000"),
+            (99_999_999, 1, "99999999"),
+            (100_000_000, 1, "100000000"),
+            (42, 16, "0000000000000042"),
+            (u64::MAX, 1, "18446744073709551615"),
+        ] {
+            let mut out = Vec::new();
+            push_digits(&mut out, value, width);
+            assert_eq!(out, text.as_bytes());
+        }
+        for value in 0..20_000u64 {
+            let mut out = Vec::new();
+            push_hundredths(&mut out, value);
+            assert_eq!(
+                out,
+                format!("{}.{:02}", value / 100, value % 100).into_bytes()
+            );
+        }
+        for (value, text) in [
+            (0, "0.00"),
+            (5, "0.05"),
+            (10_000, "100.00"),
+            (9_999_999, "99999.99"),
+        ] {
+            let mut out = Vec::new();
+            push_hundredths(&mut out, value);
+            assert_eq!(out, text.as_bytes());
+        }
     }
 
     #[test]

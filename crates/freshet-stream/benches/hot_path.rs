@@ -61,7 +61,10 @@ fn events(scenario: Scenario, count: usize, rate_per_s: u64) -> Vec<(i64, Bytes)
     (0..count)
         .map(|_| {
             let event = generator.next_event();
-            (event.event_time_us, event.payload)
+            (
+                event.event_time_us,
+                bytes::Bytes::from(event.payload.to_vec()),
+            )
         })
         .collect()
 }

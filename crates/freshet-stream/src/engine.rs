@@ -6,6 +6,11 @@
 //! after the late-arrival tolerance of processing time. Every step sees
 //! the new watermark after the steps before it, so rows a step emits on a
 //! watermark reach later steps before those close their own windows.
+//! With `TIMESTAMP BY … OVER key` every substream (events with one value
+//! of the key) runs on a timeline of its own, as in Stream Analytics: its
+//! own partitions' times, watermark and window state, so one slow device
+//! holds back only itself. The out-of-order tolerance applies within a
+//! substream; the late-arrival tolerance to every event alike.
 //! All state is plain data and serializes into a checkpoint.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -18,6 +23,9 @@ use crate::expr::Row;
 use crate::plan::{JobPlan, JoinKind, JoinPlan, Projection, StepBody, StepPlan, StreamRef};
 use crate::time;
 use crate::value::{Record, Value};
+
+/// How often processing time visits every substream.
+const SUBSTREAM_SWEEP_MICROS: i64 = 100 * time::MICROS_PER_MILLI;
 
 /// How a job treats event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,11 +120,36 @@ struct JoinRow {
 /// Everything a checkpoint holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineState {
+    /// The timeline being run: the job's, or while a substream's event is
+    /// handled, that substream's (swapped in from `substreams`).
     #[serde(with = "crate::aggregate::pairs")]
     partitions: BTreeMap<(usize, u32), PartitionTime>,
     watermark: i64,
     steps: Vec<StepState>,
+    /// With TIMESTAMP BY … OVER: each substream's timeline, by key (in
+    /// key order, so that runs are repeatable).
+    #[serde(default, with = "crate::aggregate::pairs")]
+    substreams: BTreeMap<Vec<Value>, Timeline>,
     pub counters: Counters,
+}
+
+/// A substream's own time and state (see `EngineState`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Timeline {
+    #[serde(with = "crate::aggregate::pairs")]
+    partitions: BTreeMap<(usize, u32), PartitionTime>,
+    watermark: i64,
+    steps: Vec<StepState>,
+}
+
+impl Timeline {
+    fn new(steps: usize) -> Self {
+        Self {
+            partitions: BTreeMap::new(),
+            watermark: i64::MIN,
+            steps: vec![StepState::default(); steps],
+        }
+    }
 }
 
 struct ReferenceTable {
@@ -128,6 +161,12 @@ struct ReferenceTable {
 pub struct Engine {
     plan: Arc<JobPlan>,
     policy: TimePolicy,
+    /// The inputs are read with TIMESTAMP BY … OVER.
+    substreams: bool,
+    /// With substreams: when they were last all visited for processing
+    /// time, and the earliest watermark and the state rows found then.
+    last_sweep: i64,
+    swept: (i64, usize),
     /// Which steps read each stream, and as which source.
     consumers: HashMap<StreamRef, Arc<[(usize, usize)]>>,
     references: Vec<ReferenceTable>,
@@ -164,6 +203,7 @@ impl Engine {
             partitions: BTreeMap::new(),
             watermark: i64::MIN,
             steps: vec![StepState::default(); plan.steps.len()],
+            substreams: BTreeMap::new(),
             counters: Counters::default(),
         };
         Self::with_state(plan, policy, state).expect("a fresh state fits its plan")
@@ -186,7 +226,12 @@ impl Engine {
         policy: TimePolicy,
         state: EngineState,
     ) -> Result<Self, String> {
-        if state.steps.len() != plan.steps.len() {
+        if state.steps.len() != plan.steps.len()
+            || state
+                .substreams
+                .values()
+                .any(|timeline| timeline.steps.len() != plan.steps.len())
+        {
             return Err(format!(
                 "the checkpoint has {} steps but the query has {}: it was taken for another query",
                 state.steps.len(),
@@ -216,9 +261,13 @@ impl Engine {
                 indexes: HashMap::new(),
             })
             .collect();
+        let substreams = plan.inputs.iter().any(|input| !input.over.is_empty());
         Ok(Self {
             plan,
             policy,
+            substreams,
+            last_sweep: i64::MIN,
+            swept: (i64::MIN, 0),
             consumers,
             references,
             processing_time: i64::MIN,
@@ -239,14 +288,31 @@ impl Engine {
         &self.state.counters
     }
 
+    /// The job's watermark; with substreams, the earliest of theirs as of
+    /// the last time processing time visited them all.
     pub fn watermark(&self) -> i64 {
+        if self.substreams {
+            return self.swept.0;
+        }
         self.state.watermark
     }
 
-    /// Rows and events held in windows and join buffers.
+    /// Substreams seen so far (0 without TIMESTAMP BY … OVER).
+    pub fn substream_count(&self) -> usize {
+        self.state.substreams.len()
+    }
+
+    /// Rows and events held in windows and join buffers (with substreams,
+    /// as of the last time processing time visited them all).
     pub fn state_size(&self) -> usize {
-        self.state
-            .steps
+        if self.substreams {
+            return self.swept.1;
+        }
+        Self::steps_size(&self.state.steps)
+    }
+
+    fn steps_size(steps: &[StepState]) -> usize {
+        steps
             .iter()
             .map(|step| {
                 step.windows.size()
@@ -296,7 +362,12 @@ impl Engine {
 
     /// Declares a partition of an input before it has events, so that
     /// the watermark waits for it (until it is idle).
+    /// With substreams a partition holds back only the substreams that
+    /// have events in it, so nothing is declared.
     pub fn register_partition(&mut self, input: usize, partition: u32) {
+        if self.substreams {
+            return;
+        }
         partition_time(
             &mut self.state.partitions,
             input,
@@ -309,12 +380,90 @@ impl Engine {
     /// the watermark from it.
     pub fn set_processing_time(&mut self, now: i64, out: &mut Vec<OutputRow>) {
         self.processing_time = now;
-        self.update_watermark(out);
+        if self.substreams {
+            // Idle substreams advance by processing time in steps of
+            // `SUBSTREAM_SWEEP`, so a job with many keys does not visit
+            // them all on every read.
+            if now != i64::MIN && now < self.last_sweep.saturating_add(SUBSTREAM_SWEEP_MICROS) {
+                return;
+            }
+            self.last_sweep = now;
+            let mut swept = (i64::MAX, 0);
+            self.each_substream(|engine| {
+                engine.update_watermark(out);
+                swept.0 = swept.0.min(engine.state.watermark);
+                swept.1 += Self::steps_size(&engine.state.steps);
+            });
+            self.swept = if swept.0 == i64::MAX {
+                (i64::MIN, 0)
+            } else {
+                swept
+            };
+        } else {
+            self.update_watermark(out);
+        }
+    }
+
+    /// Runs `work` on every substream's timeline in turn.
+    fn each_substream(&mut self, mut work: impl FnMut(&mut Self)) {
+        let mut substreams = std::mem::take(&mut self.state.substreams);
+        for timeline in substreams.values_mut() {
+            self.swap_timeline(timeline);
+            work(self);
+            self.swap_timeline(timeline);
+        }
+        self.state.substreams = substreams;
+    }
+
+    /// Runs `work` on the timeline of substream `key`, made when new.
+    fn in_substream<R>(&mut self, key: Vec<Value>, work: impl FnOnce(&mut Self) -> R) -> R {
+        let mut timeline = self
+            .state
+            .substreams
+            .remove(&key)
+            .unwrap_or_else(|| Timeline::new(self.plan.steps.len()));
+        self.swap_timeline(&mut timeline);
+        let result = work(self);
+        self.swap_timeline(&mut timeline);
+        self.state.substreams.insert(key, timeline);
+        result
+    }
+
+    /// Exchanges the running timeline with `timeline`.
+    fn swap_timeline(&mut self, timeline: &mut Timeline) {
+        std::mem::swap(&mut self.state.partitions, &mut timeline.partitions);
+        std::mem::swap(&mut self.state.watermark, &mut timeline.watermark);
+        std::mem::swap(&mut self.state.steps, &mut timeline.steps);
     }
 
     /// Takes one event of `input`'s `partition` that arrived at
     /// `arrival_time` (µs).
     pub fn push(
+        &mut self,
+        input: usize,
+        partition: u32,
+        arrival_time: i64,
+        record: Arc<Record>,
+        out: &mut Vec<OutputRow>,
+    ) -> Result<(), EventError> {
+        if self.substreams {
+            let sources = [Some(&*record)];
+            let times = [arrival_time];
+            let context = Row::event(&sources, &times, arrival_time);
+            let key: Vec<Value> = self.plan.inputs[input]
+                .over
+                .iter()
+                .map(|field| field.eval(&context))
+                .collect();
+            return self.in_substream(key, |engine| {
+                engine.push_timed(input, partition, arrival_time, record, out)
+            });
+        }
+        self.push_timed(input, partition, arrival_time, record, out)
+    }
+
+    /// `push` on the running timeline.
+    fn push_timed(
         &mut self,
         input: usize,
         partition: u32,
@@ -395,7 +544,11 @@ impl Engine {
 
     /// Ends the input: every window closes and emits.
     pub fn finish(&mut self, out: &mut Vec<OutputRow>) {
-        self.advance_watermark(i64::MAX, out);
+        if self.substreams {
+            self.each_substream(|engine| engine.advance_watermark(i64::MAX, out));
+        } else {
+            self.advance_watermark(i64::MAX, out);
+        }
     }
 
     fn update_watermark(&mut self, out: &mut Vec<OutputRow>) {
@@ -811,5 +964,75 @@ impl Engine {
                 produced.push((group.end, record));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = time::MICROS_PER_SECOND;
+
+    fn event(device: &str, seconds: i64) -> Arc<Record> {
+        let time = time::format_datetime(seconds * SECOND);
+        Arc::new(
+            Record::from_json(format!(r#"{{"d":"{device}","t":"{time}"}}"#).as_bytes()).unwrap(),
+        )
+    }
+
+    fn windows(out: &[OutputRow]) -> Vec<(String, i64)> {
+        out.iter()
+            .map(|row| {
+                let device = row.record.get("d").unwrap().to_string();
+                (device, row.timestamp / SECOND)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_substream_closes_its_windows_by_processing_time_alone() {
+        let plan = Arc::new(
+            JobPlan::new(
+                "SELECT d, COUNT(*) AS n INTO o FROM i TIMESTAMP BY t OVER d GROUP BY d, TumblingWindow(second, 10)",
+                &[],
+            )
+            .unwrap(),
+        );
+        let mut engine = Engine::new(Arc::clone(&plan), TimePolicy::default());
+        let mut out = Vec::new();
+        let at = |engine: &mut Engine, seconds: i64, out: &mut Vec<OutputRow>| {
+            engine.set_processing_time(seconds * SECOND, out)
+        };
+        at(&mut engine, 1, &mut out);
+        engine.push(0, 0, SECOND, event("A", 1), &mut out).unwrap();
+        at(&mut engine, 2, &mut out);
+        engine
+            .push(0, 0, 2 * SECOND, event("B", 2), &mut out)
+            .unwrap();
+        at(&mut engine, 12, &mut out);
+        engine
+            .push(0, 0, 12 * SECOND, event("A", 12), &mut out)
+            .unwrap();
+        // A's own event closes A's window; B's waits for B.
+        assert_eq!(windows(&out), vec![("A".into(), 10)]);
+        assert_eq!(engine.substream_count(), 2);
+        // Restored from a checkpoint, the substreams carry on.
+        let mut engine = Engine::restore(
+            Arc::clone(&plan),
+            TimePolicy::default(),
+            &engine.checkpoint(),
+        )
+        .unwrap();
+        at(&mut engine, 13, &mut out);
+        assert_eq!(out.len(), 1, "B has been idle 11 s: its watermark is 8 s");
+        assert_eq!(engine.watermark(), 8 * SECOND, "the earliest substream's");
+        assert_eq!(engine.state_size(), 2, "A's second window and B's first");
+        at(&mut engine, 16, &mut out);
+        assert_eq!(windows(&out), vec![("A".into(), 10), ("B".into(), 10)]);
+        engine.finish(&mut out);
+        assert_eq!(
+            windows(&out),
+            vec![("A".into(), 10), ("B".into(), 10), ("A".into(), 20)]
+        );
     }
 }

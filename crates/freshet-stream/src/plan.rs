@@ -34,6 +34,9 @@ pub struct InputPlan {
     pub name: String,
     /// `TIMESTAMP BY`; without it, events are timed by their arrival.
     pub timestamp_by: Option<Expr>,
+    /// `TIMESTAMP BY … OVER fields`: the fields whose values name an
+    /// event's substream, a timeline of its own. Empty: one timeline.
+    pub over: Vec<Expr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,6 +180,7 @@ impl JobPlan {
                 outputs: Vec::new(),
             },
             input_timestamps: Vec::new(),
+            input_over: Vec::new(),
         };
         for statement in &parsed.statements {
             if let Some(with) = &statement.with {
@@ -198,6 +202,7 @@ impl JobPlan {
                 "the job writes nothing: a job needs at least one SELECT … INTO output",
             ));
         }
+        planner.check_substreams()?;
         Ok(planner.plan)
     }
 
@@ -226,7 +231,11 @@ impl JobPlan {
                 _ => {}
             });
         };
-        if let Some(expr) = &self.inputs[input].timestamp_by {
+        for expr in self.inputs[input]
+            .timestamp_by
+            .iter()
+            .chain(&self.inputs[input].over)
+        {
             note(expr, 0, &mut fields, &mut all);
         }
         for step in &self.steps {
@@ -287,6 +296,8 @@ struct Planner<'a> {
     plan: JobPlan,
     /// Where each input's TIMESTAMP BY was first seen (for conflicts).
     input_timestamps: Vec<Option<Location>>,
+    /// Where each input's OVER list starts, when it has one.
+    input_over: Vec<Option<Location>>,
 }
 
 fn error_at<T: Spanned + ?Sized>(node: &T, message: impl Into<String>) -> QueryError {
@@ -535,8 +546,10 @@ impl Planner<'_> {
                 self.plan.inputs.push(InputPlan {
                     name: ident.value.clone(),
                     timestamp_by: None,
+                    over: Vec::new(),
                 });
                 self.input_timestamps.push(None);
+                self.input_over.push(None);
                 let input = self.plan.inputs.len() - 1;
                 self.check_timestamp(input, &clauses, &alias_name, &ident.value)?;
                 StreamRef::Input(input)
@@ -557,13 +570,6 @@ impl Planner<'_> {
         alias: &str,
         name: &str,
     ) -> Result<(), QueryError> {
-        if let Some(key) = clauses.over.first() {
-            // TODO(issue 6): substreams, a watermark per OVER key.
-            return Err(error_at(
-                key,
-                "TIMESTAMP BY … OVER (substreams with their own watermark) is not supported yet; drop OVER to use one watermark per input partition",
-            ));
-        }
         let sources = [SourcePlan {
             stream: StreamRef::Input(input),
             alias: alias.to_string(),
@@ -589,9 +595,130 @@ impl Planner<'_> {
                 ),
             ));
         }
+        let mut over = Vec::with_capacity(clauses.over.len());
+        for key in &clauses.over {
+            let field = Scope { sources: &sources }.row(key)?;
+            if !matches!(field, Expr::Field { .. }) {
+                return Err(error_at(
+                    key,
+                    "OVER takes fields of the event (e.g. OVER DeviceId), whose values name its substream",
+                ));
+            }
+            over.push(field);
+        }
+        if seen && self.plan.inputs[input].over != over {
+            let at = clauses.over.first().map_or(
+                clauses
+                    .timestamp_by_at
+                    .unwrap_or(Location { line: 0, column: 0 }),
+                |key| key.span().start,
+            );
+            return Err(QueryError::at(
+                at,
+                format!(
+                    "input '{name}' is read with a different OVER elsewhere; an input has one set of substreams, so use the same OVER everywhere it is read"
+                ),
+            ));
+        }
         self.plan.inputs[input].timestamp_by = compiled;
+        self.plan.inputs[input].over = over;
         if clauses.timestamp_by_at.is_some() {
             self.input_timestamps[input] = clauses.timestamp_by_at;
+        }
+        if let Some(key) = clauses.over.first() {
+            self.input_over[input] = Some(key.span().start);
+        }
+        Ok(())
+    }
+
+    /// Stream Analytics' rules for substreams: OVER on every input or on
+    /// none, the same number of fields on each (an event's substream is
+    /// the tuple of their values), and every step that groups or joins an
+    /// input's events keeps its OVER fields among its keys, so that each
+    /// group or match lies within one substream.
+    fn check_substreams(&self) -> Result<(), QueryError> {
+        let Some((first, at)) = self
+            .input_over
+            .iter()
+            .enumerate()
+            .find_map(|(input, at)| at.map(|at| (input, at)))
+        else {
+            return Ok(());
+        };
+        let inputs = &self.plan.inputs;
+        if let Some(bare) = inputs.iter().find(|input| input.over.is_empty()) {
+            return Err(QueryError::at(
+                at,
+                format!(
+                    "TIMESTAMP BY … OVER must be used on every input of the job or on none; input '{}' has no OVER",
+                    bare.name
+                ),
+            ));
+        }
+        if let Some(other) = inputs
+            .iter()
+            .find(|input| input.over.len() != inputs[first].over.len())
+        {
+            return Err(QueryError::at(
+                at,
+                format!(
+                    "inputs '{}' and '{}' name their substreams with different numbers of OVER fields; a substream is the tuple of their values",
+                    inputs[first].name, other.name
+                ),
+            ));
+        }
+        let same_field = |expr: &Expr, source: usize, path: &[Arc<str>]| match expr {
+            Expr::Field {
+                source: found,
+                path: found_path,
+            } => {
+                *found == source
+                    && found_path.len() == path.len()
+                    && found_path
+                        .iter()
+                        .zip(path)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            }
+            _ => false,
+        };
+        for step in &self.plan.steps {
+            for (side, source) in step.sources.iter().enumerate() {
+                let StreamRef::Input(input) = source.stream else {
+                    continue;
+                };
+                let over_at = self.input_over[input].unwrap_or(at);
+                for key in &inputs[input].over {
+                    let Expr::Field { path, .. } = key else {
+                        continue;
+                    };
+                    let shown = path.join(".");
+                    if let StepBody::Aggregate(aggregate) = &step.body
+                        && !aggregate.keys.iter().any(|k| same_field(k, side, path))
+                    {
+                        return Err(QueryError::at(
+                            over_at,
+                            format!(
+                                "events of '{}' form substreams OVER {shown}, so step '{}' must GROUP BY {shown} too: each group has to lie within one substream",
+                                inputs[input].name, step.name
+                            ),
+                        ));
+                    }
+                    if let Some(join) = &step.join
+                        && join.span.is_some()
+                        && !join.equi_keys.iter().any(|(left, right)| {
+                            same_field(if side == 0 { left } else { right }, side, path)
+                        })
+                    {
+                        return Err(QueryError::at(
+                            over_at,
+                            format!(
+                                "events of '{}' form substreams OVER {shown}, so the join in step '{}' must match on {shown} too: each match has to lie within one substream",
+                                inputs[input].name, step.name
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -1571,6 +1698,52 @@ mod tests {
             "SELECT a INTO o FROM i JOIN ref ON i.a = ref.a AND DATEDIFF(second, i, ref) BETWEEN 0 AND 5",
         );
         assert!(e.message.contains("reference data"), "{e}");
+    }
+
+    #[test]
+    fn substreams_follow_stream_analytics_rules() {
+        let plan = JobPlan::new(
+            "SELECT d, COUNT(*) INTO o FROM i TIMESTAMP BY t OVER d GROUP BY d, TumblingWindow(second, 10)",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(plan.inputs[0].over.len(), 1);
+        assert_eq!(plan.input_fields(0).unwrap().len(), 2, "t and d are read");
+        // A join of two streams with substreams on both, matched on the key.
+        JobPlan::new(
+            "SELECT a.d INTO o FROM a TIMESTAMP BY t OVER d JOIN b TIMESTAMP BY t OVER d ON a.d = b.d AND DATEDIFF(second, a, b) BETWEEN 0 AND 10",
+            &[],
+        )
+        .unwrap();
+        let e = error(
+            "SELECT COUNT(*) INTO o FROM i TIMESTAMP BY t OVER d GROUP BY TumblingWindow(second, 10)",
+        );
+        assert_eq!((e.line, e.column), (1, 51), "{e}");
+        assert!(e.message.contains("must GROUP BY d"), "{e}");
+        let e = error(
+            "SELECT a.d INTO o FROM a TIMESTAMP BY t OVER d JOIN b TIMESTAMP BY t ON a.d = b.d AND DATEDIFF(second, a, b) BETWEEN 0 AND 10",
+        );
+        assert!(
+            e.message.contains("every input of the job or on none"),
+            "{e}"
+        );
+        let e = error(
+            "SELECT a.d INTO o FROM a TIMESTAMP BY t OVER d JOIN b TIMESTAMP BY t OVER d ON a.x = b.x AND DATEDIFF(second, a, b) BETWEEN 0 AND 10",
+        );
+        assert!(e.message.contains("must match on d"), "{e}");
+        let e = error(
+            "SELECT a.d INTO o FROM a TIMESTAMP BY t OVER d, e JOIN b TIMESTAMP BY t OVER d ON a.d = b.d AND DATEDIFF(second, a, b) BETWEEN 0 AND 10",
+        );
+        assert!(
+            e.message.contains("different numbers of OVER fields"),
+            "{e}"
+        );
+        let e = error("SELECT d INTO o FROM i TIMESTAMP BY t OVER UPPER(d)");
+        assert!(e.message.contains("OVER takes fields"), "{e}");
+        let e = error(
+            "SELECT d INTO o FROM i TIMESTAMP BY t OVER d SELECT d INTO p FROM i TIMESTAMP BY t OVER e",
+        );
+        assert!(e.message.contains("different OVER"), "{e}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! the time from the event that closes a window to its rows coming out.
 //!
 //! `cargo bench -p freshet-stream --bench hot_path` (FRESHET_BENCH_EVENTS
-//! sets the number of events, default 1,000,000).
+//! sets the number of events, default 1,000,000; FRESHET_BENCH_ONLY=q5
+//! runs only the cases whose names contain that text).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -139,10 +140,15 @@ fn main() {
     for (name, query) in nexmark_queries() {
         cases.push((name, query, &nexmark));
     }
+    let only = std::env::var("FRESHET_BENCH_ONLY").unwrap_or_default();
+    cases.retain(|(name, _, _)| name.contains(&only));
     for (name, data) in [
         ("JSON parse only (payments)", &payments),
         ("JSON parse only (nexmark)", &nexmark),
     ] {
+        if !name.contains(&only) {
+            continue;
+        }
         let best = (0..3).map(|_| parse_only(data)).fold(0.0, f64::max);
         println!("{name:<30} {:>12.0} events/s", best);
     }

@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p freshet-store --bench store`
 //! Needs `python3` with `duckdb` and `pytz` (`pip install duckdb pytz`) for the peer column.
-//! Options (environment): `FRESHET_BENCH_DIR` (default `target/bench-store`),
+//! Options (environment): `FRESHET_BENCH_DIR` (default the workspace's
+//! `target/bench-store`; it needs about 5 GB and is removed at the end),
 //! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
 //! (events/s of the freshness phase, default 100,000),
 //! `FRESHET_BENCH_LIVE_SECONDS` (default 15).
@@ -123,9 +124,9 @@ fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn main() {
-    let dir = PathBuf::from(
-        std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-store".into()),
-    );
+    let dir = PathBuf::from(std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-store").into()
+    }));
     let events: u64 = env("FRESHET_BENCH_EVENTS", 20_000_000);
     let live_rate: u64 = env("FRESHET_BENCH_LIVE_RATE", 100_000);
     let live_seconds: u64 = env("FRESHET_BENCH_LIVE_SECONDS", 15);
@@ -308,6 +309,7 @@ fn main() {
     }
     store.shutdown();
     log.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A query that keeps the query runtime busy: a high-cardinality group-by

@@ -18,6 +18,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -103,18 +104,35 @@ pub fn extent_path(dir: &Path, id: u64) -> PathBuf {
     dir.join("extents").join(ExtentMeta::file_name(id))
 }
 
+/// Rows in a Parquet row group of an extent.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
 /// Writes `batches` as one Parquet file, durably; returns its size.
+/// `bloom_columns` get a bloom filter per row group, so that a lookup of
+/// one value (an event id) reads only the row groups that may hold it.
 pub fn write_parquet(
     path: &Path,
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    bloom_columns: &[&str],
 ) -> Result<u64, StoreError> {
     let temporary = path.with_extension("parquet.tmp");
     let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
-    let properties = WriterProperties::builder()
+    let mut properties = WriterProperties::builder()
         .set_compression(Compression::LZ4_RAW)
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build();
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        // Pages of at most 16 Ki rows, each with min/max in the page index:
+        // events arrive nearly in time order, so a time range (or a value
+        // found through the bloom filter) decodes a few pages, not 256 Ki rows.
+        .set_data_page_row_count_limit(16 * 1024);
+    for column in bloom_columns {
+        let column = ColumnPath::from(*column);
+        properties = properties
+            .set_column_bloom_filter_enabled(column.clone(), true)
+            .set_column_bloom_filter_max_ndv(column.clone(), ROW_GROUP_ROWS as u64)
+            .set_column_bloom_filter_fpp(column, 0.01);
+    }
+    let properties = properties.build();
     let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
         StoreError::Io(format!("{}: {e}", temporary.display()))
     };

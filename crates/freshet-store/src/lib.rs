@@ -109,6 +109,10 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let dir = data_dir.join("store");
         std::fs::create_dir_all(&dir).map_err(StoreError::io(&dir))?;
+        // Absolute and without `..`, because the query engine's object store reads extents
+        // by absolute path: a relative data directory would otherwise fail
+        // every query that reads an extent from disk.
+        let dir = std::fs::canonicalize(&dir).map_err(StoreError::io(&dir))?;
         let engine =
             QueryEngine::new(limits).map_err(|e| StoreError::Io(format!("query runtime: {e}")))?;
         Ok(Self {

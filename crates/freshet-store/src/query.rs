@@ -173,6 +173,11 @@ impl QueryEngine {
         // Column names keep their case (`EventTime`, `BIN`) without quotes,
         // as in Data Explorer and Stream Analytics.
         config.options_mut().sql_parser.enable_ident_normalization = false;
+        // Late materialization: filters run inside the Parquet decoder, so
+        // the other columns are decoded only for rows that pass (a filtered
+        // count reads one column; a lookup decodes one row's worth).
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
         let runtime_env = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .build_arc()

@@ -545,7 +545,13 @@ impl Table {
 
     fn write_extent(&self, id: u64, batch: &RecordBatch) -> Result<ExtentMeta, StoreError> {
         let path = extent_path(&self.dir, id);
-        let bytes = write_parquet(&path, &self.schema, std::slice::from_ref(batch))?;
+        let bloom: Vec<&str> = self
+            .spec
+            .dedup
+            .iter()
+            .map(|dedup| dedup.column.as_str())
+            .collect();
+        let bytes = write_parquet(&path, &self.schema, std::slice::from_ref(batch), &bloom)?;
         let ingestion = batch
             .column(self.schema.fields().len() - 1)
             .as_any()

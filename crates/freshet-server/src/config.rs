@@ -502,6 +502,12 @@ fn section_error(file: &str, line: usize, kind: &str, name: &str, message: Strin
 }
 
 impl JobSpec {
+    /// The consumer group the job's positions are shown under (the job
+    /// keeps its true positions in its checkpoint).
+    pub fn group(&self) -> String {
+        format!("freshet-job-{}", self.name)
+    }
+
     /// A job reading topics named as its inputs, with its outputs only
     /// streamed live (add `output_topics` to also write topics).
     pub fn new(name: &str, query: &str, policy: TimePolicy) -> Result<JobSpec, String> {

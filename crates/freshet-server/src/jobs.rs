@@ -158,6 +158,7 @@ pub fn start(
     log: &Arc<Log>,
     data_dir: &Path,
     runtime: tokio::runtime::Handle,
+    offsets: freshet_store::CommitHook,
 ) -> anyhow::Result<Vec<Arc<JobRuntime>>> {
     let mut jobs = Vec::new();
     for spec in specs {
@@ -178,6 +179,7 @@ pub fn start(
         let job = JobRuntime::new(spec, plan);
         let mut runner = Runner::open(Arc::clone(&job), Arc::clone(log), data_dir, runtime.clone())
             .with_context(|| format!("starting job '{}'", spec.name))?;
+        runner.offsets = Some(Arc::clone(&offsets));
         let thread = std::thread::Builder::new()
             .name(format!("job-{}", spec.name))
             .spawn(move || runner.run())
@@ -231,6 +233,8 @@ struct Runner {
     unsent: BTreeMap<String, Vec<(i64, String, Vec<(String, String)>)>>,
     checkpoint_id: u64,
     dirty: bool,
+    /// Mirrors the checkpointed positions into the job's consumer group.
+    offsets: Option<freshet_store::CommitHook>,
 }
 
 fn now_micros() -> i64 {
@@ -269,6 +273,7 @@ impl Runner {
             unsent: BTreeMap::new(),
             checkpoint_id: 0,
             dirty: false,
+            offsets: None,
             job,
             log,
             runtime,
@@ -595,6 +600,12 @@ impl Runner {
         write_atomically(&self.file, &serde_json::to_vec(&checkpoint)?)?;
         self.append(&checkpoint.pending)?;
         self.dirty = false;
+        if let Some(offsets) = &self.offsets {
+            let group = self.job.spec.group();
+            for ((_, topic), positions) in self.job.spec.inputs.iter().zip(&self.positions) {
+                offsets(&group, topic, positions);
+            }
+        }
         Ok(())
     }
 

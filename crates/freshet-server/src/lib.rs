@@ -83,8 +83,11 @@ impl Server {
             let log = Arc::clone(&log);
             let data_dir = config.server.data_dir.clone();
             let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || jobs::start(&specs, &log, &data_dir, runtime))
-                .await??
+            let offsets = offsets_recorder(&broker, "freshet job");
+            tokio::task::spawn_blocking(move || {
+                jobs::start(&specs, &log, &data_dir, runtime, offsets)
+            })
+            .await??
         };
         let registry = Arc::new(metrics::registry(
             Arc::clone(&log),
@@ -155,6 +158,38 @@ impl Server {
     }
 }
 
+/// Records positions as a consumer group's committed offsets (in the
+/// background), so that tables and jobs, which keep their true positions
+/// with their own state, show their lag in `freshet group describe` and
+/// `/metrics` like any consumer. `metadata` says who committed.
+fn offsets_recorder(broker: &Broker, metadata: &'static str) -> freshet_store::CommitHook {
+    let coordinator = Arc::clone(broker.coordinator());
+    let runtime = tokio::runtime::Handle::current();
+    Arc::new(
+        move |group: &str, topic: &str, positions: &std::collections::BTreeMap<u32, i64>| {
+            let commits = positions
+                .iter()
+                .map(|(&partition, &offset)| {
+                    let committed = Committed {
+                        offset,
+                        leader_epoch: -1,
+                        metadata: Some(metadata.into()),
+                        commit_time_ms: now_ms(),
+                    };
+                    (topic.to_string(), partition as i32, committed)
+                })
+                .collect();
+            let coordinator = Arc::clone(&coordinator);
+            let group = group.to_string();
+            runtime.spawn(async move {
+                if let Err(error) = coordinator.offsets.commit(&group, commits).await {
+                    tracing::warn!(%group, %error, "recording committed offsets failed");
+                }
+            });
+        },
+    )
+}
+
 /// Opens the store and applies the declared tables; each table's committed
 /// positions are also written as its consumer group's offsets, so lag shows
 /// in `freshet group describe` like any consumer's.
@@ -192,31 +227,7 @@ async fn open_store(
     .await?
     .context("opening the store")?;
     let store = Arc::new(store);
-    let coordinator = Arc::clone(broker.coordinator());
-    let runtime = tokio::runtime::Handle::current();
-    store.set_commit_hook(Arc::new(
-        move |group: &str, topic: &str, positions: &std::collections::BTreeMap<u32, i64>| {
-            let commits = positions
-                .iter()
-                .map(|(&partition, &offset)| {
-                    let committed = Committed {
-                        offset,
-                        leader_epoch: -1,
-                        metadata: Some("freshet store".into()),
-                        commit_time_ms: now_ms(),
-                    };
-                    (topic.to_string(), partition as i32, committed)
-                })
-                .collect();
-            let coordinator = Arc::clone(&coordinator);
-            let group = group.to_string();
-            runtime.spawn(async move {
-            if let Err(error) = coordinator.offsets.commit(&group, commits).await {
-                tracing::warn!(%group, %error, "recording the table's committed offsets failed");
-            }
-        });
-        },
-    ));
+    store.set_commit_hook(offsets_recorder(broker, "freshet store"));
     for table in config.tables.clone() {
         let name = table.name.clone();
         let store = Arc::clone(&store);

@@ -188,6 +188,19 @@ fn the_seed_query_survives_kill_9_with_exactly_its_clean_output() {
     assert_eq!(job["state"], "running", "{job}");
     assert_eq!(job["outputs"][0]["topic"], "decline-alerts");
 
+    // The job's checkpointed positions show as its consumer group: once it
+    // has read everything, every partition of its input has lag 0.
+    wait_for(|| {
+        let described = freshet.client(&["group", "describe", "freshet-job-decline-rate"], "");
+        let rows: Vec<Vec<&str>> = described
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|fields| fields.first() == Some(&"auth-events"))
+            .collect();
+        (!rows.is_empty() && rows.iter().all(|fields| fields.last() == Some(&"0")))
+            .then_some(())
+    });
+
     // Metrics name the job.
     let mut metrics = String::new();
     let mut socket = TcpStream::connect(&freshet.http).unwrap();

@@ -22,9 +22,10 @@ use freshet_log::batch::{self, ProducerStamp, Record as LogRecord};
 use freshet_log::{Log, TopicConfig};
 use freshet_store::source::{EmbeddedSource, Source, SourceError, SourceRecord};
 use freshet_stream::engine::{Engine, OutputRow};
+use freshet_stream::event::EventParser;
 use freshet_stream::local;
 use freshet_stream::plan::JobPlan;
-use freshet_stream::value::{Json, Record, Value};
+use freshet_stream::value::{Json, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -224,8 +225,8 @@ struct Runner {
     sources: Vec<EmbeddedSource>,
     /// When each reference file was read (modified time and length).
     reference_versions: Vec<Option<(std::time::SystemTime, u64)>>,
-    /// Per input, the top-level fields the query reads (all when `None`).
-    fields: Vec<Option<Vec<Arc<str>>>>,
+    /// Per input, reads events keeping the fields the query reads.
+    parsers: Vec<EventParser>,
     positions: Vec<BTreeMap<u32, i64>>,
     producer_id: i64,
     sequences: BTreeMap<String, i32>,
@@ -260,12 +261,12 @@ impl Runner {
             .iter()
             .map(|(_, topic)| EmbeddedSource::new(Arc::clone(&log), topic, runtime.clone()))
             .collect();
-        let fields = (0..job.plan.inputs.len())
-            .map(|input| job.plan.input_fields(input))
+        let parsers = (0..job.plan.inputs.len())
+            .map(|input| EventParser::new(job.plan.input_fields(input).as_deref()))
             .collect();
         let mut runner = Runner {
             reference_versions: vec![None; job.spec.references.len()],
-            fields,
+            parsers,
             engine: Engine::new(Arc::clone(&job.plan), job.spec.policy),
             positions: vec![BTreeMap::new(); job.plan.inputs.len()],
             producer_id: -1,
@@ -450,7 +451,6 @@ impl Runner {
     }
 
     fn push(&mut self, input: usize, records: &[SourceRecord], out: &mut Vec<OutputRow>) {
-        let fields = &self.fields[input];
         for record in records {
             self.dirty = true;
             let Some(value) = &record.value else {
@@ -460,7 +460,7 @@ impl Runner {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let parsed = match Record::from_json_fields(value, fields.as_deref()) {
+            let parsed = match self.parsers[input].parse(value) {
                 Ok(parsed) => parsed,
                 Err(error) => {
                     self.job

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{AggregateCall, AggregateFunction, WindowPlan};
@@ -185,14 +186,15 @@ impl Accumulator {
     }
 }
 
-/// One row entering an aggregating step: its time, grouping keys, the
-/// arguments of each aggregate, and (sessions) the session partition.
+/// A row held until the watermark passes it (sliding and session
+/// windows): its time, grouping keys, the arguments of each aggregate,
+/// and (sessions) the session partition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupRow {
-    pub time: i64,
-    pub keys: Vec<Value>,
-    pub args: Vec<Value>,
-    pub partition: Vec<Value>,
+struct GroupRow {
+    time: i64,
+    keys: Vec<Value>,
+    args: Vec<Value>,
+    partition: Vec<Value>,
 }
 
 /// A closed group: the window end (its System.Timestamp()), keys and
@@ -204,11 +206,12 @@ pub struct ClosedGroup {
     pub aggregates: Vec<Value>,
 }
 
-/// Accumulators per group key.
+/// Accumulators per group key, hashed: a window's groups are looked up
+/// once per event and put in key order once, when the window closes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Groups {
     #[serde(with = "crate::aggregate::pairs")]
-    map: BTreeMap<Vec<Value>, Vec<Accumulator>>,
+    map: HashMap<Vec<Value>, Vec<Accumulator>, RandomState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -250,8 +253,11 @@ fn new_accumulators(calls: &[AggregateCall]) -> Vec<Accumulator> {
     calls.iter().map(Accumulator::new).collect()
 }
 
+/// Finishes a window's groups, in key order.
 fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut Vec<ClosedGroup>) {
-    for (keys, accumulators) in groups.map {
+    let mut groups: Vec<_> = groups.map.into_iter().collect();
+    groups.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    for (keys, accumulators) in groups {
         let aggregates = accumulators
             .iter()
             .zip(calls)
@@ -285,38 +291,46 @@ impl WindowState {
                 .sum::<usize>()
     }
 
-    pub fn add(&mut self, window: &WindowPlan, calls: &[AggregateCall], row: GroupRow) {
+    /// Adds a row at `time` with its group `keys` and aggregate `args`;
+    /// `partition` gives a session window's partition keys.
+    pub fn add(
+        &mut self,
+        window: &WindowPlan,
+        calls: &[AggregateCall],
+        time: i64,
+        keys: &[Value],
+        args: &[Value],
+        partition: impl FnOnce() -> Vec<Value>,
+    ) {
+        let mut add_to = |end: i64| {
+            let groups = &mut self.windows.entry(end).or_default().map;
+            // Look up before inserting: most rows join an existing group.
+            let accumulators = match groups.get_mut(keys) {
+                Some(accumulators) => accumulators,
+                None => groups
+                    .entry(keys.to_vec())
+                    .or_insert_with(|| new_accumulators(calls)),
+            };
+            for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                accumulator.update(arg);
+            }
+        };
         match window {
             WindowPlan::Hopping { size, hop, offset } => {
-                for end in time::window_ends(row.time, *size, *hop, *offset) {
-                    let groups = &mut self.windows.entry(end).or_default().map;
-                    // Look up before inserting: most rows join an existing group.
-                    let accumulators = match groups.get_mut(&row.keys) {
-                        Some(accumulators) => accumulators,
-                        None => groups
-                            .entry(row.keys.clone())
-                            .or_insert_with(|| new_accumulators(calls)),
-                    };
-                    for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
-                        accumulator.update(arg);
-                    }
+                for end in time::window_ends(time, *size, *hop, *offset) {
+                    add_to(end);
                 }
             }
-            WindowPlan::Snapshot => {
-                let accumulators = self
-                    .windows
-                    .entry(row.time)
-                    .or_default()
-                    .map
-                    .entry(row.keys)
-                    .or_insert_with(|| new_accumulators(calls));
-                for (accumulator, arg) in accumulators.iter_mut().zip(&row.args) {
-                    accumulator.update(arg);
-                }
-            }
+            WindowPlan::Snapshot => add_to(time),
             WindowPlan::Sliding { .. } | WindowPlan::Session { .. } => {
                 self.sequence += 1;
-                self.pending.insert((row.time, self.sequence), row);
+                let row = GroupRow {
+                    time,
+                    keys: keys.to_vec(),
+                    args: args.to_vec(),
+                    partition: partition(),
+                };
+                self.pending.insert((time, self.sequence), row);
             }
         }
     }
@@ -543,13 +557,15 @@ mod tests {
         assert_eq!(accumulator.finish(&distinct), Value::Int(2));
     }
 
-    fn row(time: i64, key: &str) -> GroupRow {
-        GroupRow {
+    fn add(state: &mut WindowState, window: &WindowPlan, calls: &[AggregateCall], time: i64) {
+        state.add(
+            window,
+            calls,
             time,
-            keys: vec![Value::str(key)],
-            args: vec![Value::Int(1)],
-            partition: Vec::new(),
-        }
+            &[Value::str("k")],
+            &[Value::Int(1)],
+            Vec::new,
+        );
     }
 
     fn counts(closed: &[ClosedGroup]) -> Vec<(i64, String, i64)> {
@@ -574,7 +590,7 @@ mod tests {
         let calls = [call(AggregateFunction::Count)];
         let mut state = WindowState::default();
         for time in [1, 3, 7, 9, 11, 30] {
-            state.add(&window, &calls, row(time, "k"));
+            add(&mut state, &window, &calls, time);
         }
         // 1..9 chain within the timeout; the check at 10 finds 9 units,
         // the one at 20 would close it, but 11 + 5 = 16 comes first.
@@ -585,7 +601,7 @@ mod tests {
         // A session kept alive past the check at 20 closes there.
         let mut state = WindowState::default();
         for time in [12, 16, 20, 24, 28, 32] {
-            state.add(&window, &calls, row(time, "k"));
+            add(&mut state, &window, &calls, time);
         }
         let closed = state.advance(&window, &calls, i64::MAX);
         assert_eq!(
@@ -594,7 +610,7 @@ mod tests {
         );
         let mut state = WindowState::default();
         for time in [2, 6, 10, 14] {
-            state.add(&window, &calls, row(time, "k"));
+            add(&mut state, &window, &calls, time);
         }
         let closed = state.advance(&window, &calls, i64::MAX);
         assert_eq!(counts(&closed), vec![(19, "k".into(), 4)]);
@@ -606,7 +622,7 @@ mod tests {
         let calls = [call(AggregateFunction::Count)];
         let mut state = WindowState::default();
         for time in [5, 8, 20] {
-            state.add(&window, &calls, row(time, "k"));
+            add(&mut state, &window, &calls, time);
         }
         let closed = state.advance(&window, &calls, i64::MAX);
         // Enter 5 -> (−5, 5]: 1; enter 8: 2; leave 5 at 15: 1; leave 8 at

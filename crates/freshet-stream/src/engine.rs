@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{GroupRow, KeyIndex, WindowState};
+use crate::aggregate::{KeyIndex, WindowState};
 use crate::expr::Row;
 use crate::plan::{JobPlan, JoinKind, JoinPlan, Projection, StepBody, StepPlan, StreamRef};
 use crate::time;
@@ -168,11 +168,15 @@ pub struct Engine {
     last_sweep: i64,
     swept: (i64, usize),
     /// Which steps read each stream, and as which source.
-    consumers: HashMap<StreamRef, Arc<[(usize, usize)]>>,
+    consumers: HashMap<StreamRef, Arc<[(usize, usize)]>, foldhash::fast::RandomState>,
     references: Vec<ReferenceTable>,
     processing_time: i64,
     state: EngineState,
     late_events: Vec<LateEvent>,
+    /// Reused buffers: a grouping step's keys and arguments, and the
+    /// queue of events between steps.
+    scratch: (Vec<Value>, Vec<Value>),
+    queue: VecDeque<Flow>,
 }
 
 /// A partition's time record, made when first seen.
@@ -273,6 +277,8 @@ impl Engine {
             processing_time: i64::MIN,
             state,
             late_events: Vec::new(),
+            scratch: Default::default(),
+            queue: VecDeque::new(),
         })
     }
 
@@ -596,7 +602,10 @@ impl Engine {
     /// Sends an event into every step that reads `stream`, and what those
     /// steps produce onward, breadth first.
     fn flow(&mut self, first: Flow, out: &mut Vec<OutputRow>) {
-        let mut queue = VecDeque::from([first]);
+        // A step's window may close inside this loop and start a flow of
+        // its own; that one finds the buffer taken and makes another.
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.push_back(first);
         while let Some(flow) = queue.pop_front() {
             let Some(consumers) = self.consumers.get(&flow.stream).map(Arc::clone) else {
                 continue;
@@ -615,6 +624,7 @@ impl Engine {
                 }
             }
         }
+        self.queue = queue;
     }
 
     /// A row produced by step `index`: to its output, or onward.
@@ -865,33 +875,32 @@ impl Engine {
                 produced.push((time, record));
             }
             StepBody::Aggregate(aggregate) => {
-                let keys = aggregate.keys.iter().map(|key| key.eval(&row)).collect();
-                let args = aggregate
-                    .aggregates
-                    .iter()
-                    .map(|call| {
-                        call.arg
-                            .as_ref()
-                            .map(|arg| arg.eval(&row))
-                            .unwrap_or(Value::Int(1))
-                    })
-                    .collect();
-                let partition = match &aggregate.window {
-                    crate::plan::WindowPlan::Session { partition, .. } => {
-                        partition.iter().map(|key| key.eval(&row)).collect()
-                    }
-                    _ => Vec::new(),
-                };
+                // Keys and arguments are evaluated into reused buffers:
+                // a row joining an existing group allocates nothing.
+                let (mut keys, mut args) = std::mem::take(&mut self.scratch);
+                keys.extend(aggregate.keys.iter().map(|key| key.eval(&row)));
+                args.extend(aggregate.aggregates.iter().map(|call| {
+                    call.arg
+                        .as_ref()
+                        .map(|arg| arg.eval(&row))
+                        .unwrap_or(Value::Int(1))
+                }));
                 self.state.steps[index].windows.add(
                     &aggregate.window,
                     &aggregate.aggregates,
-                    GroupRow {
-                        time,
-                        keys,
-                        args,
-                        partition,
+                    time,
+                    &keys,
+                    &args,
+                    || match &aggregate.window {
+                        crate::plan::WindowPlan::Session { partition, .. } => {
+                            partition.iter().map(|key| key.eval(&row)).collect()
+                        }
+                        _ => Vec::new(),
                     },
                 );
+                keys.clear();
+                args.clear();
+                self.scratch = (keys, args);
             }
         }
     }

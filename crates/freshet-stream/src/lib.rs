@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod engine;
+pub mod event;
 pub mod expr;
 pub mod local;
 pub mod parse;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::engine::{Engine, OutputRow, TimePolicy};
+use crate::event::EventParser;
 use crate::expr::Row;
 use crate::plan::JobPlan;
 use crate::value::{Json, Record, Value};
@@ -23,13 +24,15 @@ pub struct LocalEvent {
 
 /// Reads JSON lines; errors name the line.
 pub fn read_json_lines(text: &str) -> Result<Vec<Record>, String> {
+    let mut parser = EventParser::new(None);
     let mut records = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         records.push(
-            Record::from_json(line.as_bytes())
+            parser
+                .parse(line.as_bytes())
                 .map_err(|error| format!("line {}: {error}", number + 1))?,
         );
     }
@@ -76,13 +79,15 @@ pub fn read_input(plan: &JobPlan, input: usize, text: &str) -> Result<Vec<Record
         fields.push(Arc::from("PartitionId"));
         fields
     });
+    let mut parser = EventParser::new(fields.as_deref());
     let mut records = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         records.push(
-            Record::from_json_fields(line.as_bytes(), fields.as_deref())
+            parser
+                .parse(line.as_bytes())
                 .map_err(|error| format!("line {}: {error}", number + 1))?,
         );
     }

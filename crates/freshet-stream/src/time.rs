@@ -85,14 +85,37 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let date = NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
-    let days = date
-        .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
-        .num_days();
+    let days = days_from_civil(year, month, day)?;
     Some(
         ((days * 86_400 + hour * 3_600 + minute * 60 + second) * MICROS_PER_SECOND)
             + micros_of_second,
     )
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date, `None` when the
+/// date does not exist. Counted in 400-year eras starting on March 1st,
+/// so the leap day ends a year and each era has the same 146,097 days.
+fn days_from_civil(year: i64, month: i64, day: i64) -> Option<i64> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) {
+        return None;
+    }
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    // Months from March: March is 0, February 11.
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    // 719,468 days from 0000-03-01 to 1970-01-01.
+    Some(era * 146_097 + day_of_era - 719_468)
 }
 
 /// ISO-8601 UTC with milliseconds, or microseconds when they are needed.
@@ -137,6 +160,48 @@ pub fn window_ends(time: i64, size: i64, hop: i64, offset: i64) -> impl Iterator
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_days_agree_with_chrono_on_every_date_of_four_centuries() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let mut date = NaiveDate::from_ymd_opt(1800, 1, 1).unwrap();
+        let end = NaiveDate::from_ymd_opt(2201, 1, 1).unwrap();
+        use chrono::Datelike;
+        while date < end {
+            let expected = date.signed_duration_since(epoch).num_days();
+            let got = days_from_civil(
+                i64::from(date.year()),
+                i64::from(date.month()),
+                i64::from(date.day()),
+            );
+            assert_eq!(got, Some(expected), "{date}");
+            date = date.succ_opt().unwrap();
+        }
+        for (year, month, day) in [
+            (2026, 2, 29),
+            (1900, 2, 29),
+            (2026, 4, 31),
+            (2026, 13, 1),
+            (2026, 0, 1),
+            (2026, 1, 0),
+        ] {
+            assert_eq!(
+                days_from_civil(year, month, day),
+                None,
+                "{year}-{month}-{day}"
+            );
+        }
+        assert!(days_from_civil(2000, 2, 29).is_some());
+        assert_eq!(
+            parse_datetime("2026-11-23T11:19:05.233000Z"),
+            Some(
+                DateTime::parse_from_rfc3339("2026-11-23T11:19:05.233Z")
+                    .unwrap()
+                    .timestamp_micros()
+            )
+        );
+        assert_eq!(parse_datetime("2026-02-30T00:00:00Z"), None);
+    }
 
     #[test]
     fn windows_are_start_exclusive_and_end_inclusive() {

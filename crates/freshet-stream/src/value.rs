@@ -12,8 +12,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::time;
 
@@ -52,7 +51,9 @@ impl Record {
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.fields
             .iter()
-            .find(|(field, _)| &**field == name)
+            // A query's names are mostly the very strings events were
+            // read with (shared by the parser), so try the pointer first.
+            .find(|(field, _)| std::ptr::eq(&**field, name) || &**field == name)
             .or_else(|| {
                 self.fields
                     .iter()
@@ -81,21 +82,11 @@ impl Record {
         self.fields.is_empty()
     }
 
-    /// Parses one JSON object.
+    /// Parses one JSON object, keeping every field. Events of a job are
+    /// read with an [`EventParser`](crate::event::EventParser) kept per
+    /// input, which shares repeated strings.
     pub fn from_json(bytes: &[u8]) -> Result<Record, String> {
-        Self::from_json_fields(bytes, None)
-    }
-
-    /// Parses one JSON object, keeping only the top-level fields named in
-    /// `fields` (matched ignoring ASCII case) when given: a query's
-    /// unused fields are skipped without being built.
-    pub fn from_json_fields(bytes: &[u8], fields: Option<&[Arc<str>]>) -> Result<Record, String> {
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let record = deserializer
-            .deserialize_any(TopVisitor { fields })
-            .map_err(|error| error.to_string())?;
-        deserializer.end().map_err(|error| error.to_string())?;
-        record
+        crate::event::EventParser::new(None).parse(bytes)
     }
 }
 
@@ -230,7 +221,14 @@ impl Hash for Value {
             // Equal numbers hash alike whatever their type.
             Value::Int(value) => (*value as f64).to_bits().hash(state),
             Value::Float(value) => {
-                let value = if *value == 0.0 { 0.0 } else { *value };
+                // -0 equals 0, and every NaN equals every other.
+                let value = if *value == 0.0 {
+                    0.0
+                } else if value.is_nan() {
+                    f64::NAN
+                } else {
+                    *value
+                };
                 value.to_bits().hash(state)
             }
             Value::Str(text) => text.hash(state),
@@ -243,140 +241,6 @@ impl Hash for Value {
             }
             Value::Array(items) => items.hash(state),
         }
-    }
-}
-
-/// The top level of an event: a JSON object, with unwanted fields skipped.
-struct TopVisitor<'a> {
-    fields: Option<&'a [Arc<str>]>,
-}
-
-impl<'de> Visitor<'de> for TopVisitor<'_> {
-    type Value = Result<Record, String>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut record = Record::with_capacity(self.fields.map_or(8, <[_]>::len));
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let name = match self.fields {
-                None => Arc::from(&*name),
-                Some(fields) => match fields
-                    .iter()
-                    .find(|field| field.eq_ignore_ascii_case(&name))
-                {
-                    // Exact names keep the event's spelling.
-                    Some(field) if **field == *name => field.clone(),
-                    Some(_) => Arc::from(&*name),
-                    None => {
-                        map.next_value::<de::IgnoredAny>()?;
-                        continue;
-                    }
-                },
-            };
-            let value = map.next_value_seed(ValueSeed)?;
-            record.insert(name, value);
-        }
-        Ok(Ok(record))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-        Ok(Err("an event must be a JSON object, not an array".into()))
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not a string".into()))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not a number".into()))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not a number".into()))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not a number".into()))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not a bit".into()))
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Err("an event must be a JSON object, not null".into()))
-    }
-}
-
-/// Builds a [`Value`] straight from JSON, without an intermediate tree.
-struct ValueSeed;
-
-impl<'de> DeserializeSeed<'de> for ValueSeed {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::Int(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(i64::try_from(value)
-            .map(Value::Int)
-            .unwrap_or(Value::Float(value as f64)))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
-        Ok(Value::Float(value))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::Str(Arc::from(value)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(ValueSeed)? {
-            items.push(item);
-        }
-        Ok(Value::Array(Arc::new(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut record = Record::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let value = map.next_value_seed(ValueSeed)?;
-            record.insert(Arc::from(&*name), value);
-        }
-        Ok(Value::Record(Arc::new(record)))
     }
 }
 

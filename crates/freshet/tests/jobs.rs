@@ -197,8 +197,7 @@ fn the_seed_query_survives_kill_9_with_exactly_its_clean_output() {
             .map(|line| line.split_whitespace().collect::<Vec<_>>())
             .filter(|fields| fields.first() == Some(&"auth-events"))
             .collect();
-        (!rows.is_empty() && rows.iter().all(|fields| fields.last() == Some(&"0")))
-            .then_some(())
+        (!rows.is_empty() && rows.iter().all(|fields| fields.last() == Some(&"0"))).then_some(())
     });
 
     // Metrics name the job.

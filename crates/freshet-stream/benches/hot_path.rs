@@ -16,6 +16,10 @@ use freshet_stream::engine::{Engine, TimePolicy};
 use freshet_stream::event::EventParser;
 use freshet_stream::plan::JobPlan;
 
+/// The allocator the `freshet` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SEED: &str = freshet_stream::SEED_DECLINE_RATE_QUERY;
 
 const NEXMARK_TIME: &str = "TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime, person.dateTime)";

@@ -51,12 +51,11 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
     if bytes.len() < 20 || bytes[bytes.len() - 1] != b'Z' {
         return None;
     }
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        bytes[range].iter().try_fold(0i64, |value, byte| {
-            byte.is_ascii_digit()
-                .then(|| value * 10 + i64::from(byte - b'0'))
-        })
+    let digit = |at: usize| -> Option<i64> {
+        let value = bytes[at].wrapping_sub(b'0');
+        (value < 10).then_some(i64::from(value))
     };
+    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
     if bytes[4] != b'-'
         || bytes[7] != b'-'
         || bytes[10] != b'T'
@@ -65,8 +64,8 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
     {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
@@ -74,7 +73,8 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
     let micros_of_second = match fraction {
         [] => 0,
         [b'.', rest @ ..] if !rest.is_empty() && rest.len() <= 9 => {
-            let value = digits(20..20 + rest.len())?;
+            let value =
+                (20..20 + rest.len()).try_fold(0, |value, at| Some(value * 10 + digit(at)?))?;
             // Scale to microseconds (truncating below them).
             let scale = 10i64.pow(rest.len().abs_diff(6) as u32);
             if rest.len() <= 6 {

@@ -262,7 +262,7 @@ impl Runner {
             .map(|(_, topic)| EmbeddedSource::new(Arc::clone(&log), topic, runtime.clone()))
             .collect();
         let parsers = (0..job.plan.inputs.len())
-            .map(|input| EventParser::new(job.plan.input_fields(input).as_deref()))
+            .map(|input| EventParser::new(job.plan.input_fields(input).as_ref()))
             .collect();
         let mut runner = Runner {
             reference_versions: vec![None; job.spec.references.len()],

@@ -83,7 +83,7 @@ struct Run {
 
 fn run(query: &str, events: &[(i64, Bytes)]) -> Run {
     let plan = Arc::new(JobPlan::new(query, &[]).expect("the query plans"));
-    let mut parser = EventParser::new(plan.input_fields(0).as_deref());
+    let mut parser = EventParser::new(plan.input_fields(0).as_ref());
     let mut engine = Engine::new(plan, TimePolicy::default());
     let mut out = Vec::new();
     let mut outputs = 0;
@@ -121,7 +121,7 @@ fn parse_only(events: &[(i64, Bytes)], query: Option<&str>) -> f64 {
             .expect("the query plans")
             .input_fields(0)
     });
-    let mut parser = EventParser::new(fields.as_deref());
+    let mut parser = EventParser::new(fields.as_ref());
     let started = Instant::now();
     let mut fields = 0;
     for (_, payload) in events {

@@ -30,14 +30,76 @@ const TRIAL_LOOKUPS: u32 = 1_024;
 /// Strings read without a table before a field tries one again.
 const RETRY_AFTER: u32 = 1 << 20;
 
+/// The fields of an event a job reads: each by name, either whole or,
+/// for a nested record of which only some fields are read, just those.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldSelection(Vec<SelectedField>);
+
+#[derive(Debug, Clone, PartialEq)]
+struct SelectedField {
+    name: Arc<str>,
+    /// `None` keeps the whole value.
+    inner: Option<FieldSelection>,
+}
+
+impl FieldSelection {
+    /// Adds the field at `path` (names from the outside in), matching
+    /// names already selected ignoring ASCII case.
+    pub fn add(&mut self, path: &[Arc<str>]) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let at = match self
+            .0
+            .iter()
+            .position(|field| field.name.eq_ignore_ascii_case(first))
+        {
+            Some(at) => at,
+            None => {
+                self.0.push(SelectedField {
+                    name: first.clone(),
+                    inner: Some(FieldSelection::default()),
+                });
+                self.0.len() - 1
+            }
+        };
+        let field = &mut self.0[at];
+        match (&mut field.inner, rest.is_empty()) {
+            (inner, true) => *inner = None,
+            (Some(inner), false) => inner.add(rest),
+            (None, false) => {}
+        }
+    }
+
+    /// The number of top-level fields selected.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Arc<str>> for FieldSelection {
+    /// Whole top-level fields.
+    fn from_iter<I: IntoIterator<Item = Arc<str>>>(names: I) -> Self {
+        let mut selection = Self::default();
+        for name in names {
+            selection.add(&[name]);
+        }
+        selection
+    }
+}
+
 /// Parses events for one input of a job. Keep one per input and reuse it:
 /// its tables are what make repeated values cheap.
 #[derive(Debug, Default)]
 pub struct EventParser {
-    /// The top-level fields the job reads, or `None` for every field.
+    /// The fields the job reads, or `None` for every field.
     fields: Option<Vec<Field>>,
     /// Names of fields read when every field is kept, and of fields
-    /// inside nested records.
+    /// inside nested records kept whole.
     names: Interner,
     /// Values of top-level fields when every field is kept.
     values: Interner,
@@ -49,22 +111,30 @@ pub struct EventParser {
 struct Field {
     name: Arc<str>,
     strings: Interner,
+    /// The fields read of a nested record, or `None` for the whole value.
+    inner: Option<Vec<Field>>,
+}
+
+impl Field {
+    fn list(selection: &FieldSelection) -> Vec<Field> {
+        selection
+            .0
+            .iter()
+            .map(|selected| Field {
+                name: selected.name.clone(),
+                strings: Interner::default(),
+                inner: selected.inner.as_ref().map(Field::list),
+            })
+            .collect()
+    }
 }
 
 impl EventParser {
-    /// A parser keeping only `fields` (top-level names, matched ignoring
-    /// ASCII case) when given, or every field.
-    pub fn new(fields: Option<&[Arc<str>]>) -> Self {
+    /// A parser keeping only the `fields` selected (names matched
+    /// ignoring ASCII case) when given, or every field.
+    pub fn new(fields: Option<&FieldSelection>) -> Self {
         Self {
-            fields: fields.map(|fields| {
-                fields
-                    .iter()
-                    .map(|name| Field {
-                        name: name.clone(),
-                        strings: Interner::default(),
-                    })
-                    .collect()
-            }),
+            fields: fields.map(Field::list),
             ..Self::default()
         }
     }
@@ -100,40 +170,55 @@ impl EventParser {
                 },
             }));
         }
-        let Some(fields) = &mut self.fields else {
-            return Ok(read_record(jiter, &mut self.names, Some(&mut self.values))?);
-        };
-        let mut record = Record::with_capacity(fields.len());
-        let mut key = jiter.known_object()?;
-        while let Some(name) = key {
-            let found = fields
-                .iter()
-                .position(|field| *field.name == *name)
-                .map(|at| (at, true))
-                .or_else(|| {
-                    fields
-                        .iter()
-                        .position(|field| field.name.eq_ignore_ascii_case(name))
-                        .map(|at| (at, false))
-                });
-            match found {
-                None => jiter.next_skip()?,
-                Some((at, exact)) => {
-                    // Exact names share the plan's copy; others keep the
-                    // event's spelling.
-                    let name = if exact {
-                        fields[at].name.clone()
-                    } else {
-                        Arc::from(name)
-                    };
-                    let value = read_value(jiter, &mut self.names, &mut fields[at].strings)?;
-                    record.insert(name, value);
-                }
-            }
-            key = jiter.next_key()?;
-        }
-        Ok(record)
+        Ok(match &mut self.fields {
+            None => read_record(jiter, &mut self.names, Some(&mut self.values))?,
+            Some(fields) => read_selected(jiter, fields, &mut self.names)?,
+        })
     }
+}
+
+/// Reads an object whose `{` is next, keeping only `fields`.
+fn read_selected(
+    jiter: &mut Jiter,
+    fields: &mut [Field],
+    names: &mut Interner,
+) -> Result<Record, JiterError> {
+    let mut record = Record::with_capacity(fields.len());
+    let mut key = jiter.known_object()?;
+    while let Some(name) = key {
+        let found = fields
+            .iter()
+            .position(|field| *field.name == *name)
+            .map(|at| (at, true))
+            .or_else(|| {
+                fields
+                    .iter()
+                    .position(|field| field.name.eq_ignore_ascii_case(name))
+                    .map(|at| (at, false))
+            });
+        match found {
+            None => jiter.next_skip()?,
+            Some((at, exact)) => {
+                let field = &mut fields[at];
+                // Exact names share the plan's copy; others keep the
+                // event's spelling.
+                let name = if exact {
+                    field.name.clone()
+                } else {
+                    Arc::from(name)
+                };
+                let value = match &mut field.inner {
+                    Some(inner) if jiter.peek()? == Peek::Object => {
+                        Value::Record(Arc::new(read_selected(jiter, inner, names)?))
+                    }
+                    _ => read_value(jiter, names, &mut field.strings)?,
+                };
+                record.insert(name, value);
+            }
+        }
+        key = jiter.next_key()?;
+    }
+    Ok(record)
 }
 
 enum Error {
@@ -334,7 +419,7 @@ mod tests {
             assert!(all(text).is_err(), "{text:?} was accepted");
         }
         // Skipped fields are still checked.
-        let mut parser = EventParser::new(Some(&[Arc::from("a")]));
+        let mut parser = EventParser::new(Some(&[Arc::from("a")].into_iter().collect()));
         assert!(parser.parse(br#"{"a":1,"b":[1,}"#).is_err());
         assert!(parser.parse(br#"{"a":1,"b":{"c":[1,{"d":"x"}]}}"#).is_ok());
     }
@@ -342,7 +427,7 @@ mod tests {
     #[test]
     fn keeps_only_the_asked_fields_matching_case_loosely() {
         let fields = [Arc::from("bin"), Arc::from("Result")];
-        let mut parser = EventParser::new(Some(&fields));
+        let mut parser = EventParser::new(Some(&fields.iter().cloned().collect()));
         let record = parser
             .parse(br#"{"eventId":"e1","BIN":"4111","Amount":3.5,"Result":"DECLINE","bin":"x"}"#)
             .unwrap();
@@ -355,9 +440,52 @@ mod tests {
     }
 
     #[test]
+    fn nested_records_keep_only_the_fields_read() {
+        let path = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| Arc::from(*name))
+                .collect::<Vec<_>>()
+        };
+        let mut selection = FieldSelection::default();
+        selection.add(&path(&["type"]));
+        selection.add(&path(&["bid", "price"]));
+        selection.add(&path(&["Bid", "dateTime"]));
+        selection.add(&path(&["person", "name"]));
+        selection.add(&path(&["person"]));
+        selection.add(&path(&["auction"]));
+        selection.add(&path(&["auction", "id"]));
+        assert_eq!(selection.len(), 4);
+        let mut parser = EventParser::new(Some(&selection));
+        let record = parser
+            .parse(br#"{"type":"bid","bid":{"auction":1,"price":5,"url":"u","DATETIME":"t","extra":{"a":[1]}},"x":2}"#)
+            .unwrap();
+        assert_eq!(
+            record.to_json_string(),
+            r#"{"type":"bid","bid":{"price":5,"DATETIME":"t"}}"#
+        );
+        // Skipped nested fields are still checked.
+        assert!(parser.parse(br#"{"bid":{"price":5,"extra":[1,}}"#).is_err());
+        // A record selected whole stays whole, also when one of its fields
+        // was named first or after.
+        for text in [
+            r#"{"person":{"name":"n","city":"c"}}"#,
+            r#"{"auction":{"id":1,"seller":2}}"#,
+        ] {
+            assert_eq!(
+                parser.parse(text.as_bytes()).unwrap().to_json_string(),
+                text
+            );
+        }
+        // A field read inside a record that is not one is kept as it is.
+        let record = parser.parse(br#"{"bid":[1,{"price":2}]}"#).unwrap();
+        assert_eq!(record.to_json_string(), r#"{"bid":[1,{"price":2}]}"#);
+    }
+
+    #[test]
     fn repeated_values_share_one_copy_and_unique_ones_stop_the_table() {
         let fields = [Arc::from("k"), Arc::from("t")];
-        let mut parser = EventParser::new(Some(&fields));
+        let mut parser = EventParser::new(Some(&fields.iter().cloned().collect()));
         let mut first_key: Option<Arc<str>> = None;
         for sequence in 0..5_000 {
             let event = format!(r#"{{"k":"key-{}","t":"time-{sequence}"}}"#, sequence % 10);

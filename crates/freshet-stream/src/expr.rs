@@ -368,6 +368,12 @@ impl Expr {
                     .unwrap_or(Value::Null)
             }
             Expr::Cast { expr, to, .. } => cast(expr.eval(row), *to),
+            // The first non-null argument: the rest are not evaluated.
+            Expr::Call(Function::Coalesce, args) => args
+                .iter()
+                .map(|arg| arg.eval(row))
+                .find(|value| !value.is_null())
+                .unwrap_or(Value::Null),
             Expr::Call(function, args) => {
                 let args: Vec<Value> = args.iter().map(|arg| arg.eval(row)).collect();
                 call(*function, args)

@@ -75,11 +75,11 @@ pub fn read_reference(text: &str, csv: bool) -> Result<Vec<Record>, String> {
 /// (and `EventEnqueuedUtcTime` and `PartitionId`).
 pub fn read_input(plan: &JobPlan, input: usize, text: &str) -> Result<Vec<Record>, String> {
     let fields = plan.input_fields(input).map(|mut fields| {
-        fields.push(Arc::from("EventEnqueuedUtcTime"));
-        fields.push(Arc::from("PartitionId"));
+        fields.add(&[Arc::from("EventEnqueuedUtcTime")]);
+        fields.add(&[Arc::from("PartitionId")]);
         fields
     });
-    let mut parser = EventParser::new(fields.as_deref());
+    let mut parser = EventParser::new(fields.as_ref());
     let mut records = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

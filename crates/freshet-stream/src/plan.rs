@@ -4,7 +4,8 @@
 //! a projection or a windowed aggregation. Names are resolved here, so the
 //! operators never look anything up by name.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use sqlparser::ast::{
     self, BinaryOperator, CastKind, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
@@ -13,6 +14,7 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Location;
 
+use crate::event::FieldSelection;
 use crate::expr::{BinaryOp, DateUnit, Expr, Function, Type};
 use crate::parse::{self, ParsedJob, QueryError, SourceClauses};
 use crate::time;
@@ -212,21 +214,15 @@ impl JobPlan {
             .position(|input| input.name.eq_ignore_ascii_case(name))
     }
 
-    /// The top-level fields of `input`'s events the job reads, or `None`
-    /// when it needs them all (`SELECT *`, a whole record).
-    pub fn input_fields(&self, input: usize) -> Option<Vec<Arc<str>>> {
-        let mut fields: Vec<Arc<str>> = Vec::new();
+    /// The fields of `input`'s events the job reads (down into nested
+    /// records), or `None` when it needs them all (`SELECT *`, a whole
+    /// record).
+    pub fn input_fields(&self, input: usize) -> Option<FieldSelection> {
+        let mut fields = FieldSelection::default();
         let mut all = false;
-        let note = |expr: &Expr, source: usize, fields: &mut Vec<Arc<str>>, all: &mut bool| {
+        let note = |expr: &Expr, source: usize, fields: &mut FieldSelection, all: &mut bool| {
             expr.visit(&mut |inner| match inner {
-                Expr::Field { source: read, path } if *read == source => {
-                    if !fields
-                        .iter()
-                        .any(|known| known.eq_ignore_ascii_case(&path[0]))
-                    {
-                        fields.push(path[0].clone());
-                    }
-                }
+                Expr::Field { source: read, path } if *read == source => fields.add(path),
                 Expr::SourceRecord(read) if *read == source => *all = true,
                 _ => {}
             });
@@ -298,6 +294,26 @@ struct Planner<'a> {
     input_timestamps: Vec<Option<Location>>,
     /// Where each input's OVER list starts, when it has one.
     input_over: Vec<Option<Location>>,
+}
+
+/// One shared copy of each field name queries use, across every plan:
+/// the parser hands these very copies to the records it reads, and
+/// [`Record::get`](crate::value::Record::get) finds a field by comparing
+/// pointers before any text. Names come from query text, so the set
+/// stays small.
+fn shared_name(text: &str) -> Arc<str> {
+    static NAMES: LazyLock<Mutex<HashSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    match names.get(text) {
+        Some(name) => name.clone(),
+        None => {
+            let name: Arc<str> = Arc::from(text);
+            names.insert(name.clone());
+            name
+        }
+    }
 }
 
 fn error_at<T: Spanned + ?Sized>(node: &T, message: impl Into<String>) -> QueryError {
@@ -796,11 +812,11 @@ impl Planner<'_> {
         for item in &select.projection {
             projections.push(match item {
                 SelectItem::UnnamedExpr(expr) => Projection::Column {
-                    name: Arc::from(column_name(expr)),
+                    name: shared_name(&column_name(expr)),
                     expr: scope.row(expr)?,
                 },
                 SelectItem::ExprWithAlias { expr, alias } => Projection::Column {
-                    name: Arc::from(alias.value.as_str()),
+                    name: shared_name(&alias.value),
                     expr: scope.row(expr)?,
                 },
                 SelectItem::Wildcard(_) => Projection::All(None),
@@ -868,7 +884,7 @@ impl Planner<'_> {
                     ));
                 }
             };
-            outputs.push((Arc::from(name.as_str()), grouped.compile(expr)?));
+            outputs.push((shared_name(&name), grouped.compile(expr)?));
         }
         grouped.aliases = outputs.iter().map(|(name, _)| name.clone()).collect();
         let having = match &select.having {
@@ -1188,7 +1204,7 @@ impl Scope<'_> {
         let path = |idents: &[ast::Ident]| {
             idents
                 .iter()
-                .map(|ident| Arc::from(ident.value.as_str()))
+                .map(|ident| shared_name(&ident.value))
                 .collect()
         };
         if idents.len() > 1
@@ -1698,6 +1714,28 @@ mod tests {
             "SELECT a INTO o FROM i JOIN ref ON i.a = ref.a AND DATEDIFF(second, i, ref) BETWEEN 0 AND 5",
         );
         assert!(e.message.contains("reference data"), "{e}");
+    }
+
+    #[test]
+    fn input_fields_reach_into_nested_records() {
+        let plan = JobPlan::new(
+            "SELECT bid.price AS p, bid.dateTime AS t, person INTO o FROM i TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime) WHERE type = 'bid'",
+            &[],
+        )
+        .unwrap();
+        let mut expected = FieldSelection::default();
+        for path in [
+            &["bid", "dateTime"][..],
+            &["auction", "dateTime"],
+            &["type"],
+            &["bid", "price"],
+            &["person"],
+        ] {
+            expected.add(&path.iter().map(|name| Arc::from(*name)).collect::<Vec<_>>());
+        }
+        assert_eq!(plan.input_fields(0), Some(expected));
+        let plan = JobPlan::new("SELECT *, bid.price AS p INTO o FROM i", &[]).unwrap();
+        assert_eq!(plan.input_fields(0), None);
     }
 
     #[test]

@@ -52,8 +52,10 @@ impl Record {
         self.fields
             .iter()
             // A query's names are mostly the very strings events were
-            // read with (shared by the parser), so try the pointer first.
-            .find(|(field, _)| std::ptr::eq(&**field, name) || &**field == name)
+            // read with (shared by the parser): pointers are compared
+            // before any text.
+            .find(|(field, _)| std::ptr::eq(&**field, name))
+            .or_else(|| self.fields.iter().find(|(field, _)| &**field == name))
             .or_else(|| {
                 self.fields
                     .iter()

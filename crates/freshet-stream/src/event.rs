@@ -1,9 +1,9 @@
 //! Reads events: one JSON object per event, straight into a [`Record`].
 //!
-//! JSON is read with `jiter`, an iterating reader: no document tree is
-//! built, fields a job does not read are skipped (still checked to be
-//! JSON), and strings without escapes are seen in place. Two things
-//! here are the hot path's own:
+//! JSON is read by [`Reader`], an iterating reader: no document tree is
+//! built, fields a job does not read (also inside nested records) are
+//! skipped but still checked to be JSON, and strings without escapes are
+//! seen in place. Two more things here are the hot path's own:
 //! - Field names a job reads are matched once per event against its short
 //!   list and shared (`Arc<str>`) with the plan, not allocated per event.
 //! - String values repeat: a BIN, a device id, a result code. Each read
@@ -17,7 +17,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
-use jiter::{Jiter, JiterError, Peek};
 
 use crate::value::{Record, Value};
 
@@ -103,8 +102,9 @@ pub struct EventParser {
     names: Interner,
     /// Values of top-level fields when every field is kept.
     values: Interner,
-    /// Where `jiter` unescapes strings; kept to reuse its allocation.
-    tape: Vec<u8>,
+    /// Where strings with escapes are unescaped; kept to reuse its
+    /// allocation.
+    unescaped: String,
 }
 
 #[derive(Debug)]
@@ -141,156 +141,567 @@ impl EventParser {
 
     /// Parses one event, which must be a JSON object.
     pub fn parse(&mut self, bytes: &[u8]) -> Result<Record, String> {
-        let mut jiter = Jiter::with_tape(bytes, std::mem::take(&mut self.tape));
-        let result = self.object(&mut jiter);
-        let result = match result {
-            Ok(record) => jiter.finish().map(|()| record).map_err(Error::from),
+        let mut reader = Reader {
+            bytes,
+            at: 0,
+            depth: 0,
+            unescaped: &mut self.unescaped,
+        };
+        let result = match reader.peek() {
+            Ok(b'{') => match &mut self.fields {
+                None => reader.record(&mut self.names, Some(&mut self.values)),
+                Some(fields) => reader.selected(fields, &mut self.names),
+            },
+            Ok(other) => {
+                let found = match other {
+                    b'[' => "an array",
+                    b'"' => "a string",
+                    b't' | b'f' => "a bit",
+                    b'n' => "null",
+                    b'-' | b'0'..=b'9' => "a number",
+                    _ => return Err(reader.describe(reader.fail("expected a JSON value"))),
+                };
+                return Err(format!("an event must be a JSON object, not {found}"));
+            }
             Err(error) => Err(error),
         };
-        let result = result.map_err(|error| match error {
-            Error::Json(error) => error.description(&jiter),
-            Error::NotObject(found) => format!("an event must be a JSON object, not {found}"),
-        });
-        self.tape = jiter.into_tape();
         result
+            .and_then(|record| {
+                reader.skip_space();
+                if reader.at < bytes.len() {
+                    return Err(reader.fail("unexpected text after the event's object"));
+                }
+                Ok(record)
+            })
+            .map_err(|error| reader.describe(error))
+    }
+}
+
+/// Nesting deeper than this is refused, as serde_json does, so that no
+/// event can exhaust the stack.
+const MAX_DEPTH: u32 = 128;
+
+/// What is wrong with an event's JSON, and where (a byte offset).
+struct JsonError {
+    what: &'static str,
+    at: usize,
+}
+
+/// A string read from the event: in place, or unescaped into the
+/// reader's buffer.
+enum Text<'a> {
+    InPlace(&'a str),
+    Unescaped,
+}
+
+/// A word with the high bit set in each byte that is a quote, a backslash,
+/// below 0x20 or 0x80 and above; zero when none is. (Bytes above a
+/// special one may be flagged too, which only ends the fast scan early.)
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    zero_byte(word ^ (ONES * u64::from(b'"')))
+        | zero_byte(word ^ (ONES * u64::from(b'\\')))
+        | (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
+        | (word & HIGH)
+}
+
+/// Reads JSON (RFC 8259) from a byte slice, one value at a time, into
+/// the hot path's values. Written here rather than taken from a JSON
+/// crate because events are short objects whose strings are a few bytes:
+/// `jiter` and `serde_json` spend some 200 instructions setting up each
+/// key and string, more than reading its bytes; this reader compares
+/// names in place, scans a string in one pass that also finds escapes,
+/// control bytes and non-ASCII text (validated as UTF-8 only then), and
+/// builds values straight away. It is checked against `serde_json` on
+/// generated and broken documents (tests below).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+    unescaped: &'a mut String,
+}
+
+impl<'a> Reader<'a> {
+    fn fail(&self, what: &'static str) -> JsonError {
+        JsonError { what, at: self.at }
     }
 
-    fn object(&mut self, jiter: &mut Jiter) -> Result<Record, Error> {
-        let peek = jiter.peek()?;
-        if peek != Peek::Object {
-            return Err(Error::NotObject(match peek {
-                Peek::Array => "an array",
-                Peek::String => "a string",
-                Peek::True | Peek::False => "a bit",
-                Peek::Null => "null",
-                _ if peek.is_num() => "a number",
-                _ => match jiter.known_skip(peek) {
-                    Err(error) => return Err(error.into()),
-                    Ok(()) => "a value of another kind",
-                },
-            }));
+    fn describe(&self, error: JsonError) -> String {
+        let before = &self.bytes[..error.at.min(self.bytes.len())];
+        let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&byte| byte == b'\n')
+                .map_or(0, |at| at + 1)
+            + 1;
+        format!("{} at line {line} column {column}", error.what)
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+            self.at += 1;
         }
-        Ok(match &mut self.fields {
-            None => read_record(jiter, &mut self.names, Some(&mut self.values))?,
-            Some(fields) => read_selected(jiter, fields, &mut self.names)?,
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Result<u8, JsonError> {
+        self.skip_space();
+        match self.bytes.get(self.at) {
+            Some(&byte) => Ok(byte),
+            None => Err(self.fail("the event ends too early")),
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), JsonError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.fail("objects and arrays nest too deeply"));
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    /// After `{` or a field's value: whether another field follows (its
+    /// name is next) or the object ended.
+    fn next_field(&mut self, first: bool) -> Result<bool, JsonError> {
+        match self.peek()? {
+            b'}' => {
+                self.at += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            b',' if !first => {
+                self.at += 1;
+                match self.peek()? {
+                    b'"' => Ok(true),
+                    _ => Err(self.fail("expected a field name in double quotes")),
+                }
+            }
+            b'"' if first => Ok(true),
+            _ if first => Err(self.fail("expected a field name in double quotes or '}'")),
+            _ => Err(self.fail("expected ',' or '}' after a field")),
+        }
+    }
+
+    /// After `[` or an item: whether another item follows.
+    fn next_item(&mut self, first: bool) -> Result<bool, JsonError> {
+        match self.peek()? {
+            b']' => {
+                self.at += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            b',' if !first => {
+                self.at += 1;
+                Ok(true)
+            }
+            _ if first => Ok(true),
+            _ => Err(self.fail("expected ',' or ']' after an item")),
+        }
+    }
+
+    /// A field name (its `"` is next) and the `:` after it.
+    fn name(&mut self) -> Result<Text<'a>, JsonError> {
+        let name = self.string()?;
+        match self.peek()? {
+            b':' => {
+                self.at += 1;
+                Ok(name)
+            }
+            _ => Err(self.fail("expected ':' after a field name")),
+        }
+    }
+
+    fn text<'s>(&'s self, text: &Text<'a>) -> &'s str {
+        match text {
+            Text::InPlace(text) => text,
+            Text::Unescaped => self.unescaped,
+        }
+    }
+
+    /// A string whose `"` is next.
+    fn string(&mut self) -> Result<Text<'a>, JsonError> {
+        self.at += 1;
+        let start = self.at;
+        let bytes = self.bytes;
+        let mut high = 0u8;
+        let mut at = start;
+        // Eight bytes a step while none of them is special: a quote, a
+        // backslash, a control byte or a byte of non-ASCII text.
+        // The lowest byte flagged is the first special one; when it is the
+        // closing quote the string was plain ASCII.
+        while let Some(chunk) = bytes.get(at..at + 8) {
+            let special = special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
+            if special == 0 {
+                at += 8;
+                continue;
+            }
+            at += special.trailing_zeros() as usize / 8;
+            if bytes[at] == b'"' {
+                self.at = at + 1;
+                // SAFETY: no byte before `at` was flagged, so all are
+                // below 0x80 (ASCII), and ASCII text is UTF-8.
+                return Ok(Text::InPlace(unsafe {
+                    std::str::from_utf8_unchecked(&bytes[start..at])
+                }));
+            }
+            break;
+        }
+        // Byte by byte from the first special byte (or near the end).
+        loop {
+            let Some(&byte) = bytes.get(at) else {
+                self.at = at;
+                return Err(self.fail("a string is not closed"));
+            };
+            match byte {
+                b'"' => break,
+                b'\\' => {
+                    self.at = at;
+                    return self.escaped(start);
+                }
+                0..=0x1f => {
+                    self.at = at;
+                    return Err(self.fail("a control character must be escaped in a string"));
+                }
+                _ => high |= byte,
+            }
+            at += 1;
+        }
+        self.at = at + 1;
+        let raw = &bytes[start..at];
+        if high < 0x80 {
+            // SAFETY: every byte of `raw` is below 0x80 (ASCII): those
+            // read one at a time went into `high`, those before had no
+            // special byte. ASCII text is UTF-8.
+            Ok(Text::InPlace(unsafe { std::str::from_utf8_unchecked(raw) }))
+        } else {
+            match std::str::from_utf8(raw) {
+                Ok(text) => Ok(Text::InPlace(text)),
+                Err(error) => {
+                    self.at = start + error.valid_up_to();
+                    Err(self.fail("a string is not valid UTF-8"))
+                }
+            }
+        }
+    }
+
+    /// The rest of a string from `start`, which has an escape at `self.at`.
+    fn escaped(&mut self, start: usize) -> Result<Text<'a>, JsonError> {
+        let bytes = self.bytes;
+        let mut out = std::mem::take(self.unescaped).into_bytes();
+        out.clear();
+        out.extend_from_slice(&bytes[start..self.at]);
+        let result = loop {
+            let Some(&byte) = bytes.get(self.at) else {
+                break Err(self.fail("a string is not closed"));
+            };
+            self.at += 1;
+            match byte {
+                b'"' => break Ok(()),
+                b'\\' => {
+                    let Some(&escape) = bytes.get(self.at) else {
+                        break Err(self.fail("a string is not closed"));
+                    };
+                    self.at += 1;
+                    let plain = match escape {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => match self.unicode_escape() {
+                            Ok(char) => {
+                                out.extend_from_slice(char.encode_utf8(&mut [0; 4]).as_bytes());
+                                continue;
+                            }
+                            Err(error) => break Err(error),
+                        },
+                        _ => {
+                            self.at -= 1;
+                            break Err(self.fail("unknown escape in a string"));
+                        }
+                    };
+                    out.push(plain);
+                }
+                0..=0x1f => {
+                    self.at -= 1;
+                    break Err(self.fail("a control character must be escaped in a string"));
+                }
+                _ => out.push(byte),
+            }
+        };
+        let text = result.and_then(|()| {
+            String::from_utf8(out).map_err(|_| JsonError {
+                what: "a string is not valid UTF-8",
+                at: start,
+            })
+        })?;
+        *self.unescaped = text;
+        Ok(Text::Unescaped)
+    }
+
+    /// `XXXX` after `\u`, with the low half of a surrogate pair after it.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let high = self.hex4()?;
+        let code = match high {
+            0xd800..=0xdbff => {
+                if self.bytes.get(self.at..self.at + 2) != Some(b"\\u") {
+                    return Err(self.fail("a lone leading surrogate in a \\u escape"));
+                }
+                self.at += 2;
+                let low = self.hex4()?;
+                if !(0xdc00..=0xdfff).contains(&low) {
+                    return Err(self.fail("a leading surrogate not followed by a trailing one"));
+                }
+                0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00)
+            }
+            0xdc00..=0xdfff => return Err(self.fail("a lone trailing surrogate in a \\u escape")),
+            code => code,
+        };
+        char::from_u32(code).ok_or_else(|| self.fail("an invalid \\u escape"))
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let mut code = 0;
+        for _ in 0..4 {
+            let digit = self
+                .bytes
+                .get(self.at)
+                .and_then(|&byte| (byte as char).to_digit(16))
+                .ok_or_else(|| self.fail("expected four hex digits after \\u"))?;
+            code = code * 16 + digit;
+            self.at += 1;
+        }
+        Ok(code)
+    }
+
+    /// A number whose first byte is next: a bigint when it is an integer
+    /// that fits, else a float (as most JSON readers do with big integers).
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let bytes = self.bytes;
+        let start = self.at;
+        let mut at = start;
+        let negative = bytes[at] == b'-';
+        if negative {
+            at += 1;
+        }
+        let digits = |at: &mut usize| {
+            let from = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at - from
+        };
+        let whole = at;
+        match digits(&mut at) {
+            0 => {
+                self.at = at;
+                return Err(self.fail("expected a digit"));
+            }
+            count if count > 1 && bytes[whole] == b'0' => {
+                self.at = whole + 1;
+                return Err(self.fail("a number must not start with 0"));
+            }
+            _ => {}
+        }
+        let whole_end = at;
+        let mut integer = true;
+        if bytes.get(at) == Some(&b'.') {
+            integer = false;
+            at += 1;
+            if digits(&mut at) == 0 {
+                self.at = at;
+                return Err(self.fail("expected a digit after the decimal point"));
+            }
+        }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            integer = false;
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            if digits(&mut at) == 0 {
+                self.at = at;
+                return Err(self.fail("expected a digit in the exponent"));
+            }
+        }
+        self.at = at;
+        if integer && whole_end - whole <= 18 {
+            // Up to 18 digits always fit.
+            let magnitude = bytes[whole..whole_end]
+                .iter()
+                .fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+            return Ok(Value::Int(if negative { -magnitude } else { magnitude }));
+        }
+        // SAFETY: the bytes were just matched against the number grammar
+        // above: ASCII digits, signs, '.', 'e' and 'E', which are UTF-8.
+        // That grammar is a subset of what Rust's parsers accept.
+        let text = unsafe { std::str::from_utf8_unchecked(&bytes[start..at]) };
+        if integer && let Ok(value) = text.parse::<i64>() {
+            return Ok(Value::Int(value));
+        }
+        match text.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(Value::Float(value)),
+            _ => {
+                self.at = start;
+                Err(self.fail("a number is out of range"))
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), JsonError> {
+        if self.bytes.get(self.at..self.at + word.len()) == Some(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(self.fail("expected a JSON value"))
+        }
+    }
+
+    /// Any value, interning a string in `strings`; nested records and
+    /// arrays are read whole.
+    fn value(&mut self, names: &mut Interner, strings: &mut Interner) -> Result<Value, JsonError> {
+        Ok(match self.peek()? {
+            b'"' => {
+                let text = self.string()?;
+                Value::Str(strings.intern(self.text(&text)))
+            }
+            b'{' => Value::Record(Arc::new(self.record(names, None)?)),
+            b'[' => {
+                self.enter()?;
+                let mut items = Vec::new();
+                let mut first = true;
+                while self.next_item(first)? {
+                    first = false;
+                    items.push(self.value(names, &mut Interner::disabled())?);
+                }
+                Value::Array(Arc::new(items))
+            }
+            b't' => {
+                self.literal(b"true")?;
+                Value::Bool(true)
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                Value::Bool(false)
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                Value::Null
+            }
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return Err(self.fail("expected a JSON value")),
         })
     }
-}
 
-/// Reads an object whose `{` is next, keeping only `fields`.
-fn read_selected(
-    jiter: &mut Jiter,
-    fields: &mut [Field],
-    names: &mut Interner,
-) -> Result<Record, JiterError> {
-    let mut record = Record::with_capacity(fields.len());
-    let mut key = jiter.known_object()?;
-    while let Some(name) = key {
-        let found = fields
-            .iter()
-            .position(|field| *field.name == *name)
-            .map(|at| (at, true))
-            .or_else(|| {
-                fields
-                    .iter()
-                    .position(|field| field.name.eq_ignore_ascii_case(name))
-                    .map(|at| (at, false))
-            });
-        match found {
-            None => jiter.next_skip()?,
-            Some((at, exact)) => {
-                let field = &mut fields[at];
-                // Exact names share the plan's copy; others keep the
-                // event's spelling.
-                let name = if exact {
-                    field.name.clone()
-                } else {
-                    Arc::from(name)
-                };
-                let value = match &mut field.inner {
-                    Some(inner) if jiter.peek()? == Peek::Object => {
-                        Value::Record(Arc::new(read_selected(jiter, inner, names)?))
-                    }
-                    _ => read_value(jiter, names, &mut field.strings)?,
-                };
-                record.insert(name, value);
+    /// Checks a value and passes over it.
+    fn skip(&mut self) -> Result<(), JsonError> {
+        match self.peek()? {
+            b'"' => {
+                self.string()?;
             }
-        }
-        key = jiter.next_key()?;
-    }
-    Ok(record)
-}
-
-enum Error {
-    Json(JiterError),
-    NotObject(&'static str),
-}
-
-impl From<JiterError> for Error {
-    fn from(error: JiterError) -> Self {
-        Error::Json(error)
-    }
-}
-
-/// Reads an object whose `{` is next. `values` interns the strings of its
-/// fields (top-level records only).
-fn read_record(
-    jiter: &mut Jiter,
-    names: &mut Interner,
-    mut values: Option<&mut Interner>,
-) -> Result<Record, JiterError> {
-    let mut record = Record::new();
-    let mut key = jiter.known_object()?;
-    while let Some(name) = key {
-        let name = names.intern(name);
-        let value = match values.as_deref_mut() {
-            Some(values) => read_value(jiter, names, values)?,
-            None => read_value(jiter, names, &mut Interner::disabled())?,
-        };
-        record.insert(name, value);
-        key = jiter.next_key()?;
-    }
-    Ok(record)
-}
-
-fn read_value(
-    jiter: &mut Jiter,
-    names: &mut Interner,
-    strings: &mut Interner,
-) -> Result<Value, JiterError> {
-    let peek = jiter.peek()?;
-    Ok(match peek {
-        Peek::Null => {
-            jiter.known_null()?;
-            Value::Null
-        }
-        Peek::True | Peek::False => Value::Bool(jiter.known_bool(peek)?),
-        Peek::String => Value::Str(strings.intern(jiter.known_str()?)),
-        Peek::Object => Value::Record(Arc::new(read_record(jiter, names, None)?)),
-        Peek::Array => {
-            let mut items = Vec::new();
-            let mut next = jiter.known_array()?;
-            while next.is_some() {
-                items.push(read_value(jiter, names, &mut Interner::disabled())?);
-                next = jiter.array_step()?;
+            b'{' => {
+                self.enter()?;
+                let mut first = true;
+                while self.next_field(first)? {
+                    first = false;
+                    self.name()?;
+                    self.skip()?;
+                }
             }
-            Value::Array(Arc::new(items))
+            b'[' => {
+                self.enter()?;
+                let mut first = true;
+                while self.next_item(first)? {
+                    first = false;
+                    self.skip()?;
+                }
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+            }
+            _ => return Err(self.fail("expected a JSON value")),
         }
-        _ => number(jiter.known_number_bytes(peek)?),
-    })
-}
-
-/// A JSON number: a bigint when it is an integer that fits, else a float
-/// (as integers beyond 64 bits are read by most JSON readers).
-fn number(text: &[u8]) -> Value {
-    // jiter checked the number's syntax: it is ASCII.
-    let text = std::str::from_utf8(text).expect("a JSON number is ASCII");
-    if !text.contains(['.', 'e', 'E'])
-        && let Ok(integer) = text.parse::<i64>()
-    {
-        return Value::Int(integer);
+        Ok(())
     }
-    Value::Float(text.parse().expect("a JSON number parses as a float"))
+
+    /// A whole object whose `{` is next. `values` interns the strings of
+    /// its fields (top-level records only).
+    fn record(
+        &mut self,
+        names: &mut Interner,
+        mut values: Option<&mut Interner>,
+    ) -> Result<Record, JsonError> {
+        self.enter()?;
+        let mut record = Record::new();
+        let mut first = true;
+        while self.next_field(first)? {
+            first = false;
+            let name = self.name()?;
+            let name = names.intern(self.text(&name));
+            let value = match values.as_deref_mut() {
+                Some(values) => self.value(names, values)?,
+                None => self.value(names, &mut Interner::disabled())?,
+            };
+            record.insert(name, value);
+        }
+        Ok(record)
+    }
+
+    /// An object whose `{` is next, keeping only `fields`.
+    fn selected(
+        &mut self,
+        fields: &mut [Field],
+        names: &mut Interner,
+    ) -> Result<Record, JsonError> {
+        self.enter()?;
+        let mut record = Record::with_capacity(fields.len());
+        let mut first = true;
+        while self.next_field(first)? {
+            first = false;
+            let name = self.name()?;
+            let text = self.text(&name);
+            let found = fields
+                .iter()
+                .position(|field| *field.name == *text)
+                .map(|at| (at, true))
+                .or_else(|| {
+                    fields
+                        .iter()
+                        .position(|field| field.name.eq_ignore_ascii_case(text))
+                        .map(|at| (at, false))
+                });
+            let Some((at, exact)) = found else {
+                self.skip()?;
+                continue;
+            };
+            let field = &mut fields[at];
+            // Exact names share the plan's copy; others keep the event's
+            // spelling.
+            let name = if exact {
+                field.name.clone()
+            } else {
+                Arc::from(text)
+            };
+            let value = match &mut field.inner {
+                Some(inner) if self.peek()? == b'{' => {
+                    Value::Record(Arc::new(self.selected(inner, names)?))
+                }
+                _ => self.value(names, &mut field.strings)?,
+            };
+            record.insert(name, value);
+        }
+        Ok(record)
+    }
 }
 
 /// Shared copies of the strings a field has seen; see the module notes.
@@ -379,6 +790,260 @@ mod tests {
         assert_eq!(
             record.to_json_string(),
             r#"{"b":1,"a":{"x":[1,2.5,"s",null,true,-300.0]},"c":"2026-01-01T00:00:00Z","d":false}"#
+        );
+    }
+
+    /// Whether our value is the one serde_json read.
+    fn same(ours: &Value, theirs: &serde_json::Value) -> bool {
+        use serde_json::Value as J;
+        match (ours, theirs) {
+            (Value::Null, J::Null) => true,
+            (Value::Bool(a), J::Bool(b)) => a == b,
+            // serde_json reads `-0` as the float -0.0; it is the integer 0 here.
+            (Value::Int(a), J::Number(b)) => {
+                b.as_i64() == Some(*a) || (*a == 0 && b.as_f64() == Some(0.0))
+            }
+            (Value::Float(a), J::Number(b)) => {
+                b.as_i64().is_none()
+                    && b.as_f64().is_some_and(|b| {
+                        // serde_json's default float reading may be off by an ulp.
+                        (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs())
+                    })
+            }
+            (Value::Str(a), J::String(b)) => **a == **b,
+            (Value::Array(a), J::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b))
+            }
+            (Value::Record(a), J::Object(b)) => same_record(a, b),
+            _ => false,
+        }
+    }
+
+    fn same_record(ours: &Record, theirs: &serde_json::Map<String, serde_json::Value>) -> bool {
+        ours.len() == theirs.len()
+            && theirs.iter().all(|(name, theirs)| {
+                ours.iter()
+                    .find(|(ours, _)| ***ours == **name)
+                    .is_some_and(|(_, ours)| same(ours, theirs))
+            })
+    }
+
+    /// Reads `text` keeping every field and checks that serde_json reads
+    /// the same, or that both refuse it.
+    fn agrees_with_serde_json(text: &[u8]) {
+        let ours = all_bytes(text);
+        let theirs = serde_json::from_slice::<serde_json::Value>(text);
+        let agree = match (&ours, &theirs) {
+            (Ok(ours), Ok(serde_json::Value::Object(theirs))) => same_record(ours, theirs),
+            (Err(_), Ok(theirs)) => !theirs.is_object(),
+            (Err(_), Err(_)) => true,
+            (Ok(_), _) => false,
+        };
+        assert!(
+            agree,
+            "{:?}: ours {ours:?}, serde_json {theirs:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+
+    fn all_bytes(text: &[u8]) -> Result<Record, String> {
+        EventParser::new(None).parse(text)
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    fn space(random: &mut Random, out: &mut String) {
+        out.push_str(random.pick(&["", "", "", " ", "\n", "\t ", "\r\n"]));
+    }
+
+    fn json_string(random: &mut Random, out: &mut String) {
+        out.push('"');
+        for _ in 0..random.below(5) {
+            out.push_str(random.pick(&[
+                "a",
+                "BIN",
+                "4111",
+                " ",
+                "é",
+                "日本",
+                "😀",
+                "\\\"",
+                "\\\\",
+                "\\/",
+                "\\b",
+                "\\f",
+                "\\n",
+                "\\r",
+                "\\t",
+                "\\u00e9",
+                "\\u0000",
+                "\\ud83d\\ude00",
+                "\\uD83D\\uDE00",
+            ]));
+        }
+        out.push('"');
+    }
+
+    fn json_value(random: &mut Random, depth: u32, out: &mut String) {
+        space(random, out);
+        let kinds = if depth >= 4 { 6 } else { 8 };
+        match random.below(kinds) {
+            0 => out.push_str(random.pick(&["null", "true", "false"])),
+            1 | 2 => out.push_str(random.pick(&[
+                "0",
+                "-0",
+                "7",
+                "-12",
+                "123456789012345678",
+                "-999999999999999999",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "9223372036854775808",
+                "18446744073709551615",
+                "123456789012345678901234567890",
+            ])),
+            3 => out.push_str(random.pick(&[
+                "1.5",
+                "-0.0",
+                "0.1",
+                "1e5",
+                "2.5E-3",
+                "-1E+2",
+                "6.02214076e23",
+                "1e-400",
+                "3.141592653589793238462643383279",
+            ])),
+            4 | 5 => json_string(random, out),
+            6 => {
+                out.push('[');
+                for index in 0..random.below(4) {
+                    if index > 0 {
+                        out.push(',');
+                    }
+                    json_value(random, depth + 1, out);
+                }
+                space(random, out);
+                out.push(']');
+            }
+            _ => json_object(random, depth + 1, out),
+        }
+        space(random, out);
+    }
+
+    fn json_object(random: &mut Random, depth: u32, out: &mut String) {
+        out.push('{');
+        for index in 0..random.below(5) {
+            if index > 0 {
+                out.push(',');
+            }
+            space(random, out);
+            if random.below(3) == 0 {
+                out.push_str(random.pick(&["\"a\"", "\"A\"", "\"b\"", "\"\""]));
+            } else {
+                json_string(random, out);
+            }
+            space(random, out);
+            out.push(':');
+            json_value(random, depth, out);
+        }
+        space(random, out);
+        out.push('}');
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads_and_refuses_what_it_refuses() {
+        let mut random = Random(0x5eed_1234_abcd_0001);
+        let breakers: &[&[u8]] = &[
+            b"{", b"}", b"[", b"]", b",", b":", b"\"", b"\\", b" ", b"0", b"-", b".", b"e", b"x",
+            b"\x01", b"\x1f", b"\x7f", b"\xff", b"\xc3", b"\\u", b"\\ud800", b"n", b"1e400",
+        ];
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            space(&mut random, &mut text);
+            if random.below(10) == 0 {
+                json_value(&mut random, 0, &mut text);
+            } else {
+                json_object(&mut random, 0, &mut text);
+            }
+            space(&mut random, &mut text);
+            agrees_with_serde_json(text.as_bytes());
+            // Break it: insert, replace, delete or cut.
+            let mut broken = text.into_bytes();
+            let at = random.below(broken.len() + 1);
+            match random.below(4) {
+                0 => {
+                    let insert = breakers[random.below(breakers.len())];
+                    broken.splice(at..at, insert.iter().copied());
+                }
+                1 if at < broken.len() => {
+                    broken[at] = breakers[random.below(breakers.len())][0];
+                }
+                2 if at < broken.len() => {
+                    broken.remove(at);
+                }
+                _ => broken.truncate(at),
+            }
+            agrees_with_serde_json(&broken);
+        }
+    }
+
+    #[test]
+    fn a_word_is_special_exactly_when_one_of_its_bytes_is() {
+        for at in 0..8 {
+            for byte in 0..=255u8 {
+                let mut bytes = *b"abcdefgh";
+                bytes[at] = byte;
+                let special = byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte);
+                assert_eq!(
+                    special_bytes(u64::from_le_bytes(bytes)) != 0,
+                    special,
+                    "byte {byte:#x} at {at}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(all(&deep).unwrap_err().contains("nest too deeply"));
+        let mut parser = EventParser::new(Some(&[Arc::from("b")].into_iter().collect()));
+        assert!(
+            parser
+                .parse(deep.as_bytes())
+                .unwrap_err()
+                .contains("nest too deeply")
+        );
+        let fine = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(all(&fine).is_ok());
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let error = all("{\"a\":1,\n \"b\":tru}").unwrap_err();
+        assert_eq!(error, "expected a JSON value at line 2 column 6");
+        let error = all("{\"a\":\"x\u{1}\"}").unwrap_err();
+        assert!(
+            error.contains("control character") && error.contains("column 8"),
+            "{error}"
         );
     }
 

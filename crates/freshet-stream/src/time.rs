@@ -2,6 +2,8 @@
 //! and window alignment. Times are microseconds since the Unix epoch, UTC;
 //! alignment uses `div_euclid` so times before 1970 land in the right window.
 
+use std::cell::Cell;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 
 pub const MICROS_PER_MILLI: i64 = 1_000;
@@ -23,6 +25,9 @@ pub fn unit_micros(unit: &str) -> Option<i64> {
 
 /// Parses an ISO-8601 datetime; one without an offset is UTC.
 pub fn parse_datetime(text: &str) -> Option<i64> {
+    if let Some(micros) = parse_utc_fast(text.as_bytes()) {
+        return Some(micros);
+    }
     let text = text.trim();
     if let Some(micros) = parse_utc_fast(text.as_bytes()) {
         return Some(micros);
@@ -55,20 +60,15 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
         let value = bytes[at].wrapping_sub(b'0');
         (value < 10).then_some(i64::from(value))
     };
-    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
-    if bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || bytes[10] != b'T'
-        || bytes[13] != b':'
-        || bytes[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
-    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
+    let prefix: [u8; 19] = bytes[..19].try_into().ok()?;
+    let whole_seconds = match LAST_SECOND.get() {
+        (last, micros) if last == prefix => micros,
+        _ => {
+            let micros = seconds_micros(&prefix)?;
+            LAST_SECOND.set((prefix, micros));
+            micros
+        }
+    };
     let fraction = &bytes[19..bytes.len() - 1];
     let micros_of_second = match fraction {
         [] => 0,
@@ -85,11 +85,37 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
+    Some(whole_seconds + micros_of_second)
+}
+
+thread_local! {
+    /// The last `YYYY-MM-DDTHH:MM:SS` read and its microseconds: events
+    /// come roughly in time order, so thousands in a row share it.
+    static LAST_SECOND: Cell<([u8; 19], i64)> = const { Cell::new((*b"1970-01-01T00:00:00", 0)) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` as microseconds since the epoch.
+fn seconds_micros(bytes: &[u8; 19]) -> Option<i64> {
+    let digit = |at: usize| -> Option<i64> {
+        let value = bytes[at].wrapping_sub(b'0');
+        (value < 10).then_some(i64::from(value))
+    };
+    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
+    if bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (two(0)? * 100 + two(2)?, two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
     let days = days_from_civil(year, month, day)?;
-    Some(
-        ((days * 86_400 + hour * 3_600 + minute * 60 + second) * MICROS_PER_SECOND)
-            + micros_of_second,
-    )
+    Some((days * 86_400 + hour * 3_600 + minute * 60 + second) * MICROS_PER_SECOND)
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date, `None` when the
@@ -251,6 +277,21 @@ mod tests {
                 .timestamp_micros();
             assert_eq!(parse_utc_fast(text.as_bytes()), Some(chrono), "{text}");
         }
+        // The last second read is remembered; what follows it is still
+        // checked, and a second not yet read is parsed in full.
+        let second = parse_utc_fast(b"2026-11-23T00:02:03Z").unwrap();
+        assert_eq!(
+            parse_utc_fast(b"2026-11-23T00:02:03.25Z"),
+            Some(second + 250_000)
+        );
+        assert_eq!(parse_utc_fast(b"2026-11-23T00:02:03.2xZ"), None);
+        assert_eq!(
+            parse_utc_fast(b"2026-11-23T00:02:04Z"),
+            Some(second + 1_000_000)
+        );
+        assert_eq!(parse_utc_fast(b"2026-11-23T00:02:03Z"), Some(second));
+        assert_eq!(parse_utc_fast(b"1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc_fast(&[0; 20]), None);
         assert_eq!(parse_utc_fast(b"2026-02-30T00:00:00Z"), None);
         assert_eq!(parse_utc_fast(b"2026-11-23T24:00:00Z"), None);
         assert_eq!(unit_micros("MI"), Some(60 * MICROS_PER_SECOND));

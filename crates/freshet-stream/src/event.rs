@@ -264,47 +264,31 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// After `{` or a field's value: whether another field follows (its
-    /// name is next) or the object ended.
-    fn next_field(&mut self, first: bool) -> Result<bool, JsonError> {
+    /// After the `{` or `[` (`first`) or after a member of an object or
+    /// array: whether another member follows, or `close` ended it.
+    fn next_member(&mut self, first: bool, close: u8) -> Result<bool, JsonError> {
         match self.peek()? {
-            b'}' => {
+            byte if byte == close => {
                 self.at += 1;
                 self.depth -= 1;
                 Ok(false)
             }
-            b',' if !first => {
-                self.at += 1;
-                match self.peek()? {
-                    b'"' => Ok(true),
-                    _ => Err(self.fail("expected a field name in double quotes")),
-                }
-            }
-            b'"' if first => Ok(true),
-            _ if first => Err(self.fail("expected a field name in double quotes or '}'")),
-            _ => Err(self.fail("expected ',' or '}' after a field")),
-        }
-    }
-
-    /// After `[` or an item: whether another item follows.
-    fn next_item(&mut self, first: bool) -> Result<bool, JsonError> {
-        match self.peek()? {
-            b']' => {
-                self.at += 1;
-                self.depth -= 1;
-                Ok(false)
-            }
-            b',' if !first => {
+            _ if first => Ok(true),
+            b',' => {
                 self.at += 1;
                 Ok(true)
             }
-            _ if first => Ok(true),
+            b'}' | b']' => Err(self.fail("brackets do not match")),
+            _ if close == b'}' => Err(self.fail("expected ',' or '}' after a field")),
             _ => Err(self.fail("expected ',' or ']' after an item")),
         }
     }
 
-    /// A field name (its `"` is next) and the `:` after it.
+    /// A field name in double quotes and the `:` after it.
     fn name(&mut self) -> Result<Text<'a>, JsonError> {
+        if self.peek()? != b'"' {
+            return Err(self.fail("expected a field name in double quotes"));
+        }
         let name = self.string()?;
         match self.peek()? {
             b':' => {
@@ -577,7 +561,7 @@ impl<'a> Reader<'a> {
                 self.enter()?;
                 let mut items = Vec::new();
                 let mut first = true;
-                while self.next_item(first)? {
+                while self.next_member(first, b']')? {
                     first = false;
                     items.push(self.value(names, &mut Interner::disabled())?);
                 }
@@ -606,20 +590,15 @@ impl<'a> Reader<'a> {
             b'"' => {
                 self.string()?;
             }
-            b'{' => {
+            open @ (b'{' | b'[') => {
+                let object = open == b'{';
                 self.enter()?;
                 let mut first = true;
-                while self.next_field(first)? {
+                while self.next_member(first, if object { b'}' } else { b']' })? {
                     first = false;
-                    self.name()?;
-                    self.skip()?;
-                }
-            }
-            b'[' => {
-                self.enter()?;
-                let mut first = true;
-                while self.next_item(first)? {
-                    first = false;
+                    if object {
+                        self.name()?;
+                    }
                     self.skip()?;
                 }
             }
@@ -644,7 +623,7 @@ impl<'a> Reader<'a> {
         self.enter()?;
         let mut record = Record::new();
         let mut first = true;
-        while self.next_field(first)? {
+        while self.next_member(first, b'}')? {
             first = false;
             let name = self.name()?;
             let name = names.intern(self.text(&name));
@@ -666,7 +645,7 @@ impl<'a> Reader<'a> {
         self.enter()?;
         let mut record = Record::with_capacity(fields.len());
         let mut first = true;
-        while self.next_field(first)? {
+        while self.next_member(first, b'}')? {
             first = false;
             let name = self.name()?;
             let text = self.text(&name);

@@ -1014,6 +1014,28 @@ mod tests {
                 );
             }
         }
+        // The lowest byte flagged is the first special one, whatever
+        // follows it (the string reader relies on that).
+        let kinds = [
+            0u8, 0x1f, b'"', b'\\', 0x80, 0xff, b'!', b'#', b'[', b']', 0x20, 0x7f,
+        ];
+        for first in 0..8 {
+            for &one in &kinds {
+                for &two in &kinds {
+                    let mut bytes = *b"abcdefgh";
+                    bytes[first] = one;
+                    for later in &mut bytes[first + 1..] {
+                        *later = two;
+                    }
+                    let special =
+                        |byte: u8| byte == b'"' || byte == b'\\' || !(0x20..0x80).contains(&byte);
+                    let expected = bytes.iter().position(|&byte| special(byte));
+                    let flagged = special_bytes(u64::from_le_bytes(bytes));
+                    let found = (flagged != 0).then(|| flagged.trailing_zeros() as usize / 8);
+                    assert_eq!(found, expected, "{bytes:?}");
+                }
+            }
+        }
     }
 
     #[test]

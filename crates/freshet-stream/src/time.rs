@@ -28,10 +28,13 @@ pub fn parse_datetime(text: &str) -> Option<i64> {
     if let Some(micros) = parse_utc_fast(text.as_bytes()) {
         return Some(micros);
     }
-    let text = text.trim();
-    if let Some(micros) = parse_utc_fast(text.as_bytes()) {
+    let trimmed = text.trim();
+    if trimmed.len() < text.len()
+        && let Some(micros) = parse_utc_fast(trimmed.as_bytes())
+    {
         return Some(micros);
     }
+    let text = trimmed;
     if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
         return Some(parsed.timestamp_micros());
     }
@@ -56,10 +59,6 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
     if bytes.len() < 20 || bytes[bytes.len() - 1] != b'Z' {
         return None;
     }
-    let digit = |at: usize| -> Option<i64> {
-        let value = bytes[at].wrapping_sub(b'0');
-        (value < 10).then_some(i64::from(value))
-    };
     let prefix: [u8; 19] = bytes[..19].try_into().ok()?;
     let whole_seconds = match LAST_SECOND.get() {
         (last, micros) if last == prefix => micros,
@@ -73,8 +72,9 @@ fn parse_utc_fast(bytes: &[u8]) -> Option<i64> {
     let micros_of_second = match fraction {
         [] => 0,
         [b'.', rest @ ..] if !rest.is_empty() && rest.len() <= 9 => {
-            let value =
-                (20..20 + rest.len()).try_fold(0, |value, at| Some(value * 10 + digit(at)?))?;
+            let value = rest
+                .iter()
+                .try_fold(0, |value, &byte| Some(value * 10 + digit(byte)?))?;
             // Scale to microseconds (truncating below them).
             let scale = 10i64.pow(rest.len().abs_diff(6) as u32);
             if rest.len() <= 6 {
@@ -96,11 +96,7 @@ thread_local! {
 
 /// `YYYY-MM-DDTHH:MM:SS` as microseconds since the epoch.
 fn seconds_micros(bytes: &[u8; 19]) -> Option<i64> {
-    let digit = |at: usize| -> Option<i64> {
-        let value = bytes[at].wrapping_sub(b'0');
-        (value < 10).then_some(i64::from(value))
-    };
-    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
+    let two = |at: usize| Some(digit(bytes[at])? * 10 + digit(bytes[at + 1])?);
     if bytes[4] != b'-'
         || bytes[7] != b'-'
         || bytes[10] != b'T'
@@ -116,6 +112,12 @@ fn seconds_micros(bytes: &[u8; 19]) -> Option<i64> {
     }
     let days = days_from_civil(year, month, day)?;
     Some((days * 86_400 + hour * 3_600 + minute * 60 + second) * MICROS_PER_SECOND)
+}
+
+/// The value of an ASCII digit.
+fn digit(byte: u8) -> Option<i64> {
+    let value = byte.wrapping_sub(b'0');
+    (value < 10).then_some(i64::from(value))
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date, `None` when the

@@ -622,13 +622,18 @@ fn views_equal_the_aggregation_over_raw_rows() {
     // batches, and a long interval, so that the last rows stay the delta.
     spec.seal.max_rows = 700;
     spec.seal.max_age_ms = 600_000;
-    let events = generate(
+    let mut events = generate(
         Options {
             duplicates: 0.01,
             ..options(Scenario::Iot, 11)
         },
-        20_000,
+        20_100,
     );
+    let spares: Vec<Generated> = events
+        .split_off(20_000)
+        .into_iter()
+        .filter(|e| e.injection != Injection::Duplicate)
+        .collect();
     let group = "deviceId, date_bin(INTERVAL '5 seconds', createdAt) AS minute";
     let view = |name: &str| freshet_store::ViewSpec {
         name: name.into(),
@@ -652,11 +657,37 @@ fn views_equal_the_aggregation_over_raw_rows() {
         // Created over existing rows: backfilled from the extents.
         fixture.store().apply_view(view("late")).unwrap();
         produce(&fixture.log, "iot", &events[10_000..]);
-        let unique = events
+        let mut unique = events
             .iter()
             .filter(|e| e.injection != Injection::Duplicate)
             .count();
         fixture.wait_for_rows("telemetry", unique as i64);
+        // When a seal took every row, one more event starts a buffer far
+        // below the seal size, so that the delta is exercised too.
+        let mut spares = spares.iter();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let delta = fixture.store().views()[0].delta_rows;
+            if delta > 0 && delta < 700 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the buffer never settled: {delta} rows"
+            );
+            if delta == 0 {
+                produce(
+                    &fixture.log,
+                    "iot",
+                    std::slice::from_ref(spares.next().expect("a spare event")),
+                );
+                unique += 1;
+                fixture.wait_for_rows("telemetry", unique as i64);
+            } else {
+                // A seal is due.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
 
         let infos = fixture.store().views();
         assert_eq!(infos.len(), 2);

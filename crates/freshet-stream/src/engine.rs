@@ -167,8 +167,14 @@ pub struct Engine {
     /// time, and the earliest watermark and the state rows found then.
     last_sweep: i64,
     swept: (i64, usize),
+    /// Per step: whether it projects named columns only, each name once
+    /// (its rows are built without looking for a field to replace).
+    distinct_columns: Vec<bool>,
+    /// The steps a watermark can make emit: those with windows or with
+    /// a join of two streams.
+    watermark_steps: Vec<usize>,
     /// Which steps read each stream, and as which source.
-    consumers: HashMap<StreamRef, Arc<[(usize, usize)]>, foldhash::fast::RandomState>,
+    consumers: Consumers,
     references: Vec<ReferenceTable>,
     processing_time: i64,
     state: EngineState,
@@ -177,6 +183,8 @@ pub struct Engine {
     /// queue of events between steps.
     scratch: (Vec<Value>, Vec<Value>),
     queue: VecDeque<Flow>,
+    /// Rows a step made of one event, reused.
+    produced: Vec<(i64, Record)>,
 }
 
 /// A partition's time record, made when first seen.
@@ -192,6 +200,22 @@ fn partition_time(
             max_event_time: None,
             last_active: now,
         })
+}
+
+/// Which steps read each stream, and as which source (side of a join).
+struct Consumers {
+    of_inputs: Vec<Vec<(usize, usize)>>,
+    of_steps: Vec<Vec<(usize, usize)>>,
+}
+
+impl Consumers {
+    fn of(&self, stream: StreamRef) -> &[(usize, usize)] {
+        match stream {
+            StreamRef::Input(input) => &self.of_inputs[input],
+            StreamRef::Step(step) => &self.of_steps[step],
+            StreamRef::Reference(_) => &[],
+        }
+    }
 }
 
 /// An event on its way between steps.
@@ -242,21 +266,19 @@ impl Engine {
                 plan.steps.len()
             ));
         }
-        let mut consumers: HashMap<StreamRef, Vec<(usize, usize)>> = HashMap::new();
+        let mut consumers = Consumers {
+            of_inputs: vec![Vec::new(); plan.inputs.len()],
+            of_steps: vec![Vec::new(); plan.steps.len()],
+        };
         for (index, step) in plan.steps.iter().enumerate() {
             for (side, source) in step.sources.iter().enumerate() {
-                if !matches!(source.stream, StreamRef::Reference(_)) {
-                    consumers
-                        .entry(source.stream)
-                        .or_default()
-                        .push((index, side));
+                match source.stream {
+                    StreamRef::Input(input) => consumers.of_inputs[input].push((index, side)),
+                    StreamRef::Step(step) => consumers.of_steps[step].push((index, side)),
+                    StreamRef::Reference(_) => {}
                 }
             }
         }
-        let consumers = consumers
-            .into_iter()
-            .map(|(stream, steps)| (stream, Arc::from(steps)))
-            .collect();
         let references = plan
             .references
             .iter()
@@ -265,8 +287,34 @@ impl Engine {
                 indexes: HashMap::new(),
             })
             .collect();
+        let distinct_columns = plan
+            .steps
+            .iter()
+            .map(|step| match &step.body {
+                StepBody::Project(projections) => {
+                    let mut names = std::collections::HashSet::new();
+                    projections.iter().all(|projection| match projection {
+                        Projection::Column { name, .. } => names.insert(name.clone()),
+                        Projection::All(_) => false,
+                    })
+                }
+                StepBody::Aggregate(_) => false,
+            })
+            .collect();
+        let watermark_steps = plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, step)| {
+                matches!(step.body, StepBody::Aggregate(_))
+                    || step.join.as_ref().is_some_and(|join| join.span.is_some())
+            })
+            .map(|(index, _)| index)
+            .collect();
         let substreams = plan.inputs.iter().any(|input| !input.over.is_empty());
         Ok(Self {
+            distinct_columns,
+            watermark_steps,
             plan,
             policy,
             substreams,
@@ -279,6 +327,7 @@ impl Engine {
             late_events: Vec::new(),
             scratch: Default::default(),
             queue: VecDeque::new(),
+            produced: Vec::new(),
         })
     }
 
@@ -590,7 +639,8 @@ impl Engine {
             return;
         }
         self.state.watermark = watermark;
-        for index in 0..self.plan.steps.len() {
+        for at in 0..self.watermark_steps.len() {
+            let index = self.watermark_steps[at];
             let mut produced = Vec::new();
             self.step_watermark(index, watermark, &mut produced);
             for (time, record) in produced {
@@ -605,15 +655,22 @@ impl Engine {
         // A step's window may close inside this loop and start a flow of
         // its own; that one finds the buffer taken and makes another.
         let mut queue = std::mem::take(&mut self.queue);
+        let mut produced = std::mem::take(&mut self.produced);
         queue.push_back(first);
         while let Some(flow) = queue.pop_front() {
-            let Some(consumers) = self.consumers.get(&flow.stream).map(Arc::clone) else {
-                continue;
-            };
-            for &(index, side) in consumers.iter() {
-                let mut produced = Vec::new();
-                self.step_event(index, side, flow.time, flow.record.clone(), &mut produced);
-                for (time, record) in produced {
+            let count = self.consumers.of(flow.stream).len();
+            let mut record = Some(flow.record);
+            for at in 0..count {
+                let (index, side) = self.consumers.of(flow.stream)[at];
+                // The last step to read the event takes it.
+                let record = if at + 1 == count {
+                    record.take()
+                } else {
+                    record.clone()
+                }
+                .expect("taken only by the last");
+                self.step_event(index, side, flow.time, record, &mut produced);
+                for (time, record) in produced.drain(..) {
                     if let Some(record) = self.deliver(index, time, record, out) {
                         queue.push_back(Flow {
                             stream: StreamRef::Step(index),
@@ -625,6 +682,7 @@ impl Engine {
             }
         }
         self.queue = queue;
+        self.produced = produced;
     }
 
     /// A row produced by step `index`: to its output, or onward.
@@ -852,6 +910,15 @@ impl Engine {
             return;
         }
         match &step.body {
+            StepBody::Project(projections) if self.distinct_columns[index] => {
+                let mut record = Record::with_capacity(projections.len());
+                for projection in projections {
+                    if let Projection::Column { name, expr } = projection {
+                        record.push_new(name.clone(), expr.eval(&row));
+                    }
+                }
+                produced.push((time, record));
+            }
             StepBody::Project(projections) => {
                 let mut record = Record::with_capacity(projections.len());
                 for projection in projections {

@@ -96,7 +96,7 @@ impl FromIterator<Arc<str>> for FieldSelection {
 #[derive(Debug, Default)]
 pub struct EventParser {
     /// The fields the job reads, or `None` for every field.
-    fields: Option<Vec<Field>>,
+    fields: Option<Fields>,
     /// Names of fields read when every field is kept, and of fields
     /// inside nested records kept whole.
     names: Interner,
@@ -112,20 +112,87 @@ struct Field {
     name: Arc<str>,
     strings: Interner,
     /// The fields read of a nested record, or `None` for the whole value.
-    inner: Option<Vec<Field>>,
+    inner: Option<Fields>,
 }
 
-impl Field {
-    fn list(selection: &FieldSelection) -> Vec<Field> {
-        selection
-            .0
+/// The fields read of one record, and what the names of the last record
+/// read here were found to be.
+#[derive(Debug)]
+struct Fields {
+    list: Vec<Field>,
+    /// Member by member, the last record's name and the field it matched
+    /// (with whether exactly), or `None` when skipped. Events of a stream
+    /// mostly repeat their layout, so a name is first compared with the
+    /// one at its place last time: one comparison instead of a search.
+    layout: Vec<(Box<str>, Option<(usize, bool)>)>,
+}
+
+/// Whether two names are equal. Names are mostly short: up to 16 bytes
+/// they are compared as two overlapping words, without a call.
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    fn word<const N: usize>(text: &[u8], at: usize) -> [u8; N] {
+        *text[at..].first_chunk::<N>().expect("long enough")
+    }
+    match len {
+        8..=16 => {
+            word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, len - 8) == word::<8>(b, len - 8)
+        }
+        4..8 => {
+            word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, len - 4) == word::<4>(b, len - 4)
+        }
+        _ => a == b,
+    }
+}
+
+/// Members of a record whose names are remembered in a layout.
+const LAYOUT_MAX_MEMBERS: usize = 64;
+
+impl Fields {
+    fn new(selection: &FieldSelection) -> Self {
+        Self {
+            list: selection
+                .0
+                .iter()
+                .map(|selected| Field {
+                    name: selected.name.clone(),
+                    strings: Interner::default(),
+                    inner: selected.inner.as_ref().map(Fields::new),
+                })
+                .collect(),
+            layout: Vec::new(),
+        }
+    }
+
+    /// The field the `member`th name of a record, `text`, reads: its
+    /// index and whether the name matched exactly (else ignoring ASCII
+    /// case), or `None` when the member is skipped.
+    fn find(&mut self, member: usize, text: &str) -> Option<(usize, bool)> {
+        if let Some((name, found)) = self.layout.get(member)
+            && same_name(name.as_bytes(), text.as_bytes())
+        {
+            return *found;
+        }
+        let found = self
+            .list
             .iter()
-            .map(|selected| Field {
-                name: selected.name.clone(),
-                strings: Interner::default(),
-                inner: selected.inner.as_ref().map(Field::list),
-            })
-            .collect()
+            .position(|field| *field.name == *text)
+            .map(|at| (at, true))
+            .or_else(|| {
+                self.list
+                    .iter()
+                    .position(|field| field.name.eq_ignore_ascii_case(text))
+                    .map(|at| (at, false))
+            });
+        if member < self.layout.len() {
+            self.layout[member] = (Box::from(text), found);
+        } else if member == self.layout.len() && member < LAYOUT_MAX_MEMBERS {
+            self.layout.push((Box::from(text), found));
+        }
+        found
     }
 }
 
@@ -134,7 +201,7 @@ impl EventParser {
     /// ignoring ASCII case) when given, or every field.
     pub fn new(fields: Option<&FieldSelection>) -> Self {
         Self {
-            fields: fields.map(Field::list),
+            fields: fields.map(Fields::new),
             ..Self::default()
         }
     }
@@ -644,33 +711,23 @@ impl<'a> Reader<'a> {
     }
 
     /// An object whose `{` is next, keeping only `fields`.
-    fn selected(
-        &mut self,
-        fields: &mut [Field],
-        names: &mut Interner,
-    ) -> Result<Record, JsonError> {
+    fn selected(&mut self, fields: &mut Fields, names: &mut Interner) -> Result<Record, JsonError> {
         self.enter()?;
-        let mut record = Record::with_capacity(fields.len());
-        let mut first = true;
-        while self.next_member(first, b'}')? {
-            first = false;
+        let mut record = Record::with_capacity(fields.list.len());
+        // Fields (of the first 64) already read under the plan's own name:
+        // another member of that name replaces its value.
+        let mut read_exactly = 0u64;
+        let mut member = 0;
+        while self.next_member(member == 0, b'}')? {
             let name = self.name()?;
             let text = self.text(&name);
-            let found = fields
-                .iter()
-                .position(|field| *field.name == *text)
-                .map(|at| (at, true))
-                .or_else(|| {
-                    fields
-                        .iter()
-                        .position(|field| field.name.eq_ignore_ascii_case(text))
-                        .map(|at| (at, false))
-                });
+            let found = fields.find(member, text);
+            member += 1;
             let Some((at, exact)) = found else {
                 self.skip()?;
                 continue;
             };
-            let field = &mut fields[at];
+            let field = &mut fields.list[at];
             // Exact names share the plan's copy; others keep the event's
             // spelling.
             let name = if exact {
@@ -684,7 +741,16 @@ impl<'a> Reader<'a> {
                 }
                 _ => self.value(names, &mut field.strings)?,
             };
-            record.insert(name, value);
+            let bit = 1u64.checked_shl(at as u32).unwrap_or(0);
+            if exact && bit != 0 && read_exactly & bit == 0 {
+                // No other field has the plan's spelling: names read
+                // loosely differ from it, and `FieldSelection` holds no
+                // two names equal ignoring case.
+                read_exactly |= bit;
+                record.push_new(name, value);
+            } else {
+                record.insert(name, value);
+            }
         }
         Ok(record)
     }
@@ -1165,6 +1231,64 @@ mod tests {
     }
 
     #[test]
+    fn names_are_equal_exactly_when_their_bytes_are() {
+        let names: Vec<String> = (0..=20)
+            .flat_map(|len| {
+                let base = "abcdefghijklmnopqrstu"[..len].to_string();
+                let mut variants = vec![base.clone()];
+                for at in 0..len {
+                    let mut bytes = base.clone().into_bytes();
+                    bytes[at] = b'Z';
+                    variants.push(String::from_utf8(bytes).unwrap());
+                }
+                variants
+            })
+            .collect();
+        for a in &names {
+            for b in &names {
+                assert_eq!(same_name(a.as_bytes(), b.as_bytes()), a == b, "{a} / {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_parser_reads_changing_layouts_as_a_new_one_would() {
+        let mut selection = FieldSelection::default();
+        for path in [&["a"][..], &["B"], &["n", "x"], &["n", "Y"]] {
+            selection.add(&path.iter().map(|name| Arc::from(*name)).collect::<Vec<_>>());
+        }
+        let events = [
+            r#"{"a":1,"b":2,"c":3,"n":{"x":1,"y":2,"z":3}}"#,
+            r#"{"a":1,"b":2,"c":3,"n":{"x":1,"y":2,"z":3}}"#,
+            // Same places, other names; names moved; fewer and more members.
+            r#"{"c":1,"B":2,"a":3,"n":{"z":1,"Y":2,"x":3}}"#,
+            r#"{"b":1,"a":2,"n":{"y":1},"c":3}"#,
+            r#"{"a":1}"#,
+            r#"{"A":1,"b":2,"c":3,"d":4,"n":{"X":1,"y":2,"w":{"x":0}},"e":5}"#,
+            r#"{"c":1,"c":2,"a":3,"a":4,"n":{"x":1,"x":2}}"#,
+            r#"{"a":1,"b":2,"c":3,"n":{"x":1,"y":2,"z":3}}"#,
+        ];
+        // A repeated name keeps its last value.
+        assert_eq!(
+            EventParser::new(Some(&selection))
+                .parse(events[6].as_bytes())
+                .unwrap()
+                .to_json_string(),
+            r#"{"a":4,"n":{"x":2}}"#
+        );
+        let mut kept = EventParser::new(Some(&selection));
+        for (round, text) in events.iter().cycle().take(3 * events.len()).enumerate() {
+            let fresh = EventParser::new(Some(&selection)).parse(text.as_bytes());
+            assert_eq!(
+                kept.parse(text.as_bytes())
+                    .map(|record| record.to_json_string()),
+                fresh.map(|record| record.to_json_string()),
+                "event {round}: {text}"
+            );
+        }
+    }
+
+    #[test]
     fn repeated_values_share_one_copy_and_unique_ones_stop_the_table() {
         let fields = [Arc::from("k"), Arc::from("t")];
         let mut parser = EventParser::new(Some(&fields.iter().cloned().collect()));
@@ -1187,7 +1311,7 @@ mod tests {
                 }
             }
         }
-        let tables = parser.fields.as_ref().unwrap();
+        let tables = &parser.fields.as_ref().unwrap().list;
         assert!(tables[0].strings.on);
         assert!(!tables[1].strings.on, "unique times keep no table");
         assert!(tables[1].strings.table.is_empty());

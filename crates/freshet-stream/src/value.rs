@@ -72,6 +72,14 @@ impl Record {
         }
     }
 
+    /// Adds a field the caller knows the record does not have yet (a
+    /// second field of that name would shadow nothing: `get` finds the
+    /// first).
+    pub fn push_new(&mut self, name: Arc<str>, value: Value) {
+        debug_assert!(self.fields.iter().all(|(field, _)| *field != name));
+        self.fields.push((name, value));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
         self.fields.iter().map(|(name, value)| (name, value))
     }

@@ -124,7 +124,7 @@ struct Fields {
     /// (with whether exactly), or `None` when skipped. Events of a stream
     /// mostly repeat their layout, so a name is first compared with the
     /// one at its place last time: one comparison instead of a search.
-    layout: Vec<(Box<str>, Option<(usize, bool)>)>,
+    layout: Vec<(Box<str>, Found)>,
 }
 
 /// Whether two names are equal. Names are mostly short: up to 16 bytes
@@ -148,6 +148,10 @@ fn same_name(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// The field a name reads (its index, and whether the name matched
+/// exactly rather than ignoring ASCII case), or `None` when skipped.
+type Found = Option<(usize, bool)>;
+
 /// Members of a record whose names are remembered in a layout.
 const LAYOUT_MAX_MEMBERS: usize = 64;
 
@@ -170,7 +174,7 @@ impl Fields {
     /// The field the `member`th name of a record, `text`, reads: its
     /// index and whether the name matched exactly (else ignoring ASCII
     /// case), or `None` when the member is skipped.
-    fn find(&mut self, member: usize, text: &str) -> Option<(usize, bool)> {
+    fn find(&mut self, member: usize, text: &str) -> Found {
         if let Some((name, found)) = self.layout.get(member)
             && same_name(name.as_bytes(), text.as_bytes())
         {

@@ -272,10 +272,10 @@ fn special_bytes(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    // Below 0x20 or from 0x80: `(byte - 0x20) | byte` has its high bit set.
     zero_byte(word ^ (ONES * u64::from(b'"')))
         | zero_byte(word ^ (ONES * u64::from(b'\\')))
-        | (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
-        | (word & HIGH)
+        | ((word.wrapping_sub(ONES * 0x20) | word) & HIGH)
 }
 
 /// Reads JSON (RFC 8259) from a byte slice, one value at a time, into
@@ -377,12 +377,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string whose `"` is next.
+    /// A string whose `"` is next. The usual string, short ASCII without
+    /// escapes, is read here, inline where strings are read; the rest by
+    /// `string_rest`.
+    #[inline(always)]
     fn string(&mut self) -> Result<Text<'a>, JsonError> {
-        self.at += 1;
-        let start = self.at;
+        let start = self.at + 1;
         let bytes = self.bytes;
-        let mut high = 0u8;
         let mut at = start;
         // Eight bytes a step while none of them is special: a quote, a
         // backslash, a control byte or a byte of non-ASCII text.
@@ -405,6 +406,15 @@ impl<'a> Reader<'a> {
             }
             break;
         }
+        self.string_rest(start, at)
+    }
+
+    /// The rest of a string from `start` whose bytes before `at` are
+    /// ASCII without quote or backslash.
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize, mut at: usize) -> Result<Text<'a>, JsonError> {
+        let bytes = self.bytes;
+        let mut high = 0u8;
         // Byte by byte from the first special byte (or near the end).
         loop {
             let Some(&byte) = bytes.get(at) else {

@@ -530,10 +530,9 @@ impl Engine {
         let mut event_time = match &self.plan.inputs[input].timestamp_by {
             Some(expr) => {
                 let sources = [Some(&*record)];
-                let value = expr.eval(&Row::event(&sources, &[arrival_time], arrival_time));
-                match value.as_time() {
-                    Some(time) => time,
-                    None => {
+                match expr.eval_time(&Row::event(&sources, &[arrival_time], arrival_time)) {
+                    Ok(time) => time,
+                    Err(value) => {
                         self.state.counters.untimed_dropped += 1;
                         return Err(EventError::NoEventTime {
                             found: value.to_string(),
@@ -1063,6 +1062,40 @@ mod tests {
                 (device, row.timestamp / SECOND)
             })
             .collect()
+    }
+
+    #[test]
+    fn an_event_without_a_datetime_is_dropped_with_what_was_found() {
+        let plan = Arc::new(
+            JobPlan::new(
+                "SELECT COUNT(*) AS n INTO o FROM i TIMESTAMP BY e.t GROUP BY TumblingWindow(second, 10)",
+                &[],
+            )
+            .unwrap(),
+        );
+        let mut engine = Engine::new(plan, TimePolicy::default());
+        let mut out = Vec::new();
+        let mut push = |text: &str| {
+            let record = Arc::new(Record::from_json(text.as_bytes()).unwrap());
+            engine.push(0, 0, 0, record, &mut out)
+        };
+        let found = |found: &str| {
+            Err(EventError::NoEventTime {
+                found: found.to_string(),
+            })
+        };
+        assert_eq!(push(r#"{"e":{"t":"soon"}}"#), found("soon"));
+        assert_eq!(push(r#"{"e":{"t":[1]}}"#), found("[1]"));
+        assert_eq!(push(r#"{"e":{"u":1}}"#), found("null"));
+        assert_eq!(push(r#"{"e":5}"#), found("null"));
+        assert_eq!(push(r#"{"e":{"t":"2026-01-01T00:00:01Z"}}"#), Ok(()));
+        // Numbers are milliseconds since the epoch.
+        assert_eq!(push(r#"{"e":{"t":1767225602000}}"#), Ok(()));
+        assert_eq!(engine.counters().untimed_dropped, 4);
+        assert_eq!(engine.counters().input_events, 6);
+        engine.finish(&mut out);
+        assert_eq!(out.len(), 1);
+        assert!(matches!(out[0].record.get("n"), Some(Value::Int(2))));
     }
 
     #[test]

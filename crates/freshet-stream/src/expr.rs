@@ -243,6 +243,21 @@ impl DateUnit {
 }
 
 impl Expr {
+    /// The value as a datetime ([`Value::as_time`]), or the value when it
+    /// is not one. A field is read where it is, without a copy.
+    pub fn eval_time(&self, row: &Row) -> Result<i64, Value> {
+        if let Expr::Field { source, path } = self
+            && let Some(Some(record)) = row.sources.get(*source)
+        {
+            return match field_ref(record, path) {
+                Some(value) => value.as_time().ok_or_else(|| value.clone()),
+                None => Err(Value::Null),
+            };
+        }
+        let value = self.eval(row);
+        value.as_time().ok_or(value)
+    }
+
     pub fn eval(&self, row: &Row) -> Value {
         match self {
             Expr::Literal(value) => value.clone(),
@@ -455,23 +470,20 @@ impl Expr {
 }
 
 fn field_path(record: &Record, path: &[Arc<str>]) -> Value {
-    let Some((first, rest)) = path.split_first() else {
-        return Value::Null;
-    };
-    let mut value = match record.get(first) {
-        Some(value) => value,
-        None => return Value::Null,
-    };
+    field_ref(record, path).cloned().unwrap_or(Value::Null)
+}
+
+/// The value down `path` of nested records, if there is one.
+fn field_ref<'r>(record: &'r Record, path: &[Arc<str>]) -> Option<&'r Value> {
+    let (first, rest) = path.split_first()?;
+    let mut value = record.get(first)?;
     for name in rest {
         value = match value {
-            Value::Record(inner) => match inner.get(name) {
-                Some(value) => value,
-                None => return Value::Null,
-            },
-            _ => return Value::Null,
+            Value::Record(inner) => inner.get(name)?,
+            _ => return None,
         };
     }
-    value.clone()
+    Some(value)
 }
 
 /// Compares two values the way SQL comparisons do: numbers across types,

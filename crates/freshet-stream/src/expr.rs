@@ -2,6 +2,7 @@
 //! casts and the Stream Analytics built-in functions, with its NULL rules
 //! (any NULL operand gives NULL; WHERE and HAVING keep only true rows).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::time;
@@ -258,6 +259,24 @@ impl Expr {
         value.as_time().ok_or(value)
     }
 
+    /// The value, borrowed where it already is (a field, a literal, a
+    /// key or aggregate): comparing a field copies nothing.
+    fn operand<'r>(&'r self, row: &Row<'r>) -> Cow<'r, Value> {
+        match self {
+            Expr::Literal(value) => Cow::Borrowed(value),
+            Expr::Field { source, path } => match row.sources.get(*source) {
+                Some(Some(record)) => {
+                    field_ref(record, path).map_or(Cow::Owned(Value::Null), Cow::Borrowed)
+                }
+                _ => Cow::Owned(Value::Null),
+            },
+            Expr::Key(index) => Cow::Borrowed(&row.keys[*index]),
+            Expr::Aggregate(index) => Cow::Borrowed(&row.aggregates[*index]),
+            Expr::Output(index) => Cow::Borrowed(&row.outputs[*index]),
+            other => Cow::Owned(other.eval(row)),
+        }
+    }
+
     pub fn eval(&self, row: &Row) -> Value {
         match self {
             Expr::Literal(value) => value.clone(),
@@ -293,6 +312,16 @@ impl Expr {
                 Value::Float(value) => Value::Float(-value),
                 _ => Value::Null,
             },
+            Expr::Binary(
+                op @ (BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq),
+                left,
+                right,
+            ) => comparison(*op, &left.operand(row), &right.operand(row)),
             Expr::Binary(op, left, right) => binary(*op, left.eval(row), right.eval(row)),
             Expr::And(left, right) => {
                 let left = left.eval(row);
@@ -320,7 +349,7 @@ impl Expr {
                     Value::Bool(false)
                 }
             }
-            Expr::IsNull { expr, negated } => Value::Bool(expr.eval(row).is_null() != *negated),
+            Expr::IsNull { expr, negated } => Value::Bool(expr.operand(row).is_null() != *negated),
             Expr::InList {
                 expr,
                 list,
@@ -365,13 +394,13 @@ impl Expr {
                 branches,
                 otherwise,
             } => {
-                let operand = operand.as_ref().map(|operand| operand.eval(row));
+                let operand = operand.as_ref().map(|operand| operand.operand(row));
                 for (when, then) in branches {
                     let hit = match &operand {
                         Some(operand) => {
-                            compare(operand, &when.eval(row)) == Some(std::cmp::Ordering::Equal)
+                            compare(operand, &when.operand(row)) == Some(std::cmp::Ordering::Equal)
                         }
-                        None => when.eval(row).is_true(),
+                        None => when.operand(row).is_true(),
                     };
                     if hit {
                         return then.eval(row);
@@ -506,6 +535,23 @@ pub fn compare(left: &Value, right: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// `left op right` for a comparison `op`; NULL when they cannot be
+/// compared.
+fn comparison(op: BinaryOp, left: &Value, right: &Value) -> Value {
+    use BinaryOp::*;
+    let Some(order) = compare(left, right) else {
+        return Value::Null;
+    };
+    Value::Bool(match op {
+        Eq => order.is_eq(),
+        NotEq => order.is_ne(),
+        Lt => order.is_lt(),
+        LtEq => order.is_le(),
+        Gt => order.is_gt(),
+        _ => order.is_ge(),
+    })
+}
+
 fn binary(op: BinaryOp, left: Value, right: Value) -> Value {
     use BinaryOp::*;
     use Value::*;
@@ -513,19 +559,7 @@ fn binary(op: BinaryOp, left: Value, right: Value) -> Value {
         return Null;
     }
     match op {
-        Eq | NotEq | Lt | LtEq | Gt | GtEq => {
-            let Some(order) = compare(&left, &right) else {
-                return Null;
-            };
-            Bool(match op {
-                Eq => order.is_eq(),
-                NotEq => order.is_ne(),
-                Lt => order.is_lt(),
-                LtEq => order.is_le(),
-                Gt => order.is_gt(),
-                _ => order.is_ge(),
-            })
-        }
+        Eq | NotEq | Lt | LtEq | Gt | GtEq => comparison(op, &left, &right),
         Concat => Str(Arc::from(format!("{left}{right}"))),
         Plus | Minus | Multiply | Divide | Modulo => match (left, right) {
             (Str(a), Str(b)) if op == Plus => Str(Arc::from(format!("{a}{b}"))),

@@ -1096,6 +1096,27 @@ mod tests {
         engine.finish(&mut out);
         assert_eq!(out.len(), 1);
         assert!(matches!(out[0].record.get("n"), Some(Value::Int(2))));
+
+        // COALESCE: the first argument that is not NULL must be a datetime.
+        let plan = Arc::new(
+            JobPlan::new(
+                "SELECT a INTO o FROM i TIMESTAMP BY COALESCE(a.t, b.t)",
+                &[],
+            )
+            .unwrap(),
+        );
+        let mut engine = Engine::new(plan, TimePolicy::default());
+        let mut push = |text: &str| {
+            let record = Arc::new(Record::from_json(text.as_bytes()).unwrap());
+            engine.push(0, 0, 0, record, &mut out)
+        };
+        assert_eq!(
+            push(r#"{"a":{"t":"x"},"b":{"t":"2026-01-01T00:00:00Z"}}"#),
+            found("x")
+        );
+        assert_eq!(push(r#"{"b":{"t":"2026-01-01T00:00:00Z"}}"#), Ok(()));
+        assert_eq!(push(r#"{"a":{"t":null},"b":{"t":7}}"#), Ok(()));
+        assert_eq!(push(r#"{"c":1}"#), found("null"));
     }
 
     #[test]

@@ -247,16 +247,16 @@ impl Expr {
     /// The value as a datetime ([`Value::as_time`]), or the value when it
     /// is not one. A field is read where it is, without a copy.
     pub fn eval_time(&self, row: &Row) -> Result<i64, Value> {
-        if let Expr::Field { source, path } = self
-            && let Some(Some(record)) = row.sources.get(*source)
-        {
-            return match field_ref(record, path) {
-                Some(value) => value.as_time().ok_or_else(|| value.clone()),
-                None => Err(Value::Null),
-            };
-        }
-        let value = self.eval(row);
-        value.as_time().ok_or(value)
+        let value = match self {
+            // The first non-null argument, as in `eval`.
+            Expr::Call(Function::Coalesce, args) => args
+                .iter()
+                .map(|arg| arg.operand(row))
+                .find(|value| !value.is_null())
+                .unwrap_or(Cow::Owned(Value::Null)),
+            other => other.operand(row),
+        };
+        value.as_time().ok_or_else(|| value.into_owned())
     }
 
     /// The value, borrowed where it already is (a field, a literal, a

@@ -256,7 +256,12 @@ fn new_accumulators(calls: &[AggregateCall]) -> Vec<Accumulator> {
 /// Finishes a window's groups, in key order.
 fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut Vec<ClosedGroup>) {
     let mut groups: Vec<_> = groups.map.into_iter().collect();
-    groups.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    // Bigint keys (an id) are compared without going through `Value`'s
+    // order, to the same result.
+    groups.sort_unstable_by(|(a, _), (b, _)| match (a.as_slice(), b.as_slice()) {
+        ([Value::Int(a)], [Value::Int(b)]) => a.cmp(b),
+        _ => a.cmp(b),
+    });
     for (keys, accumulators) in groups {
         let aggregates = accumulators
             .iter()

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 use freshet_log::batch::{self, ProducerStamp, Record as LogRecord};
 use freshet_log::{Log, TopicConfig};
 use freshet_store::source::{EmbeddedSource, Source, SourceError, SourceRecord};
@@ -227,6 +228,10 @@ struct Runner {
     reference_versions: Vec<Option<(std::time::SystemTime, u64)>>,
     /// Per input, reads events keeping the fields the query reads.
     parsers: Vec<EventParser>,
+    /// The events as read from their input, of the late events the engine
+    /// dropped and holds (in its order): the late-events topic gets them
+    /// whole, not only the fields the query reads.
+    late_payloads: Vec<Bytes>,
     positions: Vec<BTreeMap<u32, i64>>,
     producer_id: i64,
     sequences: BTreeMap<String, i32>,
@@ -267,6 +272,7 @@ impl Runner {
         let mut runner = Runner {
             reference_versions: vec![None; job.spec.references.len()],
             parsers,
+            late_payloads: Vec::new(),
             engine: Engine::new(Arc::clone(&job.plan), job.spec.policy),
             positions: vec![BTreeMap::new(); job.plan.inputs.len()],
             producer_id: -1,
@@ -472,10 +478,14 @@ impl Runner {
                 }
             };
             let arrival = record.timestamp.saturating_mul(1_000);
-            if let Err(error) =
-                self.engine
-                    .push(input, record.partition, arrival, Arc::new(parsed), out)
-            {
+            let late_before = self.engine.late_event_count();
+            let pushed = self
+                .engine
+                .push(input, record.partition, arrival, Arc::new(parsed), out);
+            if self.engine.late_event_count() > late_before {
+                self.late_payloads.push(value.clone());
+            }
+            if let Err(error) = pushed {
                 self.job
                     .stats
                     .invalid_events
@@ -505,10 +515,12 @@ impl Runner {
             self.dirty = true;
         }
         let late = self.engine.take_late_events();
+        let payloads = std::mem::take(&mut self.late_payloads);
+        debug_assert_eq!(late.len(), payloads.len());
         if let Some(topic) = &self.job.spec.late_events_topic {
-            for event in late {
-                let json = serde_json::to_string(&Json(&Value::Record(event.record)))
-                    .expect("values serialize");
+            for (event, payload) in late.into_iter().zip(payloads) {
+                // Events are JSON objects, so their bytes are UTF-8.
+                let json = String::from_utf8_lossy(&payload).into_owned();
                 let headers = vec![
                     ("freshet.job".to_string(), self.job.spec.name.clone()),
                     (

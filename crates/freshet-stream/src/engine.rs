@@ -380,6 +380,11 @@ impl Engine {
             .sum()
     }
 
+    /// Late events dropped and not yet taken.
+    pub fn late_event_count(&self) -> usize {
+        self.late_events.len()
+    }
+
     pub fn take_late_events(&mut self) -> Vec<LateEvent> {
         std::mem::take(&mut self.late_events)
     }

@@ -1069,26 +1069,34 @@ mod tests {
             .collect()
     }
 
+    fn engine_for(query: &str) -> Engine {
+        Engine::new(
+            Arc::new(JobPlan::new(query, &[]).unwrap()),
+            TimePolicy::default(),
+        )
+    }
+
+    fn push_json(
+        engine: &mut Engine,
+        text: &str,
+        out: &mut Vec<OutputRow>,
+    ) -> Result<(), EventError> {
+        let record = Arc::new(Record::from_json(text.as_bytes()).unwrap());
+        engine.push(0, 0, 0, record, out)
+    }
+
     #[test]
     fn an_event_without_a_datetime_is_dropped_with_what_was_found() {
-        let plan = Arc::new(
-            JobPlan::new(
-                "SELECT COUNT(*) AS n INTO o FROM i TIMESTAMP BY e.t GROUP BY TumblingWindow(second, 10)",
-                &[],
-            )
-            .unwrap(),
-        );
-        let mut engine = Engine::new(plan, TimePolicy::default());
-        let mut out = Vec::new();
-        let mut push = |text: &str| {
-            let record = Arc::new(Record::from_json(text.as_bytes()).unwrap());
-            engine.push(0, 0, 0, record, &mut out)
-        };
         let found = |found: &str| {
             Err(EventError::NoEventTime {
                 found: found.to_string(),
             })
         };
+        let mut out = Vec::new();
+        let mut engine = engine_for(
+            "SELECT COUNT(*) AS n INTO o FROM i TIMESTAMP BY e.t GROUP BY TumblingWindow(second, 10)",
+        );
+        let mut push = |text: &str| push_json(&mut engine, text, &mut out);
         assert_eq!(push(r#"{"e":{"t":"soon"}}"#), found("soon"));
         assert_eq!(push(r#"{"e":{"t":[1]}}"#), found("[1]"));
         assert_eq!(push(r#"{"e":{"u":1}}"#), found("null"));
@@ -1103,18 +1111,8 @@ mod tests {
         assert!(matches!(out[0].record.get("n"), Some(Value::Int(2))));
 
         // COALESCE: the first argument that is not NULL must be a datetime.
-        let plan = Arc::new(
-            JobPlan::new(
-                "SELECT a INTO o FROM i TIMESTAMP BY COALESCE(a.t, b.t)",
-                &[],
-            )
-            .unwrap(),
-        );
-        let mut engine = Engine::new(plan, TimePolicy::default());
-        let mut push = |text: &str| {
-            let record = Arc::new(Record::from_json(text.as_bytes()).unwrap());
-            engine.push(0, 0, 0, record, &mut out)
-        };
+        let mut engine = engine_for("SELECT a INTO o FROM i TIMESTAMP BY COALESCE(a.t, b.t)");
+        let mut push = |text: &str| push_json(&mut engine, text, &mut out);
         assert_eq!(
             push(r#"{"a":{"t":"x"},"b":{"t":"2026-01-01T00:00:00Z"}}"#),
             found("x")

@@ -63,14 +63,14 @@ pub struct OutputRow {
     pub record: Record,
 }
 
-/// An event the time policy dropped, for a late-events output.
+/// An event the time policy dropped, for a late-events output (which
+/// writes the event as its input holds it, not the fields read of it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LateEvent {
     pub input: usize,
     pub partition: u32,
     pub event_time: i64,
     pub watermark: i64,
-    pub record: Arc<Record>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -575,7 +575,6 @@ impl Engine {
                         partition,
                         event_time,
                         watermark: earliest,
-                        record,
                     });
                     return Ok(());
                 }

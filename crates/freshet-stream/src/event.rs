@@ -171,9 +171,7 @@ impl Fields {
         }
     }
 
-    /// The field the `member`th name of a record, `text`, reads: its
-    /// index and whether the name matched exactly (else ignoring ASCII
-    /// case), or `None` when the member is skipped.
+    /// What the `member`th name of a record, `text`, reads.
     fn find(&mut self, member: usize, text: &str) -> Found {
         if let Some((name, found)) = self.layout.get(member)
             && same_name(name.as_bytes(), text.as_bytes())

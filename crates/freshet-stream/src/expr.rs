@@ -552,6 +552,7 @@ fn comparison(op: BinaryOp, left: &Value, right: &Value) -> Value {
     })
 }
 
+/// `left op right` for arithmetic and concatenation.
 fn binary(op: BinaryOp, left: Value, right: Value) -> Value {
     use BinaryOp::*;
     use Value::*;
@@ -559,7 +560,9 @@ fn binary(op: BinaryOp, left: Value, right: Value) -> Value {
         return Null;
     }
     match op {
-        Eq | NotEq | Lt | LtEq | Gt | GtEq => comparison(op, &left, &right),
+        Eq | NotEq | Lt | LtEq | Gt | GtEq => {
+            unreachable!("comparisons read their operands in place (`comparison`)")
+        }
         Concat => Str(Arc::from(format!("{left}{right}"))),
         Plus | Minus | Multiply | Divide | Modulo => match (left, right) {
             (Str(a), Str(b)) if op == Plus => Str(Arc::from(format!("{a}{b}"))),

@@ -72,9 +72,8 @@ impl Record {
         }
     }
 
-    /// Adds a field the caller knows the record does not have yet (a
-    /// second field of that name would shadow nothing: `get` finds the
-    /// first).
+    /// Adds a field the caller knows the record does not have yet,
+    /// without looking for one to replace.
     pub fn push_new(&mut self, name: Arc<str>, value: Value) {
         debug_assert!(self.fields.iter().all(|(field, _)| *field != name));
         self.fields.push((name, value));

@@ -167,9 +167,9 @@ pub struct Engine {
     /// time, and the earliest watermark and the state rows found then.
     last_sweep: i64,
     swept: (i64, usize),
-    /// Per step: whether it projects named columns only, each name once
-    /// (its rows are built without looking for a field to replace).
-    distinct_columns: Vec<bool>,
+    /// Per step that projects named columns only, each name once: those
+    /// names, shared by all its rows.
+    column_names: Vec<Option<Arc<[Arc<str>]>>>,
     /// The steps a watermark can make emit: those with windows or with
     /// a join of two streams.
     watermark_steps: Vec<usize>,
@@ -287,18 +287,23 @@ impl Engine {
                 indexes: HashMap::new(),
             })
             .collect();
-        let distinct_columns = plan
+        let column_names = plan
             .steps
             .iter()
             .map(|step| match &step.body {
                 StepBody::Project(projections) => {
-                    let mut names = std::collections::HashSet::new();
-                    projections.iter().all(|projection| match projection {
-                        Projection::Column { name, .. } => names.insert(name.clone()),
-                        Projection::All(_) => false,
-                    })
+                    let mut names = Vec::with_capacity(projections.len());
+                    for projection in projections {
+                        match projection {
+                            Projection::Column { name, .. } if !names.contains(name) => {
+                                names.push(name.clone())
+                            }
+                            _ => return None,
+                        }
+                    }
+                    Some(Arc::from(names))
                 }
-                StepBody::Aggregate(_) => false,
+                StepBody::Aggregate(_) => None,
             })
             .collect();
         let watermark_steps = plan
@@ -313,7 +318,7 @@ impl Engine {
             .collect();
         let substreams = plan.inputs.iter().any(|input| !input.over.is_empty());
         Ok(Self {
-            distinct_columns,
+            column_names,
             watermark_steps,
             plan,
             policy,
@@ -913,14 +918,15 @@ impl Engine {
             return;
         }
         match &step.body {
-            StepBody::Project(projections) if self.distinct_columns[index] => {
-                let mut record = Record::with_capacity(projections.len());
-                for projection in projections {
-                    if let Projection::Column { name, expr } = projection {
-                        record.push_new(name.clone(), expr.eval(&row));
-                    }
-                }
-                produced.push((time, record));
+            StepBody::Project(projections) if let Some(names) = &self.column_names[index] => {
+                let values = projections
+                    .iter()
+                    .map(|projection| match projection {
+                        Projection::Column { expr, .. } => expr.eval(&row),
+                        Projection::All(_) => unreachable!("steps with named columns only"),
+                    })
+                    .collect();
+                produced.push((time, Record::with_names(names.clone(), values)));
             }
             StepBody::Project(projections) => {
                 let mut record = Record::with_capacity(projections.len());

@@ -125,6 +125,14 @@ struct Fields {
     /// mostly repeat their layout, so a name is first compared with the
     /// one at its place last time: one comparison instead of a search.
     layout: Vec<(Box<str>, Found)>,
+    /// The fields (by index) a record being read has kept so far, all
+    /// under the plan's own names.
+    kept: Vec<usize>,
+    /// The fields kept by the last record read that way, and their names
+    /// as that record holds them: the next record of the same fields
+    /// shares the list.
+    last_kept: Vec<usize>,
+    last_names: Arc<[Arc<str>]>,
 }
 
 /// Whether two names are equal. Names are mostly short: up to 16 bytes
@@ -168,7 +176,24 @@ impl Fields {
                 })
                 .collect(),
             layout: Vec::new(),
+            kept: Vec::new(),
+            last_kept: Vec::new(),
+            last_names: Arc::new([]),
         }
+    }
+
+    /// The names of the fields kept, shared with the last record of the
+    /// same fields.
+    fn kept_names(&mut self) -> Arc<[Arc<str>]> {
+        if self.kept != self.last_kept {
+            self.last_names = self
+                .kept
+                .iter()
+                .map(|&at| self.list[at].name.clone())
+                .collect();
+            self.last_kept.clone_from(&self.kept);
+        }
+        self.last_names.clone()
     }
 
     /// What the `member`th name of a record, `text`, reads.
@@ -725,9 +750,14 @@ impl<'a> Reader<'a> {
     /// An object whose `{` is next, keeping only `fields`.
     fn selected(&mut self, fields: &mut Fields, names: &mut Interner) -> Result<Record, JsonError> {
         self.enter()?;
-        let mut record = Record::with_capacity(fields.list.len());
-        // Fields (of the first 64) already read under the plan's own name:
-        // another member of that name replaces its value.
+        // The usual record has each field once, under the plan's own
+        // name: its values are collected with the fields' indexes, and
+        // it gets the names of the last such record when they are the
+        // same. Any other record is built field by field (`spelled`).
+        let mut values = Vec::with_capacity(fields.list.len());
+        fields.kept.clear();
+        let mut spelled: Option<Record> = None;
+        // Fields (of the first 64) already read under the plan's own name.
         let mut read_exactly = 0u64;
         let mut member = 0;
         while self.next_member(member == 0, b'}')? {
@@ -739,14 +769,10 @@ impl<'a> Reader<'a> {
                 self.skip()?;
                 continue;
             };
-            let field = &mut fields.list[at];
             // Exact names share the plan's copy; others keep the event's
             // spelling.
-            let name = if exact {
-                field.name.clone()
-            } else {
-                Arc::from(text)
-            };
+            let loose_name = (!exact).then(|| Arc::from(text));
+            let field = &mut fields.list[at];
             let value = match &mut field.inner {
                 Some(inner) if self.peek()? == b'{' => {
                     Value::Record(Arc::new(self.selected(inner, names)?))
@@ -754,17 +780,29 @@ impl<'a> Reader<'a> {
                 _ => self.value(names, &mut field.strings)?,
             };
             let bit = 1u64.checked_shl(at as u32).unwrap_or(0);
-            if exact && bit != 0 && read_exactly & bit == 0 {
+            if spelled.is_none() && exact && bit != 0 && read_exactly & bit == 0 {
                 // No other field has the plan's spelling: names read
                 // loosely differ from it, and `FieldSelection` holds no
                 // two names equal ignoring case.
                 read_exactly |= bit;
-                record.push_new(name, value);
-            } else {
-                record.insert(name, value);
+                fields.kept.push(at);
+                values.push(value);
+                continue;
             }
+            let record = spelled.get_or_insert_with(|| {
+                let mut record = Record::with_capacity(fields.list.len());
+                for (&kept, value) in fields.kept.iter().zip(values.drain(..)) {
+                    record.push_new(fields.list[kept].name.clone(), value);
+                }
+                record
+            });
+            let name = loose_name.unwrap_or_else(|| fields.list[at].name.clone());
+            record.insert(name, value);
         }
-        Ok(record)
+        Ok(match spelled {
+            Some(record) => record,
+            None => Record::with_names(fields.kept_names(), values),
+        })
     }
 }
 

@@ -32,9 +32,47 @@ pub enum Value {
 
 /// A record: named fields in the order they arrived. Field names are
 /// matched exactly first, then ignoring ASCII case.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Names are kept apart from values so that records of one layout (the
+/// rows of a step, events of one shape) share one list of names: making
+/// or dropping such a record counts one reference for its names instead
+/// of one per field.
+#[derive(Debug, Clone, Default)]
 pub struct Record {
-    fields: Vec<(Arc<str>, Value)>,
+    names: Names,
+    values: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+enum Names {
+    Shared(Arc<[Arc<str>]>),
+    Own(Vec<Arc<str>>),
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::Own(Vec::new())
+    }
+}
+
+impl Names {
+    fn as_slice(&self) -> &[Arc<str>] {
+        match self {
+            Names::Shared(names) => names,
+            Names::Own(names) => names,
+        }
+    }
+
+    /// The names to add to, copied out of a shared list first.
+    fn own(&mut self) -> &mut Vec<Arc<str>> {
+        if let Names::Shared(names) = self {
+            *self = Names::Own(names.to_vec());
+        }
+        match self {
+            Names::Own(names) => names,
+            Names::Shared(_) => unreachable!("made own above"),
+        }
+    }
 }
 
 impl Record {
@@ -44,51 +82,75 @@ impl Record {
 
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            fields: Vec::with_capacity(capacity),
+            names: Names::Own(Vec::with_capacity(capacity)),
+            values: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// A record of distinct `names` (shared with other records of this
+    /// layout) and their `values`, in order.
+    pub fn with_names(names: Arc<[Arc<str>]>, values: Vec<Value>) -> Self {
+        assert_eq!(names.len(), values.len(), "one value per name");
+        debug_assert!(
+            names
+                .iter()
+                .enumerate()
+                .all(|(at, name)| !names[..at].contains(name))
+        );
+        Self {
+            names: Names::Shared(names),
+            values,
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields
+        let names = self.names.as_slice();
+        names
             .iter()
             // A query's names are mostly the very strings events were
             // read with (shared by the parser): pointers are compared
             // before any text.
-            .find(|(field, _)| std::ptr::eq(&**field, name))
-            .or_else(|| self.fields.iter().find(|(field, _)| &**field == name))
+            .position(|field| std::ptr::eq(&**field, name))
+            .or_else(|| names.iter().position(|field| &**field == name))
             .or_else(|| {
-                self.fields
+                names
                     .iter()
-                    .find(|(field, _)| field.eq_ignore_ascii_case(name))
+                    .position(|field| field.eq_ignore_ascii_case(name))
             })
-            .map(|(_, value)| value)
+            .map(|at| &self.values[at])
     }
 
     /// Sets `name`, replacing an existing field of the same name.
     pub fn insert(&mut self, name: Arc<str>, value: Value) {
-        match self.fields.iter_mut().find(|(field, _)| *field == name) {
-            Some(slot) => slot.1 = value,
-            None => self.fields.push((name, value)),
+        match self
+            .names
+            .as_slice()
+            .iter()
+            .position(|field| *field == name)
+        {
+            Some(at) => self.values[at] = value,
+            None => self.push_new(name, value),
         }
     }
 
     /// Adds a field the caller knows the record does not have yet,
     /// without looking for one to replace.
     pub fn push_new(&mut self, name: Arc<str>, value: Value) {
-        debug_assert!(self.fields.iter().all(|(field, _)| *field != name));
-        self.fields.push((name, value));
+        debug_assert!(self.names.as_slice().iter().all(|field| *field != name));
+        self.names.own().push(name);
+        self.values.push(value);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Value)> {
-        self.fields.iter().map(|(name, value)| (name, value))
+        self.names.as_slice().iter().zip(&self.values)
     }
 
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.values.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.values.is_empty()
     }
 
     /// Parses one JSON object, keeping every field. Events of a job are
@@ -96,6 +158,44 @@ impl Record {
     /// input, which shares repeated strings.
     pub fn from_json(bytes: &[u8]) -> Result<Record, String> {
         crate::event::EventParser::new(None).parse(bytes)
+    }
+}
+
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.names.as_slice() == other.names.as_slice() && self.values == other.values
+    }
+}
+
+/// Stored (checkpoints) as a list of name and value pairs.
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Pairs<'a>(&'a Record);
+        impl Serialize for Pairs<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter())
+            }
+        }
+        let mut record = serializer.serialize_struct("Record", 1)?;
+        record.serialize_field("fields", &Pairs(self))?;
+        record.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename = "Record")]
+        struct Stored {
+            fields: Vec<(Arc<str>, Value)>,
+        }
+        let stored = Stored::deserialize(deserializer)?;
+        let (names, values) = stored.fields.into_iter().unzip();
+        Ok(Record {
+            names: Names::Own(names),
+            values,
+        })
     }
 }
 
@@ -188,7 +288,7 @@ impl Ord for Value {
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::Str(a), Value::Str(b)) => a.cmp(b),
             (Value::Time(a), Value::Time(b)) => a.cmp(b),
-            (Value::Record(a), Value::Record(b)) => a.fields.cmp(&b.fields),
+            (Value::Record(a), Value::Record(b)) => a.iter().cmp(b.iter()),
             (Value::Array(a), Value::Array(b)) => a.cmp(b),
             (a, b) => a.rank().cmp(&b.rank()),
         }
@@ -217,7 +317,7 @@ impl Eq for Value {}
 
 impl PartialOrd for Record {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.fields.cmp(&other.fields))
+        Some(self.iter().cmp(other.iter()))
     }
 }
 
@@ -243,7 +343,7 @@ impl Hash for Value {
             Value::Str(text) => text.hash(state),
             Value::Time(micros) => micros.hash(state),
             Value::Record(record) => {
-                for (name, value) in &record.fields {
+                for (name, value) in record.iter() {
                     name.hash(state);
                     value.hash(state);
                 }

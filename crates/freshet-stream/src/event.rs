@@ -660,13 +660,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Any value, interning a string in `strings`; nested records and
-    /// arrays are read whole.
+    /// arrays are read whole. Inline where values are read, so that the
+    /// usual string or number is built in place rather than returned
+    /// through memory; the rest is read by `other_value`.
+    #[inline(always)]
     fn value(&mut self, names: &mut Interner, strings: &mut Interner) -> Result<Value, JsonError> {
         Ok(match self.peek()? {
             b'"' => {
                 let text = self.string()?;
                 Value::Str(strings.intern(self.text(&text)))
             }
+            b'-' | b'0'..=b'9' => self.number(true)?,
+            _ => self.other_value(names)?,
+        })
+    }
+
+    /// A value that is not a string or a number.
+    #[inline(never)]
+    fn other_value(&mut self, names: &mut Interner) -> Result<Value, JsonError> {
+        Ok(match self.peek()? {
             b'{' => Value::Record(Arc::new(self.record(names, None)?)),
             b'[' => {
                 self.enter()?;
@@ -690,7 +702,6 @@ impl<'a> Reader<'a> {
                 self.literal(b"null")?;
                 Value::Null
             }
-            b'-' | b'0'..=b'9' => self.number(true)?,
             _ => return Err(self.fail("expected a JSON value")),
         })
     }

@@ -3,7 +3,9 @@
 //! (any NULL operand gives NULL; WHERE and HAVING keep only true rows).
 
 use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 
 use crate::time;
 use crate::value::{Record, Value};
@@ -47,7 +49,7 @@ pub enum Expr {
     /// A field of source `source`, down a path of nested record fields.
     Field {
         source: usize,
-        path: Vec<Arc<str>>,
+        path: FieldPath,
     },
     /// The whole record of a source (`alias.*`-like uses and `SELECT *`).
     SourceRecord(usize),
@@ -265,9 +267,9 @@ impl Expr {
         match self {
             Expr::Literal(value) => Cow::Borrowed(value),
             Expr::Field { source, path } => match row.sources.get(*source) {
-                Some(Some(record)) => {
-                    field_ref(record, path).map_or(Cow::Owned(Value::Null), Cow::Borrowed)
-                }
+                Some(Some(record)) => path
+                    .find(record)
+                    .map_or(Cow::Owned(Value::Null), Cow::Borrowed),
                 _ => Cow::Owned(Value::Null),
             },
             Expr::Key(index) => Cow::Borrowed(&row.keys[*index]),
@@ -284,7 +286,7 @@ impl Expr {
                 let Some(Some(record)) = row.sources.get(*source) else {
                     return Value::Null;
                 };
-                field_path(record, path)
+                path.find(record).cloned().unwrap_or(Value::Null)
             }
             Expr::SourceRecord(source) => match row.sources.get(*source) {
                 Some(Some(record)) => Value::Record(Arc::new((*record).clone())),
@@ -495,6 +497,70 @@ impl Expr {
         for child in children {
             child.visit(visit);
         }
+    }
+}
+
+/// The names of a field down nested records, each with where it was
+/// found last time (see [`Record::get_hinted`]).
+pub struct FieldPath {
+    names: Vec<Arc<str>>,
+    found_at: Box<[AtomicU8]>,
+}
+
+impl FieldPath {
+    /// The value down this path of nested records, if there is one.
+    fn find<'r>(&self, record: &'r Record) -> Option<&'r Value> {
+        let mut record = record;
+        let mut steps = self.names.iter().zip(&self.found_at);
+        let (name, found_at) = steps.next()?;
+        let mut value = record.get_hinted(name, found_at)?;
+        for (name, found_at) in steps {
+            record = match value {
+                Value::Record(inner) => inner,
+                _ => return None,
+            };
+            value = record.get_hinted(name, found_at)?;
+        }
+        Some(value)
+    }
+}
+
+impl From<Vec<Arc<str>>> for FieldPath {
+    fn from(names: Vec<Arc<str>>) -> Self {
+        let found_at = names.iter().map(|_| AtomicU8::new(0)).collect();
+        Self { names, found_at }
+    }
+}
+
+impl FromIterator<Arc<str>> for FieldPath {
+    fn from_iter<I: IntoIterator<Item = Arc<str>>>(names: I) -> Self {
+        names.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+impl std::ops::Deref for FieldPath {
+    type Target = [Arc<str>];
+
+    fn deref(&self) -> &[Arc<str>] {
+        &self.names
+    }
+}
+
+impl Clone for FieldPath {
+    fn clone(&self) -> Self {
+        self.names.clone().into()
+    }
+}
+
+impl PartialEq for FieldPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.names == other.names
+    }
+}
+
+impl fmt::Debug for FieldPath {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.names.fmt(formatter)
     }
 }
 

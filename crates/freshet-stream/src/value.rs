@@ -11,6 +11,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{self, AtomicU8};
 
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -104,6 +105,28 @@ impl Record {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
+        self.position(name).map(|at| &self.values[at])
+    }
+
+    /// `get` for a name read again and again (a query's field): `hint`
+    /// remembers where it was last found, which for events of one shape
+    /// is where it is next time.
+    #[inline]
+    pub fn get_hinted(&self, name: &str, hint: &AtomicU8) -> Option<&Value> {
+        let at = usize::from(hint.load(atomic::Ordering::Relaxed));
+        if let Some(field) = self.names.as_slice().get(at)
+            && std::ptr::eq(&**field, name)
+        {
+            return Some(&self.values[at]);
+        }
+        let at = self.position(name)?;
+        if let Ok(at) = u8::try_from(at) {
+            hint.store(at, atomic::Ordering::Relaxed);
+        }
+        Some(&self.values[at])
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
         let names = self.names.as_slice();
         names
             .iter()
@@ -117,7 +140,6 @@ impl Record {
                     .iter()
                     .position(|field| field.eq_ignore_ascii_case(name))
             })
-            .map(|at| &self.values[at])
     }
 
     /// Sets `name`, replacing an existing field of the same name.

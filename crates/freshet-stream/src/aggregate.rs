@@ -134,6 +134,40 @@ impl Accumulator {
         }
     }
 
+    /// Whether accumulators of `call` can be merged (`merge`) to exactly
+    /// the value one accumulator over all their rows would have.
+    fn merges_exactly(call: &AggregateCall) -> bool {
+        call.distinct
+            || matches!(
+                call.function,
+                AggregateFunction::Count | AggregateFunction::Min | AggregateFunction::Max
+            )
+    }
+
+    /// Adds the rows another accumulator of the same call has seen; only
+    /// for calls that `merges_exactly`.
+    fn merge(&mut self, other: &Accumulator) {
+        match (self, other) {
+            (Accumulator::Count(count), Accumulator::Count(more)) => *count += more,
+            (Accumulator::Min(current), Accumulator::Min(Some(value))) => {
+                if current.as_ref().is_none_or(|current| value < current) {
+                    *current = Some(value.clone());
+                }
+            }
+            (Accumulator::Max(current), Accumulator::Max(Some(value))) => {
+                if current.as_ref().is_none_or(|current| value > current) {
+                    *current = Some(value.clone());
+                }
+            }
+            (Accumulator::Min(_), Accumulator::Min(None))
+            | (Accumulator::Max(_), Accumulator::Max(None)) => {}
+            (Accumulator::Distinct(values), Accumulator::Distinct(more)) => {
+                values.extend(more.keys().map(|value| (value.clone(), ())));
+            }
+            (this, other) => unreachable!("{this:?} and {other:?} do not merge"),
+        }
+    }
+
     pub fn finish(&self, call: &AggregateCall) -> Value {
         match self {
             Accumulator::Count(count) => Value::Int(*count),
@@ -231,6 +265,69 @@ pub struct WindowState {
     /// Sessions by session partition.
     #[serde(with = "crate::aggregate::pairs")]
     sessions: BTreeMap<Vec<Value>, Session>,
+    /// Hopping windows kept as panes (see `Panes`).
+    #[serde(default)]
+    panes: Panes,
+}
+
+/// A hopping window whose size is a whole number of hops is the union of
+/// that many panes, the tumbling windows of one hop. Each event updates
+/// its one pane instead of every window it is in; a pane that has ended
+/// is put in key order once, and a closing window merges its panes in
+/// order. Only for aggregates that merge exactly (`merges_exactly`), so
+/// that results are those of accumulating each window on its own.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Panes {
+    /// Panes not yet ended, by end.
+    #[serde(with = "crate::aggregate::pairs")]
+    open: BTreeMap<i64, Groups>,
+    /// Ended panes still in a window to come, by end, groups in key order.
+    #[serde(with = "crate::aggregate::pairs")]
+    ended: BTreeMap<i64, Vec<(Vec<Value>, Vec<Accumulator>)>>,
+    /// The end of the last window emitted.
+    emitted: Option<i64>,
+}
+
+/// Whether a hopping window of `size` every `hop` is kept as panes.
+fn uses_panes(size: i64, hop: i64, calls: &[AggregateCall]) -> bool {
+    hop > 0 && size > hop && size % hop == 0 && calls.iter().all(Accumulator::merges_exactly)
+}
+
+/// The order windows emit their groups in. Bigint keys (an id) are
+/// compared without going through `Value`'s order, to the same result.
+fn key_order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    match (a, b) {
+        ([Value::Int(a)], [Value::Int(b)]) => a.cmp(b),
+        _ => a.cmp(b),
+    }
+}
+
+/// Two lists of groups in key order merged into one, groups of equal
+/// keys merged.
+fn merge_in_order(
+    a: Vec<(Vec<Value>, Vec<Accumulator>)>,
+    b: &[(Vec<Value>, Vec<Accumulator>)],
+) -> Vec<(Vec<Value>, Vec<Accumulator>)> {
+    let mut merged = Vec::with_capacity(a.len().max(b.len()));
+    let mut b = b.iter().peekable();
+    for (keys, mut accumulators) in a {
+        while let Some((other, _)) = b.peek()
+            && key_order(other, &keys).is_lt()
+        {
+            merged.push(b.next().expect("peeked").clone());
+        }
+        if let Some((other, more)) = b.peek()
+            && key_order(other, &keys).is_eq()
+        {
+            for (accumulator, more) in accumulators.iter_mut().zip(more) {
+                accumulator.merge(more);
+            }
+            b.next();
+        }
+        merged.push((keys, accumulators));
+    }
+    merged.extend(b.cloned());
+    merged
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -255,13 +352,22 @@ fn new_accumulators(calls: &[AggregateCall]) -> Vec<Accumulator> {
 
 /// Finishes a window's groups, in key order.
 fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut Vec<ClosedGroup>) {
+    finish_in_order(end, in_key_order(groups), calls, closed);
+}
+
+fn in_key_order(groups: Groups) -> Vec<(Vec<Value>, Vec<Accumulator>)> {
     let mut groups: Vec<_> = groups.map.into_iter().collect();
-    // Bigint keys (an id) are compared without going through `Value`'s
-    // order, to the same result.
-    groups.sort_unstable_by(|(a, _), (b, _)| match (a.as_slice(), b.as_slice()) {
-        ([Value::Int(a)], [Value::Int(b)]) => a.cmp(b),
-        _ => a.cmp(b),
-    });
+    groups.sort_unstable_by(|(a, _), (b, _)| key_order(a, b));
+    groups
+}
+
+/// Finishes groups already in key order.
+fn finish_in_order(
+    end: i64,
+    groups: Vec<(Vec<Value>, Vec<Accumulator>)>,
+    calls: &[AggregateCall],
+    closed: &mut Vec<ClosedGroup>,
+) {
     for (keys, accumulators) in groups {
         let aggregates = accumulators
             .iter()
@@ -294,6 +400,13 @@ impl WindowState {
                 .values()
                 .map(|session| session.groups.map.len())
                 .sum::<usize>()
+            + self
+                .panes
+                .open
+                .values()
+                .map(|groups| groups.map.len())
+                .sum::<usize>()
+            + self.panes.ended.values().map(Vec::len).sum::<usize>()
     }
 
     /// Adds a row at `time` with its group `keys` and aggregate `args`;
@@ -307,8 +420,8 @@ impl WindowState {
         args: &[Value],
         partition: impl FnOnce() -> Vec<Value>,
     ) {
-        let mut add_to = |end: i64| {
-            let groups = &mut self.windows.entry(end).or_default().map;
+        let add_to = |windows: &mut BTreeMap<i64, Groups>, end: i64| {
+            let groups = &mut windows.entry(end).or_default().map;
             // Look up before inserting: most rows join an existing group.
             let accumulators = match groups.get_mut(keys) {
                 Some(accumulators) => accumulators,
@@ -321,12 +434,15 @@ impl WindowState {
             }
         };
         match window {
+            WindowPlan::Hopping { size, hop, offset } if uses_panes(*size, *hop, calls) => {
+                add_to(&mut self.panes.open, time::align_up(time, *hop, *offset));
+            }
             WindowPlan::Hopping { size, hop, offset } => {
                 for end in time::window_ends(time, *size, *hop, *offset) {
-                    add_to(end);
+                    add_to(&mut self.windows, end);
                 }
             }
-            WindowPlan::Snapshot => add_to(time),
+            WindowPlan::Snapshot => add_to(&mut self.windows, time),
             WindowPlan::Sliding { .. } | WindowPlan::Session { .. } => {
                 self.sequence += 1;
                 let row = GroupRow {
@@ -350,6 +466,9 @@ impl WindowState {
     ) -> Vec<ClosedGroup> {
         let mut closed = Vec::new();
         match window {
+            WindowPlan::Hopping { size, hop, .. } if uses_panes(*size, *hop, calls) => {
+                self.advance_panes(*size, *hop, calls, watermark, &mut closed)
+            }
             WindowPlan::Hopping { .. } | WindowPlan::Snapshot => {
                 while let Some(entry) = self.windows.first_entry() {
                     if *entry.key() >= watermark {
@@ -369,6 +488,53 @@ impl WindowState {
             } => self.advance_sessions(*timeout, *max_duration, calls, watermark, &mut closed),
         }
         closed
+    }
+
+    /// Closes the hopping windows kept as panes that end before
+    /// `watermark`: every window holding a row, in end order.
+    fn advance_panes(
+        &mut self,
+        size: i64,
+        hop: i64,
+        calls: &[AggregateCall],
+        watermark: i64,
+        closed: &mut Vec<ClosedGroup>,
+    ) {
+        let panes = &mut self.panes;
+        while let Some(entry) = panes.open.first_entry()
+            && *entry.key() < watermark
+        {
+            let (end, groups) = entry.remove_entry();
+            let groups = in_key_order(groups);
+            // (A pane ends once: rows come at or after the watermark.)
+            let groups = match panes.ended.remove(&end) {
+                Some(ended) => merge_in_order(groups, &ended),
+                None => groups,
+            };
+            panes.ended.insert(end, groups);
+        }
+        while let Some((&first, _)) = panes.ended.first_key_value() {
+            // The next window to emit is the first after the last one
+            // emitted that holds the first pane still kept.
+            let end = panes
+                .emitted
+                .map_or(first, |emitted| first.max(emitted.saturating_add(hop)));
+            if end.saturating_sub(size) >= first {
+                // In no window still to come.
+                panes.ended.pop_first();
+                continue;
+            }
+            if end >= watermark {
+                break;
+            }
+            let mut in_window = panes.ended.range(end.saturating_sub(size) + 1..=end);
+            let (_, first_groups) = in_window.next().expect("the first pane is in");
+            let groups = in_window.fold(first_groups.clone(), |merged, (_, groups)| {
+                merge_in_order(merged, groups)
+            });
+            finish_in_order(end, groups, calls, closed);
+            panes.emitted = Some(end);
+        }
     }
 
     fn take_ready(&mut self, watermark: i64) -> Vec<GroupRow> {
@@ -583,6 +749,88 @@ mod tests {
                 (group.end, group.keys[0].to_string(), count)
             })
             .collect()
+    }
+
+    /// Hopping windows kept as panes give what each window accumulated on
+    /// its own gives: rows in order and out of order (at or after the
+    /// watermark, as the engine admits them), windows with and without
+    /// offsets, gaps of empty windows, and a final flush.
+    #[test]
+    fn hopping_panes_equal_windows_accumulated_one_by_one() {
+        let calls = [
+            call(AggregateFunction::Count),
+            call(AggregateFunction::Max),
+            call(AggregateFunction::Min),
+            AggregateCall {
+                distinct: true,
+                ..call(AggregateFunction::Count)
+            },
+        ];
+        let mut seed = 7u64;
+        let mut random = move |below: i64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % below as u64) as i64
+        };
+        for (size, hop, offset) in [(10, 2, 0), (12, 4, 1), (9, 3, 2)] {
+            let window = WindowPlan::Hopping { size, hop, offset };
+            assert!(uses_panes(size, hop, &calls));
+            let mut panes = WindowState::default();
+            let mut rows: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
+            let mut closed = Vec::new();
+            let mut watermark = 0;
+            let mut latest = 0;
+            for _ in 0..3_000 {
+                // Mostly forward, sometimes back to the watermark, and
+                // now and then a gap of several windows.
+                latest += match random(100) {
+                    0 => 40,
+                    _ => random(3),
+                };
+                let time = (latest - random(6)).max(watermark);
+                let keys = vec![Value::Int(random(7))];
+                let value = Value::Int(random(50));
+                let args = vec![Value::Int(1), value.clone(), value.clone(), value];
+                panes.add(&window, &calls, time, &keys, &args, Vec::new);
+                rows.push((time, keys, args));
+                if random(10) == 0 {
+                    watermark = watermark.max(latest - 5);
+                    closed.extend(panes.advance(&window, &calls, watermark));
+                }
+            }
+            closed.extend(panes.advance(&window, &calls, i64::MAX));
+            assert_eq!(panes.size(), 0, "a flush leaves nothing held");
+
+            let mut one_by_one: BTreeMap<(i64, Vec<Value>), Vec<Accumulator>> = BTreeMap::new();
+            for (time, keys, args) in &rows {
+                for end in time::window_ends(*time, size, hop, offset) {
+                    let accumulators = one_by_one
+                        .entry((end, keys.clone()))
+                        .or_insert_with(|| new_accumulators(&calls));
+                    for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                        accumulator.update(arg);
+                    }
+                }
+            }
+            let expected_rows: Vec<(i64, Vec<Value>, Vec<Value>)> = one_by_one
+                .into_iter()
+                .map(|((end, keys), accumulators)| {
+                    let aggregates = accumulators
+                        .iter()
+                        .zip(&calls)
+                        .map(|(accumulator, call)| accumulator.finish(call))
+                        .collect();
+                    (end, keys, aggregates)
+                })
+                .collect();
+            let got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
+                .into_iter()
+                .map(|group| (group.end, group.keys, group.aggregates))
+                .collect();
+            assert_eq!(got.len(), expected_rows.len(), "{size}/{hop}/{offset}");
+            assert_eq!(got, expected_rows, "{size}/{hop}/{offset}");
+        }
     }
 
     #[test]

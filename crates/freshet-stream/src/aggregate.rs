@@ -283,10 +283,13 @@ struct Panes {
     open: BTreeMap<i64, Groups>,
     /// Ended panes still in a window to come, by end, groups in key order.
     #[serde(with = "crate::aggregate::pairs")]
-    ended: BTreeMap<i64, Vec<(Vec<Value>, Vec<Accumulator>)>>,
+    ended: BTreeMap<i64, KeyOrdered>,
     /// The end of the last window emitted.
     emitted: Option<i64>,
 }
+
+/// Groups (keys and accumulators) in key order.
+type KeyOrdered = Vec<(Vec<Value>, Vec<Accumulator>)>;
 
 /// Whether a hopping window of `size` every `hop` is kept as panes.
 fn uses_panes(size: i64, hop: i64, calls: &[AggregateCall]) -> bool {
@@ -305,9 +308,9 @@ fn key_order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
 /// Two lists of groups in key order merged into one, groups of equal
 /// keys merged.
 fn merge_in_order(
-    a: Vec<(Vec<Value>, Vec<Accumulator>)>,
+    a: KeyOrdered,
     b: &[(Vec<Value>, Vec<Accumulator>)],
-) -> Vec<(Vec<Value>, Vec<Accumulator>)> {
+) -> KeyOrdered {
     let mut merged = Vec::with_capacity(a.len().max(b.len()));
     let mut b = b.iter().peekable();
     for (keys, mut accumulators) in a {
@@ -355,7 +358,7 @@ fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut
     finish_in_order(end, in_key_order(groups), calls, closed);
 }
 
-fn in_key_order(groups: Groups) -> Vec<(Vec<Value>, Vec<Accumulator>)> {
+fn in_key_order(groups: Groups) -> KeyOrdered {
     let mut groups: Vec<_> = groups.map.into_iter().collect();
     groups.sort_unstable_by(|(a, _), (b, _)| key_order(a, b));
     groups
@@ -364,7 +367,7 @@ fn in_key_order(groups: Groups) -> Vec<(Vec<Value>, Vec<Accumulator>)> {
 /// Finishes groups already in key order.
 fn finish_in_order(
     end: i64,
-    groups: Vec<(Vec<Value>, Vec<Accumulator>)>,
+    groups: KeyOrdered,
     calls: &[AggregateCall],
     closed: &mut Vec<ClosedGroup>,
 ) {

@@ -268,6 +268,20 @@ pub struct WindowState {
     /// Hopping windows kept as panes (see `Panes`).
     #[serde(default)]
     panes: Panes,
+    /// While the watermark is at most this, `advance` has nothing to do
+    /// (tumbling, hopping and snapshot windows; unknown for the others).
+    #[serde(skip)]
+    quiet_until: QuietUntil,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct QuietUntil(i64);
+
+impl Default for QuietUntil {
+    /// Not known: `advance` is to look.
+    fn default() -> Self {
+        QuietUntil(i64::MIN)
+    }
 }
 
 /// A hopping window whose size is a whole number of hops is the union of
@@ -307,10 +321,7 @@ fn key_order(a: &[Value], b: &[Value]) -> std::cmp::Ordering {
 
 /// Two lists of groups in key order merged into one, groups of equal
 /// keys merged.
-fn merge_in_order(
-    a: KeyOrdered,
-    b: &[(Vec<Value>, Vec<Accumulator>)],
-) -> KeyOrdered {
+fn merge_in_order(a: KeyOrdered, b: &[(Vec<Value>, Vec<Accumulator>)]) -> KeyOrdered {
     let mut merged = Vec::with_capacity(a.len().max(b.len()));
     let mut b = b.iter().peekable();
     for (keys, mut accumulators) in a {
@@ -436,6 +447,12 @@ impl WindowState {
                 accumulator.update(arg);
             }
         };
+        let quiet_until = &mut self.quiet_until.0;
+        let mut add_to = |windows: &mut BTreeMap<i64, Groups>, end: i64| {
+            // A window closes once the watermark has passed its end.
+            *quiet_until = (*quiet_until).min(end);
+            add_to(windows, end);
+        };
         match window {
             WindowPlan::Hopping { size, hop, offset } if uses_panes(*size, *hop, calls) => {
                 add_to(&mut self.panes.open, time::align_up(time, *hop, *offset));
@@ -459,6 +476,12 @@ impl WindowState {
         }
     }
 
+    /// Whether `advance` to `watermark` may close a window: false only
+    /// when it surely has nothing to do.
+    pub fn may_close(&self, watermark: i64) -> bool {
+        watermark > self.quiet_until.0
+    }
+
     /// Closes every window that ends before `watermark`, in end order and
     /// then key order.
     pub fn advance(
@@ -480,6 +503,10 @@ impl WindowState {
                     let (end, groups) = entry.remove_entry();
                     finish_groups(end, groups, calls, &mut closed);
                 }
+                self.quiet_until.0 = self
+                    .windows
+                    .first_key_value()
+                    .map_or(i64::MAX, |(end, _)| *end);
             }
             WindowPlan::Sliding { size } => {
                 self.advance_sliding(*size, calls, watermark, &mut closed)
@@ -516,6 +543,8 @@ impl WindowState {
             };
             panes.ended.insert(end, groups);
         }
+        // The end of the next window to emit, once known.
+        let mut next = i64::MAX;
         while let Some((&first, _)) = panes.ended.first_key_value() {
             // The next window to emit is the first after the last one
             // emitted that holds the first pane still kept.
@@ -528,6 +557,7 @@ impl WindowState {
                 continue;
             }
             if end >= watermark {
+                next = end;
                 break;
             }
             let mut in_window = panes.ended.range(end.saturating_sub(size) + 1..=end);
@@ -538,6 +568,11 @@ impl WindowState {
             finish_in_order(end, groups, calls, closed);
             panes.emitted = Some(end);
         }
+        let first_open = panes
+            .open
+            .first_key_value()
+            .map_or(i64::MAX, |(end, _)| *end);
+        self.quiet_until.0 = next.min(first_open);
     }
 
     fn take_ready(&mut self, watermark: i64) -> Vec<GroupRow> {
@@ -799,7 +834,10 @@ mod tests {
                 rows.push((time, keys, args));
                 if random(10) == 0 {
                     watermark = watermark.max(latest - 5);
-                    closed.extend(panes.advance(&window, &calls, watermark));
+                    let may_close = panes.may_close(watermark);
+                    let now_closed = panes.advance(&window, &calls, watermark);
+                    assert!(may_close || now_closed.is_empty(), "closed when quiet");
+                    closed.extend(now_closed);
                 }
             }
             closed.extend(panes.advance(&window, &calls, i64::MAX));

@@ -649,6 +649,13 @@ impl Engine {
         self.state.watermark = watermark;
         for at in 0..self.watermark_steps.len() {
             let index = self.watermark_steps[at];
+            let joins_streams = self.plan.steps[index]
+                .join
+                .as_ref()
+                .is_some_and(|join| join.span.is_some());
+            if !joins_streams && !self.state.steps[index].windows.may_close(watermark) {
+                continue;
+            }
             let mut produced = Vec::new();
             self.step_watermark(index, watermark, &mut produced);
             for (time, record) in produced {

@@ -5,7 +5,7 @@
 //! events until the watermark passes them and then replay them in order.
 //! A window `(start, end]` emits once, when the watermark passes `end`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
@@ -262,6 +262,9 @@ pub struct WindowState {
     /// times at which each group's window content changes.
     #[serde(with = "crate::aggregate::pairs")]
     sliding: BTreeMap<Vec<Value>, SlidingGroup>,
+    /// Sliding: every change still to come, with its group's keys.
+    #[serde(default)]
+    sliding_due: BTreeSet<(i64, Vec<Value>)>,
     /// Sessions by session partition.
     #[serde(with = "crate::aggregate::pairs")]
     sessions: BTreeMap<Vec<Value>, Session>,
@@ -472,6 +475,7 @@ impl WindowState {
                     partition: partition(),
                 };
                 self.pending.insert((time, self.sequence), row);
+                self.quiet_until.0 = self.quiet_until.0.min(time);
             }
         }
     }
@@ -593,14 +597,36 @@ impl WindowState {
         watermark: i64,
         closed: &mut Vec<ClosedGroup>,
     ) {
+        if self.sliding_due.is_empty() && !self.sliding.is_empty() {
+            // State from before changes were indexed.
+            for (keys, group) in &self.sliding {
+                for &change in group.changes.keys() {
+                    self.sliding_due.insert((change, keys.clone()));
+                }
+            }
+        }
         for row in self.take_ready(watermark) {
+            let leaves = row.time.saturating_add(size);
+            self.sliding_due.insert((row.time, row.keys.clone()));
+            self.sliding_due.insert((leaves, row.keys.clone()));
             let group = self.sliding.entry(row.keys).or_default();
             group.changes.insert(row.time, ());
-            group.changes.insert(row.time.saturating_add(size), ());
+            group.changes.insert(leaves, ());
             group.rows.push((row.time, row.args));
         }
+        // Only the groups with a change before the watermark are visited.
+        let mut changing = BTreeMap::new();
+        while let Some((change, _)) = self.sliding_due.first()
+            && *change < watermark
+        {
+            let (_, keys) = self.sliding_due.pop_first().expect("looked at");
+            changing.insert(keys, ());
+        }
         let mut emitted = Vec::new();
-        for (keys, group) in &mut self.sliding {
+        for keys in changing.into_keys() {
+            let Some(group) = self.sliding.get_mut(&keys) else {
+                continue;
+            };
             while let Some(entry) = group.changes.first_entry() {
                 let end = *entry.key();
                 if end >= watermark {
@@ -631,12 +657,24 @@ impl WindowState {
                 }
             }
             // Rows at or before watermark − size are in no future window.
+            // (A group's last change is its last row leaving: until then
+            // it is visited again.)
             group
                 .rows
                 .retain(|(time, _)| *time > watermark.saturating_sub(size));
+            if group.rows.is_empty() && group.changes.is_empty() {
+                self.sliding.remove(&keys);
+            }
         }
-        self.sliding
-            .retain(|_, group| !group.rows.is_empty() || !group.changes.is_empty());
+        let first_pending = self
+            .pending
+            .first_key_value()
+            .map_or(i64::MAX, |(key, _)| key.0);
+        let first_change = self
+            .sliding_due
+            .first()
+            .map_or(i64::MAX, |(change, _)| *change);
+        self.quiet_until.0 = first_pending.min(first_change);
         emitted.sort_by(|a, b| (a.end, &a.keys).cmp(&(b.end, &b.keys)));
         closed.extend(emitted);
     }
@@ -872,6 +910,78 @@ mod tests {
             assert_eq!(got.len(), expected_rows.len(), "{size}/{hop}/{offset}");
             assert_eq!(got, expected_rows, "{size}/{hop}/{offset}");
         }
+    }
+
+    /// Sliding windows visit only the groups that change, yet emit what
+    /// computing every group's window at every change gives; and an
+    /// advance told it may not close anything has nothing to emit.
+    #[test]
+    fn sliding_windows_equal_every_change_computed_from_all_rows() {
+        let calls = [call(AggregateFunction::Count), call(AggregateFunction::Sum)];
+        let size = 10;
+        let window = WindowPlan::Sliding { size };
+        let mut seed = 11u64;
+        let mut random = move |below: i64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % below as u64) as i64
+        };
+        let mut state = WindowState::default();
+        let mut rows: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
+        let mut closed = Vec::new();
+        let (mut watermark, mut latest) = (0, 0);
+        for _ in 0..2_000 {
+            latest += if random(50) == 0 { 30 } else { random(3) };
+            let time = (latest - random(4)).max(watermark);
+            let keys = vec![Value::Int(random(30))];
+            let args = vec![Value::Int(1), Value::Int(random(100))];
+            state.add(&window, &calls, time, &keys, &args, Vec::new);
+            rows.push((time, keys, args));
+            if random(4) == 0 {
+                watermark = watermark.max(latest - 3);
+                let may_close = state.may_close(watermark);
+                let now_closed = state.advance(&window, &calls, watermark);
+                assert!(may_close || now_closed.is_empty(), "closed when quiet");
+                closed.extend(now_closed);
+            }
+        }
+        closed.extend(state.advance(&window, &calls, i64::MAX));
+        assert_eq!(state.size(), 0, "a flush leaves nothing held");
+
+        let changes: BTreeSet<(i64, Vec<Value>)> = rows
+            .iter()
+            .flat_map(|(time, keys, _)| [(*time, keys.clone()), (time + size, keys.clone())])
+            .collect();
+        let expected: Vec<(i64, Vec<Value>, Vec<Value>)> = changes
+            .into_iter()
+            .filter_map(|(end, keys)| {
+                let mut accumulators = new_accumulators(&calls);
+                let mut any = false;
+                for (time, row_keys, args) in &rows {
+                    if *row_keys == keys && *time > end - size && *time <= end {
+                        any = true;
+                        for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                            accumulator.update(arg);
+                        }
+                    }
+                }
+                any.then(|| {
+                    let aggregates = accumulators
+                        .iter()
+                        .zip(&calls)
+                        .map(|(accumulator, call)| accumulator.finish(call))
+                        .collect();
+                    (end, keys, aggregates)
+                })
+            })
+            .collect();
+        let got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
+            .into_iter()
+            .map(|group| (group.end, group.keys, group.aggregates))
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -268,6 +268,9 @@ pub struct WindowState {
     /// Sessions by session partition.
     #[serde(with = "crate::aggregate::pairs")]
     sessions: BTreeMap<Vec<Value>, Session>,
+    /// Sessions: each one's end (as it stands) with its partition.
+    #[serde(default)]
+    session_ends: BTreeSet<(i64, Vec<Value>)>,
     /// Hopping windows kept as panes (see `Panes`).
     #[serde(default)]
     panes: Panes,
@@ -689,17 +692,25 @@ impl WindowState {
     ) {
         let session_end =
             |session: &Session| session.last.saturating_add(timeout).min(session.limit);
+        if self.session_ends.is_empty() && !self.sessions.is_empty() {
+            // State from before session ends were indexed.
+            for (partition, session) in &self.sessions {
+                self.session_ends
+                    .insert((session_end(session), partition.clone()));
+            }
+        }
         let mut emitted = Vec::new();
         for row in self.take_ready(watermark) {
-            if let Some(session) = self.sessions.get(&row.partition)
-                && (row.time > session_end(session))
-            {
-                let session = self.sessions.remove(&row.partition).expect("present");
-                finish_groups(session_end(&session), session.groups, calls, &mut emitted);
+            if let Some(end) = self.sessions.get(&row.partition).map(session_end) {
+                self.session_ends.remove(&(end, row.partition.clone()));
+                if row.time > end {
+                    let session = self.sessions.remove(&row.partition).expect("present");
+                    finish_groups(end, session.groups, calls, &mut emitted);
+                }
             }
             let session = self
                 .sessions
-                .entry(row.partition)
+                .entry(row.partition.clone())
                 .or_insert_with(|| Session {
                     start: row.time,
                     last: row.time,
@@ -708,6 +719,8 @@ impl WindowState {
                     groups: Groups::default(),
                 });
             session.last = session.last.max(row.time);
+            self.session_ends
+                .insert((session_end(session), row.partition));
             let accumulators = session
                 .groups
                 .map
@@ -717,16 +730,19 @@ impl WindowState {
                 accumulator.update(arg);
             }
         }
-        let ended: Vec<Vec<Value>> = self
-            .sessions
-            .iter()
-            .filter(|(_, session)| session_end(session) < watermark)
-            .map(|(partition, _)| partition.clone())
-            .collect();
-        for partition in ended {
-            let session = self.sessions.remove(&partition).expect("present");
-            finish_groups(session_end(&session), session.groups, calls, &mut emitted);
+        while let Some((end, _)) = self.session_ends.first()
+            && *end < watermark
+        {
+            let (end, partition) = self.session_ends.pop_first().expect("looked at");
+            let session = self.sessions.remove(&partition).expect("indexed");
+            finish_groups(end, session.groups, calls, &mut emitted);
         }
+        let first_pending = self
+            .pending
+            .first_key_value()
+            .map_or(i64::MAX, |(key, _)| key.0);
+        let first_end = self.session_ends.first().map_or(i64::MAX, |(end, _)| *end);
+        self.quiet_until.0 = first_pending.min(first_end);
         emitted.sort_by(|a, b| (a.end, &a.keys).cmp(&(b.end, &b.keys)));
         closed.extend(emitted);
     }
@@ -980,6 +996,106 @@ mod tests {
             .into_iter()
             .map(|group| (group.end, group.keys, group.aggregates))
             .collect();
+        assert_eq!(got.len(), expected.len());
+        assert_eq!(got, expected);
+    }
+
+    /// Sessions closed as the watermark passes their indexed ends are the
+    /// sessions that chaining each partition's events in time order gives.
+    #[test]
+    fn sessions_equal_each_partitions_events_chained_in_time_order() {
+        let (timeout, max_duration) = (5, 40);
+        let calls = [call(AggregateFunction::Count), call(AggregateFunction::Max)];
+        let window = WindowPlan::Session {
+            timeout,
+            max_duration,
+            partition: Vec::new(),
+        };
+        let mut seed = 5u64;
+        let mut random = move |below: i64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % below as u64) as i64
+        };
+        let mut state = WindowState::default();
+        // (time, partition, keys, args)
+        type Row = (i64, Vec<Value>, Vec<Value>, Vec<Value>);
+        let mut rows: Vec<Row> = Vec::new();
+        let mut closed = Vec::new();
+        let (mut watermark, mut latest) = (0, 0);
+        for _ in 0..3_000 {
+            latest += random(2);
+            let time = (latest - random(4)).max(watermark);
+            let partition = vec![Value::Int(random(40))];
+            let keys = vec![Value::Int(random(3))];
+            let args = vec![Value::Int(1), Value::Int(random(100))];
+            state.add(&window, &calls, time, &keys, &args, || partition.clone());
+            rows.push((time, partition, keys, args));
+            if random(4) == 0 {
+                watermark = watermark.max(latest - 3);
+                let may_close = state.may_close(watermark);
+                let now_closed = state.advance(&window, &calls, watermark);
+                assert!(may_close || now_closed.is_empty(), "closed when quiet");
+                closed.extend(now_closed);
+            }
+        }
+        closed.extend(state.advance(&window, &calls, i64::MAX));
+        assert_eq!(state.size(), 0, "a flush leaves nothing held");
+
+        // Each partition's events in time order (arrival order among equal
+        // times), chained while they come within the timeout and the
+        // session has not passed a maximum-duration check.
+        let mut by_partition: BTreeMap<Vec<Value>, Vec<usize>> = BTreeMap::new();
+        for (at, row) in rows.iter().enumerate() {
+            by_partition.entry(row.1.clone()).or_default().push(at);
+        }
+        let mut expected: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
+        for indexes in by_partition.values_mut() {
+            indexes.sort_by_key(|&at| (rows[at].0, at));
+            // (last time, limit, groups)
+            type Open = (i64, i64, BTreeMap<Vec<Value>, Vec<Accumulator>>);
+            let mut session: Option<Open> = None;
+            let mut finish = |(last, limit, groups): Open| {
+                let end = (last + timeout).min(limit);
+                for (keys, accumulators) in groups {
+                    let aggregates = accumulators
+                        .iter()
+                        .zip(&calls)
+                        .map(|(accumulator, call)| accumulator.finish(call))
+                        .collect();
+                    expected.push((end, keys, aggregates));
+                }
+            };
+            for &at in indexes.iter() {
+                let (time, _, keys, args) = &rows[at];
+                if let Some((last, limit, _)) = &session
+                    && *time > (last + timeout).min(*limit)
+                {
+                    finish(session.take().expect("open"));
+                }
+                let (last, _, groups) = session.get_or_insert_with(|| {
+                    let limit = time::align_up(time + max_duration, max_duration, 0);
+                    (*time, limit, BTreeMap::new())
+                });
+                *last = (*last).max(*time);
+                let accumulators = groups
+                    .entry(keys.clone())
+                    .or_insert_with(|| new_accumulators(&calls));
+                for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                    accumulator.update(arg);
+                }
+            }
+            if let Some(open) = session {
+                finish(open);
+            }
+        }
+        expected.sort();
+        let mut got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
+            .into_iter()
+            .map(|group| (group.end, group.keys, group.aggregates))
+            .collect();
+        got.sort();
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);
     }

@@ -176,10 +176,12 @@ fn main() {
     }
     let only = std::env::var("FRESHET_BENCH_ONLY").unwrap_or_default();
     cases.retain(|(name, _, _)| name.contains(&only));
+    let q0 = &nexmark_queries()[0].1;
     for (name, data, query) in [
         ("JSON parse only (payments)", &payments, None),
         ("JSON parse only (nexmark)", &nexmark, None),
         ("JSON parse only (seed's fields)", &payments, Some(SEED)),
+        ("JSON parse only (q0's fields)", &nexmark, Some(q0.as_str())),
     ] {
         if !name.contains(&only) {
             continue;

@@ -379,6 +379,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A field name in double quotes and the `:` after it.
+    #[inline(always)]
     fn name(&mut self) -> Result<Text<'a>, JsonError> {
         if self.peek()? != b'"' {
             return Err(self.fail("expected a field name in double quotes"));

@@ -822,6 +822,9 @@ impl<'a> Reader<'a> {
 #[derive(Debug)]
 struct Interner {
     table: HashSet<Arc<str>, RandomState>,
+    /// The string handed out last: a field often repeats the value of
+    /// the event before (a type, a result code), found without hashing.
+    last: Option<Arc<str>>,
     /// Lookups and hits in the current trial; while the table is off,
     /// `lookups` counts down to the next trial.
     lookups: u32,
@@ -833,6 +836,7 @@ impl Default for Interner {
     fn default() -> Self {
         Self {
             table: HashSet::default(),
+            last: None,
             lookups: 0,
             hits: 0,
             on: true,
@@ -861,6 +865,14 @@ impl Interner {
             return Arc::from(text);
         }
         self.lookups += 1;
+        if let Some(last) = &self.last
+            && **last == *text
+        {
+            self.hits += 1;
+            let shared = last.clone();
+            self.end_trial();
+            return shared;
+        }
         let shared = match self.table.get(text) {
             Some(shared) => {
                 self.hits += 1;
@@ -874,17 +886,24 @@ impl Interner {
                 shared
             }
         };
+        self.last = Some(shared.clone());
+        self.end_trial();
+        shared
+    }
+
+    /// At the end of a trial, keeps the table in use if enough lookups hit.
+    fn end_trial(&mut self) {
         if self.lookups == TRIAL_LOOKUPS {
             if self.hits < TRIAL_LOOKUPS / 4 {
                 self.on = false;
                 self.table = HashSet::default();
+                self.last = None;
                 self.lookups = RETRY_AFTER;
             } else {
                 self.lookups = 0;
             }
             self.hits = 0;
         }
-        shared
     }
 }
 

@@ -370,6 +370,15 @@ fn new_accumulators(calls: &[AggregateCall]) -> Vec<Accumulator> {
     calls.iter().map(Accumulator::new).collect()
 }
 
+/// The value of each aggregate.
+fn finish_all(accumulators: &[Accumulator], calls: &[AggregateCall]) -> Vec<Value> {
+    accumulators
+        .iter()
+        .zip(calls)
+        .map(|(accumulator, call)| accumulator.finish(call))
+        .collect()
+}
+
 /// Finishes a window's groups, in key order.
 fn finish_groups(end: i64, groups: Groups, calls: &[AggregateCall], closed: &mut Vec<ClosedGroup>) {
     finish_in_order(end, in_key_order(groups), calls, closed);
@@ -389,11 +398,7 @@ fn finish_in_order(
     closed: &mut Vec<ClosedGroup>,
 ) {
     for (keys, accumulators) in groups {
-        let aggregates = accumulators
-            .iter()
-            .zip(calls)
-            .map(|(accumulator, call)| accumulator.finish(call))
-            .collect();
+        let aggregates = finish_all(&accumulators, calls);
         closed.push(ClosedGroup {
             end,
             keys,
@@ -647,11 +652,7 @@ impl WindowState {
                     }
                 }
                 if any {
-                    let aggregates = accumulators
-                        .iter()
-                        .zip(calls)
-                        .map(|(accumulator, call)| accumulator.finish(call))
-                        .collect();
+                    let aggregates = finish_all(&accumulators, calls);
                     emitted.push(ClosedGroup {
                         end,
                         keys: keys.clone(),
@@ -843,6 +844,47 @@ mod tests {
             .collect()
     }
 
+    /// A small deterministic random source: `random(n)` is in `0..n`.
+    fn random_source(mut seed: u64) -> impl FnMut(i64) -> i64 {
+        move |below: i64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % below as u64) as i64
+        }
+    }
+
+    /// Advances `state` to `watermark` into `closed`, checking that a
+    /// state that says it cannot close anything closes nothing.
+    fn advance_checked(
+        state: &mut WindowState,
+        window: &WindowPlan,
+        calls: &[AggregateCall],
+        watermark: i64,
+        closed: &mut Vec<ClosedGroup>,
+    ) {
+        let may_close = state.may_close(watermark);
+        let now_closed = state.advance(window, calls, watermark);
+        assert!(may_close || now_closed.is_empty(), "closed when quiet");
+        closed.extend(now_closed);
+    }
+
+    /// Closes what is left, checking that nothing stays held.
+    fn flush(
+        state: &mut WindowState,
+        window: &WindowPlan,
+        calls: &[AggregateCall],
+        closed: Vec<ClosedGroup>,
+    ) -> Vec<(i64, Vec<Value>, Vec<Value>)> {
+        let mut closed = closed;
+        closed.extend(state.advance(window, calls, i64::MAX));
+        assert_eq!(state.size(), 0, "a flush leaves nothing held");
+        closed
+            .into_iter()
+            .map(|group| (group.end, group.keys, group.aggregates))
+            .collect()
+    }
+
     /// Hopping windows kept as panes give what each window accumulated on
     /// its own gives: rows in order and out of order (at or after the
     /// watermark, as the engine admits them), windows with and without
@@ -858,13 +900,7 @@ mod tests {
                 ..call(AggregateFunction::Count)
             },
         ];
-        let mut seed = 7u64;
-        let mut random = move |below: i64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((seed >> 33) % below as u64) as i64
-        };
+        let mut random = random_source(7);
         for (size, hop, offset) in [(10, 2, 0), (12, 4, 1), (9, 3, 2)] {
             let window = WindowPlan::Hopping { size, hop, offset };
             assert!(uses_panes(size, hop, &calls));
@@ -888,14 +924,10 @@ mod tests {
                 rows.push((time, keys, args));
                 if random(10) == 0 {
                     watermark = watermark.max(latest - 5);
-                    let may_close = panes.may_close(watermark);
-                    let now_closed = panes.advance(&window, &calls, watermark);
-                    assert!(may_close || now_closed.is_empty(), "closed when quiet");
-                    closed.extend(now_closed);
+                    advance_checked(&mut panes, &window, &calls, watermark, &mut closed);
                 }
             }
-            closed.extend(panes.advance(&window, &calls, i64::MAX));
-            assert_eq!(panes.size(), 0, "a flush leaves nothing held");
+            let got = flush(&mut panes, &window, &calls, closed);
 
             let mut one_by_one: BTreeMap<(i64, Vec<Value>), Vec<Accumulator>> = BTreeMap::new();
             for (time, keys, args) in &rows {
@@ -911,17 +943,9 @@ mod tests {
             let expected_rows: Vec<(i64, Vec<Value>, Vec<Value>)> = one_by_one
                 .into_iter()
                 .map(|((end, keys), accumulators)| {
-                    let aggregates = accumulators
-                        .iter()
-                        .zip(&calls)
-                        .map(|(accumulator, call)| accumulator.finish(call))
-                        .collect();
+                    let aggregates = finish_all(&accumulators, &calls);
                     (end, keys, aggregates)
                 })
-                .collect();
-            let got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
-                .into_iter()
-                .map(|group| (group.end, group.keys, group.aggregates))
                 .collect();
             assert_eq!(got.len(), expected_rows.len(), "{size}/{hop}/{offset}");
             assert_eq!(got, expected_rows, "{size}/{hop}/{offset}");
@@ -936,13 +960,7 @@ mod tests {
         let calls = [call(AggregateFunction::Count), call(AggregateFunction::Sum)];
         let size = 10;
         let window = WindowPlan::Sliding { size };
-        let mut seed = 11u64;
-        let mut random = move |below: i64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((seed >> 33) % below as u64) as i64
-        };
+        let mut random = random_source(11);
         let mut state = WindowState::default();
         let mut rows: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
         let mut closed = Vec::new();
@@ -956,14 +974,10 @@ mod tests {
             rows.push((time, keys, args));
             if random(4) == 0 {
                 watermark = watermark.max(latest - 3);
-                let may_close = state.may_close(watermark);
-                let now_closed = state.advance(&window, &calls, watermark);
-                assert!(may_close || now_closed.is_empty(), "closed when quiet");
-                closed.extend(now_closed);
+                advance_checked(&mut state, &window, &calls, watermark, &mut closed);
             }
         }
-        closed.extend(state.advance(&window, &calls, i64::MAX));
-        assert_eq!(state.size(), 0, "a flush leaves nothing held");
+        let got = flush(&mut state, &window, &calls, closed);
 
         let changes: BTreeSet<(i64, Vec<Value>)> = rows
             .iter()
@@ -983,18 +997,10 @@ mod tests {
                     }
                 }
                 any.then(|| {
-                    let aggregates = accumulators
-                        .iter()
-                        .zip(&calls)
-                        .map(|(accumulator, call)| accumulator.finish(call))
-                        .collect();
+                    let aggregates = finish_all(&accumulators, &calls);
                     (end, keys, aggregates)
                 })
             })
-            .collect();
-        let got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
-            .into_iter()
-            .map(|group| (group.end, group.keys, group.aggregates))
             .collect();
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);
@@ -1011,13 +1017,7 @@ mod tests {
             max_duration,
             partition: Vec::new(),
         };
-        let mut seed = 5u64;
-        let mut random = move |below: i64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((seed >> 33) % below as u64) as i64
-        };
+        let mut random = random_source(5);
         let mut state = WindowState::default();
         // (time, partition, keys, args)
         type Row = (i64, Vec<Value>, Vec<Value>, Vec<Value>);
@@ -1034,14 +1034,10 @@ mod tests {
             rows.push((time, partition, keys, args));
             if random(4) == 0 {
                 watermark = watermark.max(latest - 3);
-                let may_close = state.may_close(watermark);
-                let now_closed = state.advance(&window, &calls, watermark);
-                assert!(may_close || now_closed.is_empty(), "closed when quiet");
-                closed.extend(now_closed);
+                advance_checked(&mut state, &window, &calls, watermark, &mut closed);
             }
         }
-        closed.extend(state.advance(&window, &calls, i64::MAX));
-        assert_eq!(state.size(), 0, "a flush leaves nothing held");
+        let got = flush(&mut state, &window, &calls, closed);
 
         // Each partition's events in time order (arrival order among equal
         // times), chained while they come within the timeout and the
@@ -1059,11 +1055,7 @@ mod tests {
             let mut finish = |(last, limit, groups): Open| {
                 let end = (last + timeout).min(limit);
                 for (keys, accumulators) in groups {
-                    let aggregates = accumulators
-                        .iter()
-                        .zip(&calls)
-                        .map(|(accumulator, call)| accumulator.finish(call))
-                        .collect();
+                    let aggregates = finish_all(&accumulators, &calls);
                     expected.push((end, keys, aggregates));
                 }
             };
@@ -1091,10 +1083,7 @@ mod tests {
             }
         }
         expected.sort();
-        let mut got: Vec<(i64, Vec<Value>, Vec<Value>)> = closed
-            .into_iter()
-            .map(|group| (group.end, group.keys, group.aggregates))
-            .collect();
+        let mut got = got;
         got.sort();
         assert_eq!(got.len(), expected.len());
         assert_eq!(got, expected);

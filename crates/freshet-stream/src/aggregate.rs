@@ -144,9 +144,12 @@ impl Accumulator {
             )
     }
 
-    /// Adds the rows another accumulator of the same call has seen; only
-    /// for calls that `merges_exactly`.
-    fn merge(&mut self, other: &Accumulator) {
+    /// Adds the rows another accumulator of the same call has seen, when
+    /// that gives exactly what one accumulator over all their rows would
+    /// hold: always for calls that `merges_exactly`; for `SUM` while both
+    /// sums are integers that add without overflow. False (and `self`
+    /// unusable) otherwise.
+    fn merge(&mut self, other: &Accumulator) -> bool {
         match (self, other) {
             (Accumulator::Count(count), Accumulator::Count(more)) => *count += more,
             (Accumulator::Min(current), Accumulator::Min(Some(value))) => {
@@ -164,8 +167,30 @@ impl Accumulator {
             (Accumulator::Distinct(values), Accumulator::Distinct(more)) => {
                 values.extend(more.keys().map(|value| (value.clone(), ())));
             }
+            (
+                Accumulator::Sum {
+                    int,
+                    is_float: false,
+                    seen,
+                    ..
+                },
+                Accumulator::Sum {
+                    int: more,
+                    is_float: false,
+                    seen: more_seen,
+                    ..
+                },
+            ) => match int.checked_add(*more) {
+                Some(total) => {
+                    *int = total;
+                    *seen |= more_seen;
+                }
+                None => return false,
+            },
+            (Accumulator::Sum { .. }, Accumulator::Sum { .. }) => return false,
             (this, other) => unreachable!("{this:?} and {other:?} do not merge"),
         }
+        true
     }
 
     pub fn finish(&self, call: &AggregateCall) -> Value {
@@ -340,7 +365,8 @@ fn merge_in_order(a: KeyOrdered, b: &[(Vec<Value>, Vec<Accumulator>)]) -> KeyOrd
             && key_order(other, &keys).is_eq()
         {
             for (accumulator, more) in accumulators.iter_mut().zip(more) {
-                accumulator.merge(more);
+                let exact = accumulator.merge(more);
+                debug_assert!(exact, "panes hold aggregates that merge exactly");
             }
             b.next();
         }
@@ -352,9 +378,167 @@ fn merge_in_order(a: KeyOrdered, b: &[(Vec<Value>, Vec<Accumulator>)]) -> KeyOrd
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SlidingGroup {
+    /// The group's rows in the last window length, in time order (unless
+    /// `running.out_of_order`).
     rows: Vec<(i64, Vec<Value>)>,
     #[serde(with = "crate::aggregate::pairs")]
     changes: BTreeMap<i64, ()>,
+    /// Aggregates kept as the window moves (rebuilt from `rows` after a
+    /// restore).
+    #[serde(skip)]
+    running: Running,
+}
+
+/// A sliding window's rows as a queue aggregated with two stacks: rows
+/// enter at the back, whose aggregate is kept running; rows leave from
+/// the front, a stack of the aggregates of each front row and all rows
+/// after it up to the back, built when the front runs empty. A window is
+/// then the front's top merged with the back: each row is added about
+/// twice in all, instead of once per change it is in. Only for
+/// aggregates that merge without changing their result (`slides`); a
+/// window whose merge is not exact (a sum that left integers) is
+/// computed afresh.
+#[derive(Debug, Clone, Default)]
+struct Running {
+    /// Rows removed from the front of the group's `rows` so far: row
+    /// numbers below count from the first row ever kept.
+    removed: usize,
+    /// The window is rows `lo..hi`; the front holds `lo..mid`, the back
+    /// `mid..hi`.
+    lo: usize,
+    mid: usize,
+    hi: usize,
+    front: Vec<Vec<Accumulator>>,
+    back: Option<Vec<Accumulator>>,
+    /// A row came before an earlier one, or a front could not be built
+    /// exactly: every window of the group is computed afresh.
+    out_of_order: bool,
+}
+
+/// Whether a sliding window of `calls` keeps running aggregates.
+fn slides(calls: &[AggregateCall]) -> bool {
+    calls.iter().all(|call| {
+        !call.distinct
+            && matches!(
+                call.function,
+                AggregateFunction::Count
+                    | AggregateFunction::Sum
+                    | AggregateFunction::Min
+                    | AggregateFunction::Max
+            )
+    })
+}
+
+impl SlidingGroup {
+    /// The aggregates of the group's rows in `(end - size, end]`, or
+    /// `None` when it has none; from the running aggregates when
+    /// `running`, else added up afresh.
+    fn window(
+        &mut self,
+        end: i64,
+        size: i64,
+        calls: &[AggregateCall],
+        running: bool,
+    ) -> Option<Vec<Value>> {
+        let start = end.saturating_sub(size);
+        if running && !self.running.out_of_order {
+            let lo = self.rows.partition_point(|(time, _)| *time <= start);
+            let hi = self.rows.partition_point(|(time, _)| *time <= end);
+            if lo == hi {
+                return None;
+            }
+            if let Some(aggregates) = self.running.window(&self.rows, lo, hi, calls) {
+                return Some(aggregates);
+            }
+        }
+        let mut accumulators = new_accumulators(calls);
+        let mut any = false;
+        for (time, args) in &self.rows {
+            if *time > start && *time <= end {
+                any = true;
+                for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                    accumulator.update(arg);
+                }
+            }
+        }
+        any.then(|| finish_all(&accumulators, calls))
+    }
+}
+
+impl Running {
+    /// The aggregates of rows `lo..hi` of `rows` (indexes into `rows`),
+    /// or `None` when they cannot be had exactly this way.
+    fn window(
+        &mut self,
+        rows: &[(i64, Vec<Value>)],
+        lo: usize,
+        hi: usize,
+        calls: &[AggregateCall],
+    ) -> Option<Vec<Value>> {
+        if self.out_of_order {
+            return None;
+        }
+        let (lo, hi) = (self.removed + lo, self.removed + hi);
+        let row = |at: usize| &rows[at - self.removed].1;
+        if lo < self.lo || hi < self.hi || lo >= self.hi {
+            // Windows only move forward; start over if not, or if none of
+            // the rows kept is still in (they may be gone from `rows`).
+            self.lo = lo;
+            self.mid = lo;
+            self.hi = lo;
+            self.front.clear();
+            self.back = None;
+        }
+        let back = self.back.get_or_insert_with(|| new_accumulators(calls));
+        while self.hi < hi {
+            for (accumulator, arg) in back.iter_mut().zip(row(self.hi)) {
+                accumulator.update(arg);
+            }
+            self.hi += 1;
+        }
+        while self.lo < lo {
+            if self.front.is_empty() {
+                // The rows staying go to the front, newest first (those
+                // before `lo` leave now, and may be gone from `rows`); each
+                // aggregate merges the newer rows' into an older row's so
+                // that ties keep the older value, as adding in order does.
+                let mut newer: Option<Vec<Accumulator>> = None;
+                for at in (lo..self.hi).rev() {
+                    let mut accumulators = new_accumulators(calls);
+                    for (accumulator, arg) in accumulators.iter_mut().zip(row(at)) {
+                        accumulator.update(arg);
+                    }
+                    if let Some(newer) = &newer {
+                        for (accumulator, more) in accumulators.iter_mut().zip(newer) {
+                            if !accumulator.merge(more) {
+                                self.out_of_order = true;
+                                return None;
+                            }
+                        }
+                    }
+                    self.front.push(accumulators.clone());
+                    newer = Some(accumulators);
+                }
+                self.mid = self.hi;
+                self.back = Some(new_accumulators(calls));
+                self.lo = lo;
+                break;
+            }
+            self.front.pop();
+            self.lo += 1;
+        }
+        let mut total = match self.front.last() {
+            Some(front) => front.clone(),
+            None => new_accumulators(calls),
+        };
+        let back = self.back.as_ref().expect("made above");
+        for (accumulator, more) in total.iter_mut().zip(back) {
+            if !accumulator.merge(more) {
+                return None;
+            }
+        }
+        Some(finish_all(&total, calls))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -620,8 +804,12 @@ impl WindowState {
             let group = self.sliding.entry(row.keys).or_default();
             group.changes.insert(row.time, ());
             group.changes.insert(leaves, ());
+            if group.rows.last().is_some_and(|(last, _)| *last > row.time) {
+                group.running.out_of_order = true;
+            }
             group.rows.push((row.time, row.args));
         }
+        let running = slides(calls);
         // Only the groups with a change before the watermark are visited.
         let mut changing = BTreeMap::new();
         while let Some((change, _)) = self.sliding_due.first()
@@ -641,18 +829,7 @@ impl WindowState {
                     break;
                 }
                 entry.remove();
-                let mut accumulators = new_accumulators(calls);
-                let mut any = false;
-                for (time, args) in &group.rows {
-                    if *time > end - size && *time <= end {
-                        any = true;
-                        for (accumulator, arg) in accumulators.iter_mut().zip(args) {
-                            accumulator.update(arg);
-                        }
-                    }
-                }
-                if any {
-                    let aggregates = finish_all(&accumulators, calls);
+                if let Some(aggregates) = group.window(end, size, calls, running) {
                     emitted.push(ClosedGroup {
                         end,
                         keys: keys.clone(),
@@ -663,9 +840,14 @@ impl WindowState {
             // Rows at or before watermark − size are in no future window.
             // (A group's last change is its last row leaving: until then
             // it is visited again.)
-            group
-                .rows
-                .retain(|(time, _)| *time > watermark.saturating_sub(size));
+            let before = watermark.saturating_sub(size);
+            if group.running.out_of_order {
+                group.rows.retain(|(time, _)| *time > before);
+            } else {
+                let gone = group.rows.partition_point(|(time, _)| *time <= before);
+                group.rows.drain(..gone);
+                group.running.removed += gone;
+            }
             if group.rows.is_empty() && group.changes.is_empty() {
                 self.sliding.remove(&keys);
             }
@@ -952,58 +1134,94 @@ mod tests {
         }
     }
 
-    /// Sliding windows visit only the groups that change, yet emit what
-    /// computing every group's window at every change gives; and an
-    /// advance told it may not close anything has nothing to emit.
+    /// Sliding windows visit only the groups that change and keep running
+    /// aggregates, yet emit exactly what computing every group's window
+    /// at every change from all its rows gives: equal numbers of either
+    /// type (which of them a MIN or MAX keeps shows), sums that overflow
+    /// or turn to floats (computed afresh), and AVG (always afresh).
     #[test]
     fn sliding_windows_equal_every_change_computed_from_all_rows() {
-        let calls = [call(AggregateFunction::Count), call(AggregateFunction::Sum)];
-        let size = 10;
-        let window = WindowPlan::Sliding { size };
-        let mut random = random_source(11);
-        let mut state = WindowState::default();
-        let mut rows: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
-        let mut closed = Vec::new();
-        let (mut watermark, mut latest) = (0, 0);
-        for _ in 0..2_000 {
-            latest += if random(50) == 0 { 30 } else { random(3) };
-            let time = (latest - random(4)).max(watermark);
-            let keys = vec![Value::Int(random(30))];
-            let args = vec![Value::Int(1), Value::Int(random(100))];
-            state.add(&window, &calls, time, &keys, &args, Vec::new);
-            rows.push((time, keys, args));
-            if random(4) == 0 {
-                watermark = watermark.max(latest - 3);
-                advance_checked(&mut state, &window, &calls, watermark, &mut closed);
+        let running = [
+            call(AggregateFunction::Count),
+            call(AggregateFunction::Sum),
+            call(AggregateFunction::Min),
+            call(AggregateFunction::Max),
+        ];
+        let averaged = [call(AggregateFunction::Avg), call(AggregateFunction::Max)];
+        type Pick = fn(&mut dyn FnMut(i64) -> i64) -> Value;
+        let cases: [(&[AggregateCall], Pick); 4] = [
+            (&running, |random| Value::Int(random(100))),
+            (&running, |random| match random(2) {
+                0 => Value::Int(random(20)),
+                _ => Value::Float(random(20) as f64),
+            }),
+            (&running, |random| Value::Int(i64::MAX / 3 - random(3))),
+            (&averaged, |random| Value::Int(random(100))),
+        ];
+        for (case, (calls, pick)) in cases.into_iter().enumerate() {
+            assert_eq!(slides(calls), case < 3);
+            let size = 10;
+            let window = WindowPlan::Sliding { size };
+            let mut random = random_source(11 + case as u64);
+            let mut state = WindowState::default();
+            let mut rows: Vec<(i64, Vec<Value>, Vec<Value>)> = Vec::new();
+            let mut closed = Vec::new();
+            let (mut watermark, mut latest) = (0, 0);
+            for _ in 0..2_000 {
+                latest += if random(50) == 0 { 30 } else { random(3) };
+                let time = (latest - random(4)).max(watermark);
+                let keys = vec![Value::Int(random(30))];
+                let value = pick(&mut random);
+                let args: Vec<Value> = calls
+                    .iter()
+                    .map(|call| match call.function {
+                        AggregateFunction::Count => Value::Int(1),
+                        // Sums stay integers where the case is about MIN
+                        // and MAX, so that the running aggregates serve.
+                        AggregateFunction::Sum if case == 1 => {
+                            Value::Int(value.as_f64().expect("a number") as i64)
+                        }
+                        _ => value.clone(),
+                    })
+                    .collect();
+                state.add(&window, calls, time, &keys, &args, Vec::new);
+                rows.push((time, keys, args));
+                if random(4) == 0 {
+                    watermark = watermark.max(latest - 3);
+                    advance_checked(&mut state, &window, calls, watermark, &mut closed);
+                }
             }
-        }
-        let got = flush(&mut state, &window, &calls, closed);
+            let got = flush(&mut state, &window, calls, closed);
 
-        let changes: BTreeSet<(i64, Vec<Value>)> = rows
-            .iter()
-            .flat_map(|(time, keys, _)| [(*time, keys.clone()), (time + size, keys.clone())])
-            .collect();
-        let expected: Vec<(i64, Vec<Value>, Vec<Value>)> = changes
-            .into_iter()
-            .filter_map(|(end, keys)| {
-                let mut accumulators = new_accumulators(&calls);
-                let mut any = false;
-                for (time, row_keys, args) in &rows {
-                    if *row_keys == keys && *time > end - size && *time <= end {
-                        any = true;
-                        for (accumulator, arg) in accumulators.iter_mut().zip(args) {
-                            accumulator.update(arg);
+            // A sliding window adds its rows up in time order (arrival
+            // order among equal times).
+            rows.sort_by_key(|(time, _, _)| *time);
+            let changes: BTreeSet<(i64, Vec<Value>)> = rows
+                .iter()
+                .flat_map(|(time, keys, _)| [(*time, keys.clone()), (time + size, keys.clone())])
+                .collect();
+            let expected: Vec<(i64, Vec<Value>, Vec<Value>)> = changes
+                .into_iter()
+                .filter_map(|(end, keys)| {
+                    let mut accumulators = new_accumulators(calls);
+                    let mut any = false;
+                    for (time, row_keys, args) in &rows {
+                        if *row_keys == keys && *time > end - size && *time <= end {
+                            any = true;
+                            for (accumulator, arg) in accumulators.iter_mut().zip(args) {
+                                accumulator.update(arg);
+                            }
                         }
                     }
-                }
-                any.then(|| {
-                    let aggregates = finish_all(&accumulators, &calls);
-                    (end, keys, aggregates)
+                    any.then(|| (end, keys, finish_all(&accumulators, calls)))
                 })
-            })
-            .collect();
-        assert_eq!(got.len(), expected.len());
-        assert_eq!(got, expected);
+                .collect();
+            assert_eq!(got.len(), expected.len(), "case {case}");
+            // Compared as printed: 1 and 1.0 are equal values of two types.
+            for (got, expected) in got.iter().zip(&expected) {
+                assert_eq!(format!("{got:?}"), format!("{expected:?}"), "case {case}");
+            }
+        }
     }
 
     /// Sessions closed as the watermark passes their indexed ends are the

@@ -439,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn records_sharing_names_store_and_compare_as_pairs() {
+        let names: Arc<[Arc<str>]> = Arc::from(vec![Arc::from("a"), Arc::from("b")]);
+        let shared = Record::with_names(names.clone(), vec![Value::Int(1), Value::str("x")]);
+        let mut own = Record::new();
+        own.insert(Arc::from("a"), Value::Int(1));
+        own.insert(Arc::from("b"), Value::str("x"));
+        assert_eq!(shared, own);
+        // Checkpoints hold a record as its name and value pairs.
+        let stored = serde_json::to_string(&shared).unwrap();
+        assert_eq!(stored, r#"{"fields":[["a",{"Int":1}],["b",{"Str":"x"}]]}"#);
+        assert_eq!(serde_json::from_str::<Record>(&stored).unwrap(), shared);
+        // Adding to a record copies its shared names, not the other's.
+        let mut grown = shared.clone();
+        grown.insert(Arc::from("c"), Value::Null);
+        assert_eq!(grown.len(), 3);
+        assert_eq!(shared.len(), 2);
+        assert!(grown.get("C").is_some_and(Value::is_null));
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
     fn numbers_group_by_value_across_types() {
         use std::collections::HashSet;
         let set: HashSet<Value> = [

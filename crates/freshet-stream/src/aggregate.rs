@@ -300,7 +300,8 @@ pub struct WindowState {
     #[serde(default)]
     panes: Panes,
     /// While the watermark is at most this, `advance` has nothing to do
-    /// (tumbling, hopping and snapshot windows; unknown for the others).
+    /// (tumbling, hopping, snapshot and sliding windows; for sessions it
+    /// stays unknown).
     #[serde(skip)]
     quiet_until: QuietUntil,
 }
@@ -320,7 +321,9 @@ impl Default for QuietUntil {
 /// its one pane instead of every window it is in; a pane that has ended
 /// is put in key order once, and a closing window merges its panes in
 /// order. Only for aggregates that merge exactly (`merges_exactly`), so
-/// that results are those of accumulating each window on its own.
+/// that results are those of accumulating each window on its own (but
+/// for which of two equal numbers of different types a MIN or MAX keeps
+/// when their events arrived out of time order).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Panes {
     /// Panes not yet ended, by end.

@@ -626,9 +626,23 @@ fn recover_producers(
     end: i64,
 ) -> Result<ProducerStates> {
     let (from, mut states) = producers::load_snapshot(dir, start, end)?;
+    let mut headers = Vec::new();
     for segment in segments.iter().filter(|s| s.next_offset() > from) {
-        for header in segment.headers_from(from)? {
-            states.record(&header);
+        headers.clear();
+        let read = segment.headers_from(from, &mut headers);
+        for header in &headers {
+            states.record(header);
+        }
+        match read {
+            Ok(()) => {}
+            // A segment trusted without a scan (it was synced before the
+            // stop) can still be damaged on disk. Reads stop at the damage
+            // with an error; the log still opens, and producers are known
+            // from every batch that can be read.
+            Err(error @ LogError::Corrupt { .. }) => {
+                tracing::error!(dir = %dir.display(), %error, "damaged batch while rebuilding producer state");
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(states)

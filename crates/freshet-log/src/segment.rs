@@ -320,8 +320,10 @@ impl Segment {
         Ok(Some(expected_base))
     }
 
-    /// Headers of the batches from the one holding `offset` to the end.
-    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+    /// Appends to `headers` those of the batches from the one holding
+    /// `offset` to the end. On a damaged batch, the headers before it are
+    /// there and the error says where it is.
+    pub fn headers_from(&self, offset: i64, headers: &mut Vec<BatchHeader>) -> Result<()> {
         let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
             let (position, base) = index.position_for_offset(offset);
@@ -329,7 +331,6 @@ impl Segment {
         };
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
-        let mut headers = Vec::new();
         while position < end {
             let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
@@ -338,7 +339,7 @@ impl Segment {
             position += u64::from(header.size_bytes);
             expected_base = header.last_offset() + 1;
         }
-        Ok(headers)
+        Ok(())
     }
 
     /// Base offset and max timestamp of the first batch whose max timestamp

@@ -80,17 +80,13 @@ fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) 
 }
 
 /// Reads `count` records from the start with one consumer thread per
-/// partition; returns (seconds, payload bytes).
+/// partition, each up to its partition's end; returns (seconds, payload
+/// bytes).
 fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
     let started = Instant::now();
-    let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(count));
     let threads: Vec<_> = (0..PARTITIONS)
         .map(|partition| {
-            let (bootstrap, topic, remaining) = (
-                bootstrap.to_string(),
-                topic.to_string(),
-                std::sync::Arc::clone(&remaining),
-            );
+            let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
             std::thread::spawn(move || {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &bootstrap)
@@ -102,30 +98,36 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
                     .set("queued.max.messages.kbytes", "1048576")
                     .create()
                     .expect("consumer");
+                let (_, end) = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .expect("the partition's end offset");
                 let mut assignment = TopicPartitionList::new();
                 assignment
                     .add_partition_offset(&topic, partition, Offset::Beginning)
                     .unwrap();
                 consumer.assign(&assignment).unwrap();
-                let mut bytes = 0usize;
-                while remaining.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                let (mut records, mut bytes) = (0usize, 0usize);
+                let mut next = 0;
+                while next < end {
                     if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
-                        remaining.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        records += 1;
                         bytes += message.payload().map_or(0, |p| p.len());
+                        next = message.offset() + 1;
                     }
                     assert!(
                         started.elapsed() < Duration::from_secs(300),
                         "consume stalled"
                     );
                 }
-                bytes
+                (records, bytes)
             })
         })
         .collect();
-    let bytes = threads
+    let (records, bytes) = threads
         .into_iter()
         .map(|t| t.join().expect("consumer thread"))
-        .sum();
+        .fold((0, 0), |(r, b), (tr, tb)| (r + tr, b + tb));
+    assert_eq!(records, count, "every produced record is read once");
     (started.elapsed().as_secs_f64(), bytes)
 }
 
@@ -246,8 +248,10 @@ fn main() {
         .unwrap();
     drop(admin);
 
-    println!("| case | records | produce s | records/s | MB/s | consume MB/s |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| case | records | produce s | records/s | MB/s | consume MB/s | server cores (produce / consume) | MB per server CPU second (produce / consume) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for size in [100usize, 1024] {
         for acks in ["1", "all"] {
@@ -270,13 +274,24 @@ fn main() {
                 String::from_utf8_lossy(&create.stderr)
             );
             let count = (mib << 20) / size;
+            let cpu_before = server.cpu_seconds();
             let seconds = produce(&server.kafka, &topic, acks, size, count);
+            let cpu_produced = server.cpu_seconds();
             let (consume_seconds, consumed_bytes) = consume(&server.kafka, &topic, count);
+            let cpu_consumed = server.cpu_seconds();
             let produce_mb_s = (count * size) as f64 / 1e6 / seconds;
             let consume_mb_s = consumed_bytes as f64 / 1e6 / consume_seconds;
+            // The server's share of the two cores, and what it would move
+            // per second of its own CPU time.
+            let (produce_cpu, consume_cpu) =
+                (cpu_produced - cpu_before, cpu_consumed - cpu_produced);
             println!(
-                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} |",
-                count as f64 / seconds
+                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
+                count as f64 / seconds,
+                produce_cpu / seconds,
+                consume_cpu / consume_seconds,
+                (count * size) as f64 / 1e6 / produce_cpu,
+                consumed_bytes as f64 / 1e6 / consume_cpu,
             );
             rows.push((size, acks, produce_mb_s, consume_mb_s));
         }

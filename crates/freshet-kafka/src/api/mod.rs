@@ -90,12 +90,16 @@ fn encode_frame<R: Encodable>(
     version: i16,
     body: &R,
 ) -> anyhow::Result<Bytes> {
-    let mut frame = BytesMut::with_capacity(256);
-    frame.put_i32(0); // size, patched below
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
+    // Sized up front: a Fetch response carries megabytes of records, which
+    // a growing buffer would copy again at every doubling.
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut frame = BytesMut::with_capacity(4 + size);
+    frame.put_i32(0); // size, patched below
     header.encode(&mut frame, header_version)?;
     body.encode(&mut frame, version)?;
+    debug_assert_eq!(frame.len(), 4 + size, "computed and encoded sizes agree");
     let size = (frame.len() - 4) as i32;
     frame[0..4].copy_from_slice(&size.to_be_bytes());
     Ok(frame.freeze())

@@ -11,6 +11,24 @@ pub struct Server {
     pub http: String,
 }
 
+impl Server {
+    /// CPU time the server process has used so far (all its threads, user
+    /// and system), in seconds, from `/proc/<pid>/stat`.
+    #[allow(dead_code)] // not every benchmark reads it
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read the server's /proc stat");
+        // Fields after the command name (which is in parentheses);
+        // utime and stime are the 14th and 15th fields overall.
+        let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a system setting.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks as f64 / per_second
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SAFETY: signalling our own child process.

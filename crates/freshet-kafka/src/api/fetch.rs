@@ -1,5 +1,11 @@
 //! Fetch (key 1): whole record batches from each requested partition,
 //! long-polling until `min_bytes` are there or `max_wait_ms` passes.
+//!
+//! TODO(issue 3): records are read into a buffer, then copied into the
+//! encoded response, then into the socket. Writing the response as chunks
+//! (the encoded fields, and each read buffer as its own `Bytes`, with the
+//! records' length prefix written after the read) would save one full copy
+//! per fetch; see docs/benchmarks.md, the Kafka section.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -31,6 +31,8 @@ use crate::{CommitHook, StoreError};
 const READ_BYTES: usize = 4 << 20;
 /// How long the loop waits for new events when there are none.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How often the sealing thread looks whether the buffer is due.
+const UPKEEP_TICK: Duration = Duration::from_millis(20);
 /// State batches a view collects from seals before they are merged into one.
 const VIEW_COMPACT_AFTER: usize = 16;
 
@@ -265,6 +267,12 @@ impl Table {
     }
 
     /// Runs ingestion until `stop`; seals what is buffered before returning.
+    ///
+    /// Sealing and maintenance (retention, the hot cache, merging) run on
+    /// a thread of their own beside ingestion: writing an extent takes
+    /// seconds for a million rows, and rows arriving meanwhile must still
+    /// become queryable at once. The rows being sealed stay in the buffer,
+    /// visible to queries, until the extent holding them is committed.
     pub fn run(
         self: &Arc<Self>,
         mut source: Box<dyn Source>,
@@ -277,15 +285,36 @@ impl Table {
                 return;
             }
         };
-        let mut last_maintenance = self.clock.now_ms();
+        let ingesting = AtomicBool::new(true);
+        std::thread::scope(|scope| {
+            let upkeep = std::thread::Builder::new()
+                .name(format!("freshet-seal-{}", self.spec.name))
+                .spawn_scoped(scope, || self.upkeep(&ingesting));
+            if let Err(error) = upkeep {
+                // Without its own thread the table still ingests, and
+                // seals at the end; the error says why nothing seals before.
+                tracing::error!(table = %self.spec.name, %error, "cannot start the sealing thread");
+            }
+            self.ingest_until_stopped(&mut ingest, source.as_mut(), dead_letters.as_mut());
+            ingesting.store(false, Ordering::Release);
+        });
+        if !self.halted.load(Ordering::Acquire)
+            && let Err(error) = self.seal()
+        {
+            tracing::error!(table = %self.spec.name, %error, "final seal failed; the rows will be read again");
+        }
+    }
+
+    fn ingest_until_stopped(
+        &self,
+        ingest: &mut Ingest,
+        source: &mut dyn Source,
+        dead_letters: &mut dyn DeadLetterSink,
+    ) {
+        let mut last_lag = self.clock.now_ms();
         let mut records = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
-            let progressed = match ingest.poll(
-                self,
-                source.as_mut(),
-                dead_letters.as_mut(),
-                &mut records,
-            ) {
+            let progressed = match ingest.poll(self, source, dead_letters, &mut records) {
                 Ok(progressed) => progressed,
                 Err(error) => {
                     tracing::warn!(table = %self.spec.name, %error, "ingestion step failed; retrying");
@@ -294,17 +323,8 @@ impl Table {
                 }
             };
             let now = self.clock.now_ms();
-            if self.should_seal(now) {
-                if let Err(error) = self.seal() {
-                    tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-            if now - last_maintenance >= 1_000 {
-                last_maintenance = now;
-                if let Err(error) = self.maintain() {
-                    tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
-                }
+            if now - last_lag >= 1_000 {
+                last_lag = now;
                 let mut lag = 0;
                 for (&partition, &position) in &ingest.positions {
                     if let Ok(end) = source.end_offset(partition) {
@@ -323,10 +343,29 @@ impl Table {
                 }
             }
         }
-        if !self.halted.load(Ordering::Acquire)
-            && let Err(error) = self.seal()
-        {
-            tracing::error!(table = %self.spec.name, %error, "final seal failed; the rows will be read again");
+    }
+
+    /// Seals when the buffer is due and maintains the table once a
+    /// second, while `ingesting`.
+    fn upkeep(&self, ingesting: &AtomicBool) {
+        let mut last_maintenance = self.clock.now_ms();
+        while ingesting.load(Ordering::Acquire) && !self.stop.load(Ordering::Acquire) {
+            let now = self.clock.now_ms();
+            if self.should_seal(now) {
+                if let Err(error) = self.seal() {
+                    tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                continue;
+            }
+            if now - last_maintenance >= 1_000 {
+                last_maintenance = now;
+                if let Err(error) = self.maintain() {
+                    tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
+                }
+                continue;
+            }
+            std::thread::sleep(UPKEEP_TICK);
         }
     }
 
@@ -339,8 +378,11 @@ impl Table {
             || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
     }
 
+    /// Whether ingestion waits for a seal before reading more: at twice
+    /// the rows that start one, so that a seal in progress (whose rows
+    /// stay buffered until it commits) does not stop ingestion.
     fn buffer_full(&self) -> bool {
-        self.state.read().expect("table lock").buffer_rows >= self.spec.seal.max_rows
+        self.state.read().expect("table lock").buffer_rows >= 2 * self.spec.seal.max_rows
     }
 
     /// Makes the buffered rows an extent (one per time partition) and
@@ -860,7 +902,7 @@ impl Ingest {
         let mut progressed = false;
         for partition in partitions {
             if table.buffer_full() {
-                // Back-pressure: the loop seals before reading more.
+                // Back-pressure: the sealing thread catches up first.
                 break;
             }
             let position = *self.positions.entry(partition).or_insert(0);

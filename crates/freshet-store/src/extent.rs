@@ -182,7 +182,12 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> RecordBatch {
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => column.clone(),
-            _ => datafusion::arrow::array::new_null_array(field.data_type(), rows),
+            // Strings written before they were read as views.
+            Some(column) => datafusion::arrow::compute::cast(column, field.data_type())
+                .unwrap_or_else(|_| {
+                    datafusion::arrow::array::new_null_array(field.data_type(), rows)
+                }),
+            None => datafusion::arrow::array::new_null_array(field.data_type(), rows),
         })
         .collect();
     RecordBatch::try_new_with_options(
@@ -200,4 +205,59 @@ pub struct Extent {
     pub meta: ExtentMeta,
     pub path: PathBuf,
     pub hot: Option<Arc<Vec<RecordBatch>>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, Int64Array, StringArray, StringViewArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// Extents written while string columns were plain `Utf8` read back
+    /// as the views tables now use, and a column added later as nulls.
+    #[test]
+    fn extents_written_with_plain_strings_read_as_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.parquet");
+        let old = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            old.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    Some("approve"),
+                    None,
+                    Some("a longer value than twelve bytes"),
+                ])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        write_parquet(&path, &old, &[batch], &["name"]).unwrap();
+        let now = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("added", DataType::Utf8View, true),
+        ]));
+        let read = read_parquet(&path, &now).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].schema(), now);
+        let names = read[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringViewArray>()
+            .unwrap();
+        assert_eq!(
+            names.iter().collect::<Vec<_>>(),
+            [
+                Some("approve"),
+                None,
+                Some("a longer value than twelve bytes")
+            ]
+        );
+        assert_eq!(read[0].column(2).null_count(), 3);
+    }
 }

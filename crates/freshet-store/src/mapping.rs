@@ -343,7 +343,7 @@ fn default_array(column: &ColumnSpec, value: &serde_json::Value) -> Result<Array
         )
     };
     let scalar = match (column.kind, value) {
-        (ColumnType::String, Value::String(s)) => ScalarValue::Utf8(Some(s.clone())),
+        (ColumnType::String, Value::String(s)) => ScalarValue::Utf8View(Some(s.clone())),
         (ColumnType::Long, Value::Number(n)) => {
             ScalarValue::Int64(Some(n.as_i64().ok_or_else(wrong)?))
         }

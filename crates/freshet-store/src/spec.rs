@@ -39,7 +39,7 @@ impl ColumnType {
 
     pub fn data_type(self) -> DataType {
         match self {
-            Self::String => DataType::Utf8,
+            Self::String => DataType::Utf8View,
             Self::Long => DataType::Int64,
             Self::Int => DataType::Int32,
             Self::Real => DataType::Float64,

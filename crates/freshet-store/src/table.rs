@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, TimestampMillisecondArray,
+    StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
@@ -1117,6 +1117,12 @@ impl DedupWindow {
 
 fn key_hashes(column: &ArrayRef) -> Vec<Option<u128>> {
     use xxhash_rust::xxh3::xxh3_128;
+    if let Some(strings) = column.as_any().downcast_ref::<StringViewArray>() {
+        return strings
+            .iter()
+            .map(|s| s.map(|s| xxh3_128(s.as_bytes())))
+            .collect();
+    }
     if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
         return strings
             .iter()

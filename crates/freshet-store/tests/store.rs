@@ -11,7 +11,7 @@ use freshet_log::batch::{self, ProducerStamp, Record};
 use freshet_log::{Log, LogOptions, TopicConfig};
 use freshet_sim::generator::{Generated, Generator, Injection, Options};
 use freshet_sim::scenario::Scenario;
-use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringViewArray};
 use freshet_store::{
     ColumnSpec, ColumnType, DedupSpec, QueryLimits, QueryResult, Store, TableSpec,
 };
@@ -215,7 +215,7 @@ fn events_are_queryable_and_answers_match_the_events() {
         let types = batch
             .column(0)
             .as_any()
-            .downcast_ref::<StringArray>()
+            .downcast_ref::<StringViewArray>()
             .unwrap();
         let counts = batch
             .column(1)
@@ -441,7 +441,7 @@ fn retention_and_the_hot_window_follow_the_clock() {
         .flat_map(|b| {
             b.column(0)
                 .as_any()
-                .downcast_ref::<StringArray>()
+                .downcast_ref::<StringViewArray>()
                 .unwrap()
                 .iter()
                 .map(|v| v.unwrap().to_string())

@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
+use datafusion::parquet::bloom_filter::Sbbf;
+use datafusion::parquet::file::metadata::ParquetMetaDataReader;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -204,7 +207,111 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> RecordBatch {
 pub struct Extent {
     pub meta: ExtentMeta,
     pub path: PathBuf,
-    pub hot: Option<Arc<Vec<RecordBatch>>>,
+    pub hot: Option<Arc<HotExtent>>,
+}
+
+/// An extent's rows in memory (the hot cache): one batch per Parquet row
+/// group, with the row groups' bloom filters, so that a lookup of one key
+/// (an event id) scans only the row groups that may hold it, as a read of
+/// the file would.
+#[derive(Debug)]
+pub struct HotExtent {
+    groups: Vec<RecordBatch>,
+    /// Per bloom-filtered column: its name and one filter per row group
+    /// (`None` where the file has none).
+    blooms: Vec<(String, Vec<Option<Sbbf>>)>,
+}
+
+impl HotExtent {
+    /// The extent at `path` read whole, shaped to `schema`.
+    pub fn read(
+        path: &Path,
+        schema: &SchemaRef,
+        bloom_columns: &[&str],
+    ) -> Result<Self, StoreError> {
+        let batches = read_parquet(path, schema)?;
+        let rows = concat_batches(schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
+        Self::written(rows, path, bloom_columns)
+    }
+
+    /// `rows`, just written to the extent at `path`, cut the way the file
+    /// cuts them into row groups, with the file's bloom filters.
+    pub fn written(
+        rows: RecordBatch,
+        path: &Path,
+        bloom_columns: &[&str],
+    ) -> Result<Self, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path))?;
+        let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
+            StoreError::Io(format!("{}: {e}", path.display()))
+        };
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .map_err(parquet_error)?;
+        let mut groups = Vec::with_capacity(metadata.num_row_groups());
+        let mut offset = 0;
+        for group in metadata.row_groups() {
+            let count = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
+            if offset + count > rows.num_rows() {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: its row groups hold more rows than were written",
+                    path.display()
+                )));
+            }
+            groups.push(rows.slice(offset, count));
+            offset += count;
+        }
+        if offset != rows.num_rows() {
+            return Err(StoreError::Corrupt(format!(
+                "{}: its row groups hold fewer rows than were written",
+                path.display()
+            )));
+        }
+        let mut blooms = Vec::new();
+        for &column in bloom_columns {
+            let Some(at) = metadata
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.path().string() == column)
+            else {
+                continue;
+            };
+            let filters = metadata
+                .row_groups()
+                .iter()
+                .map(|group| Sbbf::read_from_column_chunk(group.column(at), &file))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(parquet_error)?;
+            blooms.push((column.to_string(), filters));
+        }
+        Ok(Self { groups, blooms })
+    }
+
+    /// Every row, one batch per row group.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.groups
+    }
+
+    /// The row groups that may hold rows where each `(column, value)` of
+    /// `equal` holds (the others are surely without such rows).
+    pub fn batches_where(&self, equal: &[(String, String)]) -> Vec<RecordBatch> {
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| {
+                equal.iter().all(|(column, value)| {
+                    self.blooms
+                        .iter()
+                        .find(|(name, _)| name == column)
+                        .and_then(|(_, filters)| filters[*at].as_ref())
+                        .is_none_or(|filter| filter.check(value.as_str()))
+                })
+            })
+            .map(|(_, batch)| batch.clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -259,5 +366,50 @@ mod tests {
             ]
         );
         assert_eq!(read[0].column(2).null_count(), 3);
+    }
+
+    /// A hot extent keeps the file's row groups and bloom filters: a lookup
+    /// keeps every row group holding the key, and drops most that do not.
+    #[test]
+    fn hot_lookups_skip_row_groups_by_their_bloom_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "id",
+            DataType::Utf8View,
+            true,
+        )]));
+        let rows = ROW_GROUP_ROWS + 1_000;
+        let ids: StringViewArray = (0..rows).map(|at| Some(format!("id-{at}"))).collect();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
+        write_parquet(&path, &schema, std::slice::from_ref(&batch), &["id"]).unwrap();
+        let hot = HotExtent::written(batch, &path, &["id"]).unwrap();
+        let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, [ROW_GROUP_ROWS, 1_000]);
+        let holds = |batches: &[RecordBatch], id: &str| {
+            batches.iter().any(|batch| {
+                let ids = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringViewArray>()
+                    .unwrap();
+                ids.iter().any(|value| value == Some(id))
+            })
+        };
+        for at in [0, 17, ROW_GROUP_ROWS - 1, ROW_GROUP_ROWS, rows - 1] {
+            let id = format!("id-{at}");
+            let kept = hot.batches_where(&[("id".into(), id.clone())]);
+            assert!(holds(&kept, &id), "{id} must be kept");
+            assert!(kept.len() <= 2);
+        }
+        let kept: usize = (0..100)
+            .map(|at| {
+                hot.batches_where(&[("id".into(), format!("absent-{at}"))])
+                    .len()
+            })
+            .sum();
+        assert!(kept < 20, "{kept} of 200 row groups kept for absent ids");
+        // A column without a bloom filter keeps every row group.
+        assert_eq!(hot.batches_where(&[("other".into(), "x".into())]).len(), 2);
     }
 }

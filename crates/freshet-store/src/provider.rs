@@ -120,6 +120,51 @@ impl TimeBounds {
     }
 }
 
+/// `(column, value)` for each conjunct of `filters` that says `column`
+/// equals a string literal.
+fn equal_strings(filters: &[Expr], column: &str) -> Vec<(String, String)> {
+    fn literal(expr: &Expr) -> Option<&str> {
+        match expr {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(text))
+                | ScalarValue::Utf8View(Some(text))
+                | ScalarValue::LargeUtf8(Some(text)),
+                _,
+            ) => Some(text),
+            Expr::Cast(cast) => literal(&cast.expr),
+            _ => None,
+        }
+    }
+    fn collect(expr: &Expr, column: &str, out: &mut Vec<(String, String)>) {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            return;
+        };
+        match op {
+            Operator::And => {
+                collect(left, column, out);
+                collect(right, column, out);
+            }
+            Operator::Eq => {
+                let value = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), other) | (other, Expr::Column(c)) if c.name == column => {
+                        literal(other)
+                    }
+                    _ => None,
+                };
+                if let Some(value) = value {
+                    out.push((column.to_string(), value.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for filter in filters {
+        collect(filter, column, &mut out);
+    }
+    out
+}
+
 fn micros(value: &ScalarValue) -> Option<i64> {
     match value {
         ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000),
@@ -189,11 +234,18 @@ async fn plan_scan(
     };
     let target_partitions = state.config().target_partitions().max(1);
 
+    let lookups: Vec<(String, String)> = snapshot
+        .spec
+        .dedup
+        .iter()
+        .flat_map(|dedup| equal_strings(filters, &dedup.column))
+        .collect();
     let mut in_memory: Vec<RecordBatch> = snapshot.buffer.clone();
     let mut cold = Vec::new();
     for extent in &extents {
         match &extent.hot {
-            Some(batches) => in_memory.extend(batches.iter().cloned()),
+            Some(hot) if lookups.is_empty() => in_memory.extend(hot.batches().iter().cloned()),
+            Some(hot) => in_memory.extend(hot.batches_where(&lookups)),
             None => cold.push(*extent),
         }
     }

@@ -19,7 +19,9 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use freshet_core::Clock;
 
-use crate::extent::{Extent, ExtentMeta, Manifest, extent_path, read_parquet, write_parquet};
+use crate::extent::{
+    Extent, ExtentMeta, HotExtent, Manifest, extent_path, read_parquet, write_parquet,
+};
 use crate::mapping::Mapper;
 use crate::source::{DeadLetter, DeadLetterSink, Source, SourceError, SourceRecord};
 use crate::spec::TableSpec;
@@ -49,7 +51,7 @@ struct State {
     buffer: Vec<Buffered>,
     buffer_rows: usize,
     manifest: Manifest,
-    hot: HashMap<u64, Arc<Vec<RecordBatch>>>,
+    hot: HashMap<u64, Arc<HotExtent>>,
     /// Each view's materialized part: accumulator states of every sealed
     /// row, or why folding stopped.
     materialized: HashMap<String, Result<Vec<RecordBatch>, String>>,
@@ -410,7 +412,9 @@ impl Table {
                 let id = manifest.next_extent_id;
                 manifest.next_extent_id += 1;
                 let meta = self.write_extent(id, &part)?;
-                new_extents.push((meta, part));
+                let hot =
+                    HotExtent::written(part, &extent_path(&self.dir, id), &self.bloom_columns())?;
+                new_extents.push((meta, Arc::new(hot)));
             }
         }
         manifest.positions.extend(positions);
@@ -434,7 +438,7 @@ impl Table {
         state.buffer.drain(..taken.len());
         state.buffer_rows -= sealed_rows;
         for (meta, part) in new_extents {
-            state.hot.insert(meta.id, Arc::new(vec![part]));
+            state.hot.insert(meta.id, part);
         }
         // The sealed rows leave the buffer (the views' delta) and enter the
         // views' materialized parts under the same lock.
@@ -504,7 +508,7 @@ impl Table {
         let mut states = Vec::new();
         for extent in extents {
             let rows = match &extent.hot {
-                Some(batches) => batches.as_ref().clone(),
+                Some(hot) => hot.batches().to_vec(),
                 None => read_parquet(&extent.path, &self.schema)?,
             };
             states.extend(
@@ -585,15 +589,23 @@ impl Table {
         }
     }
 
-    fn write_extent(&self, id: u64, batch: &RecordBatch) -> Result<ExtentMeta, StoreError> {
-        let path = extent_path(&self.dir, id);
-        let bloom: Vec<&str> = self
-            .spec
+    /// The columns whose extents carry bloom filters: the dedup key.
+    fn bloom_columns(&self) -> Vec<&str> {
+        self.spec
             .dedup
             .iter()
             .map(|dedup| dedup.column.as_str())
-            .collect();
-        let bytes = write_parquet(&path, &self.schema, std::slice::from_ref(batch), &bloom)?;
+            .collect()
+    }
+
+    fn write_extent(&self, id: u64, batch: &RecordBatch) -> Result<ExtentMeta, StoreError> {
+        let path = extent_path(&self.dir, id);
+        let bytes = write_parquet(
+            &path,
+            &self.schema,
+            std::slice::from_ref(batch),
+            &self.bloom_columns(),
+        )?;
         let ingestion = batch
             .column(self.schema.fields().len() - 1)
             .as_any()
@@ -730,19 +742,21 @@ impl Table {
             (to_load, to_evict)
         };
         let mut loaded = Vec::new();
+        let bloom_columns = self.bloom_columns();
         for meta in to_load {
+            let path = extent_path(&self.dir, meta.id);
             loaded.push((
                 meta.id,
-                read_parquet(&extent_path(&self.dir, meta.id), &self.schema)?,
+                HotExtent::read(&path, &self.schema, &bloom_columns)?,
             ));
         }
         let mut state = self.state.write().expect("table lock");
         for id in to_evict {
             state.hot.remove(&id);
         }
-        for (id, batches) in loaded {
+        for (id, hot) in loaded {
             if state.manifest.extents.iter().any(|m| m.id == id) {
-                state.hot.insert(id, Arc::new(batches));
+                state.hot.insert(id, Arc::new(hot));
             }
         }
         Ok(())
@@ -798,7 +812,7 @@ impl Table {
                 .get(&meta.id)
                 .cloned();
             match hot {
-                Some(hot) => batches.extend(hot.iter().cloned()),
+                Some(hot) => batches.extend(hot.batches().iter().cloned()),
                 None => batches.extend(read_parquet(
                     &extent_path(&self.dir, meta.id),
                     &self.schema,
@@ -818,6 +832,11 @@ impl Table {
         let id = manifest.next_extent_id;
         manifest.next_extent_id += 1;
         let mut meta = self.write_extent(id, &merged)?;
+        let merged = Arc::new(HotExtent::written(
+            merged,
+            &extent_path(&self.dir, id),
+            &self.bloom_columns(),
+        )?);
         meta.min_ingestion_ms = chosen
             .iter()
             .map(|m| m.min_ingestion_ms)
@@ -839,7 +858,7 @@ impl Table {
                 .hot_ms
                 .is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
             if is_hot {
-                state.hot.insert(id, Arc::new(vec![merged]));
+                state.hot.insert(id, merged);
             }
             state.manifest = manifest;
         }
@@ -1059,7 +1078,7 @@ impl DedupWindow {
             .filter(|e| e.meta.max_ingestion_ms >= since)
         {
             let batches = match &extent.hot {
-                Some(hot) => hot.as_ref().clone(),
+                Some(hot) => hot.batches().to_vec(),
                 None => read_parquet(&extent.path, &snapshot.schema)?,
             };
             for batch in batches {

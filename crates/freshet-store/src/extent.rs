@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -210,6 +210,33 @@ pub struct Extent {
     pub hot: Option<Arc<HotExtent>>,
 }
 
+/// `batch` with string columns whose buffers hold only the strings they
+/// use. Arrow's filter, slice and concat keep whole buffers, so a part of
+/// a seal (one time partition) or rows left after dedup would otherwise
+/// keep every string of the seal in memory for as long as they are hot.
+fn compact_strings(batch: RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(
+            |column| match column.as_any().downcast_ref::<StringViewArray>() {
+                Some(strings)
+                    if strings
+                        .data_buffers()
+                        .iter()
+                        .map(|b| b.len())
+                        .sum::<usize>()
+                        > 2 * strings.total_buffer_bytes_used() =>
+                {
+                    Arc::new(strings.gc()) as ArrayRef
+                }
+                _ => column.clone(),
+            },
+        )
+        .collect();
+    RecordBatch::try_new(batch.schema(), columns).expect("the same columns, compacted")
+}
+
 /// An extent's rows in memory (the hot cache): one batch per Parquet row
 /// group, with the row groups' bloom filters, so that a lookup of one key
 /// (an event id) scans only the row groups that may hold it, as a read of
@@ -241,6 +268,7 @@ impl HotExtent {
         path: &Path,
         bloom_columns: &[&str],
     ) -> Result<Self, StoreError> {
+        let rows = compact_strings(rows);
         let file = File::open(path).map_err(StoreError::io(path))?;
         let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
             StoreError::Io(format!("{}: {e}", path.display()))

@@ -25,7 +25,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
-use crate::spec::INGESTION_TIME;
+use crate::spec::{ColumnType, INGESTION_TIME};
 use crate::table::{Snapshot, Table};
 
 /// The DataFusion face of a [`Table`].
@@ -121,7 +121,8 @@ impl TimeBounds {
 }
 
 /// `(column, value)` for each conjunct of `filters` that says `column`
-/// equals a string literal.
+/// equals a string literal. (DataFusion folds casts of literals before a
+/// scan sees its filters; a cast left in place is not looked through.)
 fn equal_strings(filters: &[Expr], column: &str) -> Vec<(String, String)> {
     fn literal(expr: &Expr) -> Option<&str> {
         match expr {
@@ -131,7 +132,6 @@ fn equal_strings(filters: &[Expr], column: &str) -> Vec<(String, String)> {
                 | ScalarValue::LargeUtf8(Some(text)),
                 _,
             ) => Some(text),
-            Expr::Cast(cast) => literal(&cast.expr),
             _ => None,
         }
     }
@@ -234,10 +234,19 @@ async fn plan_scan(
     };
     let target_partitions = state.config().target_partitions().max(1);
 
+    // Bloom filters hash a value's bytes: only string keys are looked up
+    // by their text.
     let lookups: Vec<(String, String)> = snapshot
         .spec
         .dedup
         .iter()
+        .filter(|dedup| {
+            snapshot
+                .spec
+                .columns
+                .iter()
+                .any(|c| c.name == dedup.column && c.kind == ColumnType::String)
+        })
         .flat_map(|dedup| equal_strings(filters, &dedup.column))
         .collect();
     let mut in_memory: Vec<RecordBatch> = snapshot.buffer.clone();

@@ -289,16 +289,28 @@ impl Table {
         };
         let ingesting = AtomicBool::new(true);
         std::thread::scope(|scope| {
+            // Tells the sealing thread to end however ingestion ends
+            // (also by a panic, which the scope would otherwise wait on).
+            struct Ended<'a>(&'a AtomicBool);
+            impl Drop for Ended<'_> {
+                fn drop(&mut self) {
+                    self.0.store(false, Ordering::Release);
+                }
+            }
+            let _ended = Ended(&ingesting);
             let upkeep = std::thread::Builder::new()
                 .name(format!("freshet-seal-{}", self.spec.name))
-                .spawn_scoped(scope, || self.upkeep(&ingesting));
-            if let Err(error) = upkeep {
-                // Without its own thread the table still ingests, and
-                // seals at the end; the error says why nothing seals before.
-                tracing::error!(table = %self.spec.name, %error, "cannot start the sealing thread");
-            }
-            self.ingest_until_stopped(&mut ingest, source.as_mut(), dead_letters.as_mut());
-            ingesting.store(false, Ordering::Release);
+                .spawn_scoped(scope, || self.upkeep(&ingesting))
+                .inspect_err(|error| {
+                    tracing::error!(table = %self.spec.name, %error, "cannot start the sealing thread; ingestion seals itself");
+                })
+                .ok();
+            self.ingest_until_stopped(
+                &mut ingest,
+                source.as_mut(),
+                dead_letters.as_mut(),
+                upkeep.as_ref(),
+            );
         });
         if !self.halted.load(Ordering::Acquire)
             && let Err(error) = self.seal()
@@ -307,13 +319,17 @@ impl Table {
         }
     }
 
+    /// The ingestion loop. Without a sealing thread (it could not start,
+    /// or it ended), the loop seals and maintains the table itself.
     fn ingest_until_stopped(
         &self,
         ingest: &mut Ingest,
         source: &mut dyn Source,
         dead_letters: &mut dyn DeadLetterSink,
+        upkeep: Option<&std::thread::ScopedJoinHandle<'_, ()>>,
     ) {
         let mut last_lag = self.clock.now_ms();
+        let mut last_maintenance = self.clock.now_ms();
         let mut records = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             let progressed = match ingest.poll(self, source, dead_letters, &mut records) {
@@ -324,6 +340,9 @@ impl Table {
                     false
                 }
             };
+            if upkeep.is_none_or(|thread| thread.is_finished()) {
+                self.upkeep_step(&mut last_maintenance);
+            }
             let now = self.clock.now_ms();
             if now - last_lag >= 1_000 {
                 last_lag = now;
@@ -347,28 +366,43 @@ impl Table {
         }
     }
 
-    /// Seals when the buffer is due and maintains the table once a
-    /// second, while `ingesting`.
+    /// The sealing thread: seals when the buffer is due and maintains the
+    /// table once a second, while `ingesting`. A panic ends it with a
+    /// log line; ingestion then does this work itself.
     fn upkeep(&self, ingesting: &AtomicBool) {
-        let mut last_maintenance = self.clock.now_ms();
-        while ingesting.load(Ordering::Acquire) && !self.stop.load(Ordering::Acquire) {
-            let now = self.clock.now_ms();
-            if self.should_seal(now) {
-                if let Err(error) = self.seal() {
-                    tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
-                    std::thread::sleep(Duration::from_millis(500));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut last_maintenance = self.clock.now_ms();
+            while ingesting.load(Ordering::Acquire) && !self.stop.load(Ordering::Acquire) {
+                if !self.upkeep_step(&mut last_maintenance) {
+                    std::thread::sleep(UPKEEP_TICK);
                 }
-                continue;
             }
-            if now - last_maintenance >= 1_000 {
-                last_maintenance = now;
-                if let Err(error) = self.maintain() {
-                    tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
-                }
-                continue;
-            }
-            std::thread::sleep(UPKEEP_TICK);
+        }));
+        if run.is_err() {
+            tracing::error!(table = %self.spec.name, "the sealing thread failed; ingestion seals itself");
         }
+    }
+
+    /// Seals if the buffer is due, then maintains the table if a second
+    /// has passed since `last_maintenance`; whether it did either.
+    fn upkeep_step(&self, last_maintenance: &mut i64) -> bool {
+        let mut worked = false;
+        if self.should_seal(self.clock.now_ms()) {
+            worked = true;
+            if let Err(error) = self.seal() {
+                tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        let now = self.clock.now_ms();
+        if now - *last_maintenance >= 1_000 {
+            worked = true;
+            *last_maintenance = now;
+            if let Err(error) = self.maintain() {
+                tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
+            }
+        }
+        worked
     }
 
     fn should_seal(&self, now: i64) -> bool {

@@ -117,7 +117,7 @@ pub fn write_parquet(
     path: &Path,
     schema: &SchemaRef,
     batches: &[RecordBatch],
-    bloom_columns: &[&str],
+    bloom_columns: &[String],
 ) -> Result<u64, StoreError> {
     let temporary = path.with_extension("parquet.tmp");
     let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
@@ -129,7 +129,7 @@ pub fn write_parquet(
         // found through the bloom filter) decodes a few pages, not 256 Ki rows.
         .set_data_page_row_count_limit(16 * 1024);
     for column in bloom_columns {
-        let column = ColumnPath::from(*column);
+        let column = ColumnPath::from(column.as_str());
         properties = properties
             .set_column_bloom_filter_enabled(column.clone(), true)
             .set_column_bloom_filter_max_ndv(column.clone(), ROW_GROUP_ROWS as u64)
@@ -254,7 +254,7 @@ impl HotExtent {
     pub fn read(
         path: &Path,
         schema: &SchemaRef,
-        bloom_columns: &[&str],
+        bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
         let batches = read_parquet(path, schema)?;
         let rows = concat_batches(schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -266,7 +266,7 @@ impl HotExtent {
     pub fn written(
         rows: RecordBatch,
         path: &Path,
-        bloom_columns: &[&str],
+        bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
         let rows = compact_strings(rows);
         let file = File::open(path).map_err(StoreError::io(path))?;
@@ -296,13 +296,13 @@ impl HotExtent {
             )));
         }
         let mut blooms = Vec::new();
-        for &column in bloom_columns {
+        for column in bloom_columns {
             let Some(at) = metadata
                 .file_metadata()
                 .schema_descr()
                 .columns()
                 .iter()
-                .position(|c| c.path().string() == column)
+                .position(|c| &c.path().string() == column)
             else {
                 continue;
             };
@@ -371,7 +371,7 @@ mod tests {
             ],
         )
         .unwrap();
-        write_parquet(&path, &old, &[batch], &["name"]).unwrap();
+        write_parquet(&path, &old, &[batch], &["name".into()]).unwrap();
         let now = Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8View, true),
             Field::new("n", DataType::Int64, true),
@@ -410,8 +410,8 @@ mod tests {
         let rows = ROW_GROUP_ROWS + 1_000;
         let ids: StringViewArray = (0..rows).map(|at| Some(format!("id-{at}"))).collect();
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
-        write_parquet(&path, &schema, std::slice::from_ref(&batch), &["id"]).unwrap();
-        let hot = HotExtent::written(batch, &path, &["id"]).unwrap();
+        write_parquet(&path, &schema, std::slice::from_ref(&batch), &["id".into()]).unwrap();
+        let hot = HotExtent::written(batch, &path, &["id".into()]).unwrap();
         let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
         assert_eq!(sizes, [ROW_GROUP_ROWS, 1_000]);
         let holds = |batches: &[RecordBatch], id: &str| {

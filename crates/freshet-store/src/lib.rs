@@ -144,6 +144,14 @@ impl Store {
         if existing.as_ref() == Some(&spec) {
             return Ok(Applied::Unchanged);
         }
+        if let Some(existing) = &existing
+            && existing.same_but_policies(&spec)
+        {
+            // Policies change in place: ingestion goes on, and nothing
+            // (dedup keys, hot extents) is loaded again.
+            tables[&spec.name].table.set_policies(spec)?;
+            return Ok(Applied::Altered);
+        }
         let dir = self.dir.join(&spec.name);
         check_column_types(&dir, &spec)?;
         if let Some(mut running) = tables.remove(&spec.name) {

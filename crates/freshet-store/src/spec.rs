@@ -148,6 +148,20 @@ impl Default for SealPolicy {
 }
 
 impl TableSpec {
+    /// Whether `other` differs from this table only in its policies
+    /// (retention, caching, sealing, extent span): those a running table
+    /// takes without reopening.
+    pub fn same_but_policies(&self, other: &TableSpec) -> bool {
+        let structure = |spec: &TableSpec| TableSpec {
+            retention_ms: None,
+            hot_ms: None,
+            extent_span_ms: 0,
+            seal: SealPolicy::default(),
+            ..spec.clone()
+        };
+        structure(self) == structure(other)
+    }
+
     /// A table with defaults for everything but its name, topic and columns.
     pub fn new(name: &str, topic: &str, columns: Vec<ColumnSpec>) -> Self {
         Self {

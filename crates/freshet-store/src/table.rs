@@ -69,7 +69,9 @@ pub struct Snapshot {
 }
 
 pub struct Table {
-    spec: Arc<TableSpec>,
+    name: String,
+    /// Swapped whole when only policies change (`set_policies`).
+    spec: RwLock<Arc<TableSpec>>,
     schema: SchemaRef,
     dir: PathBuf,
     clock: Arc<dyn Clock>,
@@ -87,7 +89,7 @@ pub struct Table {
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
-            .field("name", &self.spec.name)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -138,7 +140,8 @@ impl Table {
         let manifest = Manifest::open(dir)?;
         let schema = spec.schema();
         let table = Arc::new(Self {
-            spec: Arc::new(spec),
+            name: spec.name.clone(),
+            spec: RwLock::new(Arc::new(spec)),
             schema,
             dir: dir.to_path_buf(),
             clock,
@@ -163,11 +166,27 @@ impl Table {
     }
 
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.name
     }
 
-    pub fn spec(&self) -> &Arc<TableSpec> {
-        &self.spec
+    pub fn spec(&self) -> Arc<TableSpec> {
+        self.spec.read().expect("spec lock").clone()
+    }
+
+    /// Takes new policies (retention, caching, sealing, extent span) while
+    /// ingestion runs: nothing is reloaded or rebuilt, and the caching
+    /// policy takes effect at once. Any other change needs the table
+    /// reopened (`spec.same_but_policies` tells which).
+    pub fn set_policies(&self, spec: TableSpec) -> Result<(), StoreError> {
+        spec.validate().map_err(StoreError::Invalid)?;
+        if !spec.same_but_policies(&self.spec()) {
+            return Err(StoreError::Invalid(format!(
+                "table '{}': more than its policies changed",
+                self.name
+            )));
+        }
+        *self.spec.write().expect("spec lock") = Arc::new(spec);
+        self.refresh_hot_cache()
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -202,7 +221,7 @@ impl Table {
             .collect();
         Snapshot {
             schema: self.schema.clone(),
-            spec: self.spec.clone(),
+            spec: self.spec().clone(),
             buffer: state
                 .buffer
                 .iter()
@@ -210,17 +229,18 @@ impl Table {
                 .map(|b| b.batch.clone())
                 .collect(),
             extents,
-            retention_cutoff_ms: self.spec.retention_ms.map(|r| self.clock.now_ms() - r),
+            retention_cutoff_ms: self.spec().retention_ms.map(|r| self.clock.now_ms() - r),
         }
     }
 
     pub fn info(&self) -> TableInfo {
+        let spec = self.spec();
         let state = self.state.read().expect("table lock");
         let extent_rows: u64 = state.manifest.extents.iter().map(|e| e.rows).sum();
         TableInfo {
-            name: self.spec.name.clone(),
-            topic: self.spec.topic.clone(),
-            group: self.spec.group.clone(),
+            name: self.name.clone(),
+            topic: spec.topic.clone(),
+            group: spec.group.clone(),
             rows: extent_rows + state.buffer_rows as u64,
             buffered_rows: state.buffer_rows as u64,
             extents: state.manifest.extents.len(),
@@ -235,7 +255,7 @@ impl Table {
                 .sum(),
             lag: self.lag.load(Ordering::Relaxed),
             columns: self
-                .spec
+                .spec()
                 .columns
                 .iter()
                 .map(|c| ColumnInfo {
@@ -244,12 +264,12 @@ impl Table {
                     kind: c.kind.name(),
                 })
                 .collect(),
-            time_column: self.spec.time_column.clone(),
-            dedup: self.spec.dedup.as_ref().map(|d| d.column.clone()),
-            dedup_window_ms: self.spec.dedup.as_ref().map(|d| d.window_ms),
-            retention_ms: self.spec.retention_ms,
-            hot_ms: self.spec.hot_ms,
-            dead_letter_topic: self.spec.dead_letter_topic.clone(),
+            time_column: spec.time_column.clone(),
+            dedup: spec.dedup.as_ref().map(|d| d.column.clone()),
+            dedup_window_ms: spec.dedup.as_ref().map(|d| d.window_ms),
+            retention_ms: spec.retention_ms,
+            hot_ms: spec.hot_ms,
+            dead_letter_topic: spec.dead_letter_topic.clone(),
             ingested_rows: self.stats.rows_ingested.load(Ordering::Relaxed),
             duplicates_dropped: self.stats.duplicates_dropped.load(Ordering::Relaxed),
             dead_letters: self.stats.dead_letters.load(Ordering::Relaxed),
@@ -283,7 +303,7 @@ impl Table {
         let mut ingest = match Ingest::new(self, dead_letters.as_mut()) {
             Ok(ingest) => ingest,
             Err(error) => {
-                tracing::error!(table = %self.spec.name, %error, "the table cannot start ingesting");
+                tracing::error!(table = %self.name, %error, "the table cannot start ingesting");
                 return;
             }
         };
@@ -299,10 +319,10 @@ impl Table {
             }
             let _ended = Ended(&ingesting);
             let upkeep = std::thread::Builder::new()
-                .name(format!("freshet-seal-{}", self.spec.name))
+                .name(format!("freshet-seal-{}", self.name))
                 .spawn_scoped(scope, || self.upkeep(&ingesting))
                 .inspect_err(|error| {
-                    tracing::error!(table = %self.spec.name, %error, "cannot start the sealing thread; ingestion seals itself");
+                    tracing::error!(table = %self.name, %error, "cannot start the sealing thread; ingestion seals itself");
                 })
                 .ok();
             self.ingest_until_stopped(
@@ -315,7 +335,7 @@ impl Table {
         if !self.halted.load(Ordering::Acquire)
             && let Err(error) = self.seal()
         {
-            tracing::error!(table = %self.spec.name, %error, "final seal failed; the rows will be read again");
+            tracing::error!(table = %self.name, %error, "final seal failed; the rows will be read again");
         }
     }
 
@@ -335,7 +355,7 @@ impl Table {
             let progressed = match ingest.poll(self, source, dead_letters, &mut records) {
                 Ok(progressed) => progressed,
                 Err(error) => {
-                    tracing::warn!(table = %self.spec.name, %error, "ingestion step failed; retrying");
+                    tracing::warn!(table = %self.name, %error, "ingestion step failed; retrying");
                     std::thread::sleep(Duration::from_millis(500));
                     false
                 }
@@ -379,7 +399,7 @@ impl Table {
             }
         }));
         if run.is_err() {
-            tracing::error!(table = %self.spec.name, "the sealing thread failed; ingestion seals itself");
+            tracing::error!(table = %self.name, "the sealing thread failed; ingestion seals itself");
         }
     }
 
@@ -390,7 +410,7 @@ impl Table {
         if self.should_seal(self.clock.now_ms()) {
             worked = true;
             if let Err(error) = self.seal() {
-                tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
+                tracing::error!(table = %self.name, %error, "sealing failed; rows stay buffered");
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
@@ -399,7 +419,7 @@ impl Table {
             worked = true;
             *last_maintenance = now;
             if let Err(error) = self.maintain() {
-                tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
+                tracing::warn!(table = %self.name, %error, "table maintenance failed");
             }
         }
         worked
@@ -410,15 +430,15 @@ impl Table {
         let Some(oldest) = state.buffer.first() else {
             return false;
         };
-        state.buffer_rows >= self.spec.seal.max_rows
-            || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
+        state.buffer_rows >= self.spec().seal.max_rows
+            || now - oldest.ingested_ms >= self.spec().seal.max_age_ms
     }
 
     /// Whether ingestion waits for a seal before reading more: at twice
     /// the rows that start one, so that a seal in progress (whose rows
     /// stay buffered until it commits) does not stop ingestion.
     fn buffer_full(&self) -> bool {
-        self.state.read().expect("table lock").buffer_rows >= 2 * self.spec.seal.max_rows
+        self.state.read().expect("table lock").buffer_rows >= 2 * self.spec().seal.max_rows
     }
 
     /// Makes the buffered rows an extent (one per time partition) and
@@ -502,7 +522,7 @@ impl Table {
         }
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = self.commit_hook.lock().expect("hook lock").as_ref() {
-            hook(&self.spec.group, &self.spec.topic, &committed);
+            hook(&self.spec().group, &self.spec().topic, &committed);
         }
         Ok(())
     }
@@ -591,10 +611,7 @@ impl Table {
             Some(Ok(batches)) => batches.clone(),
             Some(Err(error)) => return Err(error.clone()),
             None => {
-                return Err(format!(
-                    "view '{name}' is not on table '{}'",
-                    self.spec.name
-                ));
+                return Err(format!("view '{name}' is not on table '{}'", self.name));
             }
         };
         let delta = state
@@ -615,7 +632,7 @@ impl Table {
         };
         ViewInfo {
             name: view.spec.name.clone(),
-            table: self.spec.name.clone(),
+            table: self.name.clone(),
             query: view.spec.query.clone(),
             materialized_rows,
             delta_rows: state.buffer_rows as u64,
@@ -624,11 +641,11 @@ impl Table {
     }
 
     /// The columns whose extents carry bloom filters: the dedup key.
-    fn bloom_columns(&self) -> Vec<&str> {
-        self.spec
+    fn bloom_columns(&self) -> Vec<String> {
+        self.spec()
             .dedup
             .iter()
-            .map(|dedup| dedup.column.as_str())
+            .map(|dedup| dedup.column.clone())
             .collect()
     }
 
@@ -665,9 +682,9 @@ impl Table {
     }
 
     fn time_column<'a>(&self, batch: &'a RecordBatch) -> Option<&'a TimestampMicrosecondArray> {
-        let name = self.spec.time_column.as_ref()?;
+        let spec = self.spec();
         batch
-            .column_by_name(name)?
+            .column_by_name(spec.time_column.as_ref()?)?
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
     }
@@ -678,7 +695,7 @@ impl Table {
         let Some(times) = self.time_column(&batch) else {
             return Ok(vec![batch]);
         };
-        let span_us = self.spec.extent_span_ms * 1000;
+        let span_us = self.spec().extent_span_ms * 1000;
         let bins: Vec<Option<i64>> = times
             .iter()
             .map(|t| t.map(|t| t.div_euclid(span_us)))
@@ -712,7 +729,7 @@ impl Table {
 
     /// Drops extents whose every row is past the soft-delete period.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
-        let Some(retention) = self.spec.retention_ms else {
+        let Some(retention) = self.spec().retention_ms else {
             return Ok(0);
         };
         let _commit = self.committing.lock().expect("commit lock");
@@ -746,11 +763,9 @@ impl Table {
     /// Keeps extents with rows inside the hot window in memory; evicts the rest.
     pub fn refresh_hot_cache(&self) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        let is_hot = |meta: &ExtentMeta| {
-            self.spec
-                .hot_ms
-                .is_none_or(|hot| meta.max_ingestion_ms >= now - hot)
-        };
+        let hot_ms = self.spec().hot_ms;
+        let is_hot =
+            |meta: &ExtentMeta| hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
         let (to_load, to_evict): (Vec<ExtentMeta>, Vec<u64>) = {
             let state = self.state.read().expect("table lock");
             let to_load = state
@@ -799,9 +814,9 @@ impl Table {
     /// Merges small extents of the same time partition: at least four, or
     /// at least two when the newest is older than five seal intervals.
     pub fn merge_small_extents(&self) -> Result<usize, StoreError> {
-        let seal = self.spec.seal;
+        let seal = self.spec().seal;
         let now = self.clock.now_ms();
-        let span_us = self.spec.extent_span_ms * 1000;
+        let span_us = self.spec().extent_span_ms * 1000;
         let chosen: Vec<ExtentMeta> = {
             let state = self.state.read().expect("table lock");
             let mut by_bin: BTreeMap<Option<i64>, Vec<&ExtentMeta>> = BTreeMap::new();
@@ -888,7 +903,7 @@ impl Table {
                 state.hot.remove(&old.id);
             }
             let is_hot = self
-                .spec
+                .spec()
                 .hot_ms
                 .is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
             if is_hot {
@@ -921,19 +936,19 @@ struct Ingest {
 
 impl Ingest {
     fn new(table: &Table, dead_letters: &mut dyn DeadLetterSink) -> Result<Self, StoreError> {
-        let mapper = Mapper::new(&table.spec).map_err(StoreError::Invalid)?;
+        let mapper = Mapper::new(&table.spec()).map_err(StoreError::Invalid)?;
         let positions = table.committed_positions();
-        let dedup = match &table.spec.dedup {
+        let dedup = match &table.spec().dedup {
             None => None,
             Some(spec) => {
-                let column = table.spec.column_index(&spec.column).expect("validated");
+                let column = table.spec().column_index(&spec.column).expect("validated");
                 let mut window = DedupWindow::new(spec.window_ms, column);
                 window.rebuild(table)?;
                 Some(window)
             }
         };
         let dead_letter_marks = dead_letters
-            .sent_marks(&table.spec.name)
+            .sent_marks(&table.name)
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Self {
             mapper,
@@ -963,7 +978,7 @@ impl Ingest {
             let next = match source.read(partition, position, READ_BYTES, records) {
                 Ok(next) => next,
                 Err(SourceError::Truncated { start, .. }) => {
-                    tracing::warn!(table = %table.spec.name, partition, lost = start - position,
+                    tracing::warn!(table = %table.name, partition, lost = start - position,
                         "events were deleted by the topic's retention before the table read them");
                     table
                         .stats
@@ -1019,7 +1034,7 @@ impl Ingest {
                     .is_none_or(|&mark| record.offset > mark)
             })
             .map(|(record, reason)| DeadLetter {
-                table: table.spec.name.clone(),
+                table: table.name.clone(),
                 partition: record.partition,
                 offset: record.offset,
                 reason: if record.value.is_none() {

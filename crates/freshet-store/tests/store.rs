@@ -572,6 +572,56 @@ fn altering_a_table_keeps_its_rows() {
     fixture.close();
 }
 
+#[test]
+fn changing_policies_keeps_the_table_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_767_225_600_000);
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(clock.clone()));
+    fixture.store().apply(iot_table()).unwrap();
+    let events = generate(options(Scenario::Iot, 17), 2_000);
+    produce(&fixture.log, "iot", &events[..1_000]);
+    fixture.wait_for_rows("telemetry", 1_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    table.seal().unwrap();
+    assert_eq!(table.info().hot_extents, table.info().extents);
+
+    // A caching policy that leaves every extent cold, and a retention
+    // period: the running table takes both, nothing is reopened.
+    clock.advance_ms(60_000);
+    let mut cooler = iot_table();
+    cooler.hot_ms = Some(30_000);
+    cooler.retention_ms = Some(86_400_000);
+    assert_eq!(
+        fixture.store().apply(cooler.clone()).unwrap(),
+        freshet_store::Applied::Altered
+    );
+    let running = fixture.store().table("telemetry").unwrap();
+    assert!(Arc::ptr_eq(&table, &running), "the table was reopened");
+    let info = running.info();
+    assert_eq!(info.hot_extents, 0, "{info:?}");
+    assert_eq!(
+        (info.hot_ms, info.retention_ms),
+        (cooler.hot_ms, cooler.retention_ms)
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000);
+
+    // Ingestion goes on, and its dedup window still holds the first keys.
+    produce(&fixture.log, "iot", &events);
+    fixture.wait_for_rows("telemetry", 2_000);
+    running.seal().unwrap();
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 2_000);
+    assert_eq!(running.info().duplicates_dropped, 1_000);
+
+    // A structural change (the dedup window) reopens the table.
+    let mut rekeyed = cooler;
+    rekeyed.dedup.as_mut().unwrap().window_ms = 60_000;
+    fixture.store().apply(rekeyed).unwrap();
+    let reopened = fixture.store().table("telemetry").unwrap();
+    assert!(!Arc::ptr_eq(&running, &reopened));
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 2_000);
+    fixture.close();
+}
+
 /// Rows of a result as JSON values, for comparing two results.
 fn rows(result: &QueryResult) -> Vec<Vec<Value>> {
     let mut writer = arrow_json::ArrayWriter::new(Vec::new());

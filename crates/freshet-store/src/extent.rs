@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
@@ -201,13 +202,49 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> RecordBatch {
     .expect("every table column is nullable except the ingestion time, which every extent has")
 }
 
-/// An extent as queries see it: its description, and its rows when it is
-/// in the hot cache.
+/// An extent as queries see it: its description, its file, and its rows
+/// when it is in the hot cache.
 #[derive(Debug, Clone)]
 pub struct Extent {
     pub meta: ExtentMeta,
-    pub path: PathBuf,
+    pub file: Arc<ExtentFile>,
     pub hot: Option<Arc<HotExtent>>,
+}
+
+/// An extent's file, shared by the snapshots that read it. A merge or
+/// retention that drops the extent from the manifest retires its file:
+/// the file is removed when the last snapshot holding it is done, so a
+/// query planned just before the change still reads every extent it chose.
+#[derive(Debug)]
+pub struct ExtentFile {
+    path: PathBuf,
+    retired: AtomicBool,
+}
+
+impl ExtentFile {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Marks the file for removal once no one holds it.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for ExtentFile {
+    fn drop(&mut self) {
+        if *self.retired.get_mut() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// `batch` with string columns whose buffers hold only the strings they

@@ -277,8 +277,12 @@ async fn plan_scan(
             vec![Vec::new(); target_partitions.min(cold.len())];
         for (at, extent) in cold.iter().enumerate() {
             let count = groups.len();
-            let path = extent.path.to_string_lossy().to_string();
-            groups[at % count].push(PartitionedFile::new(path, extent.meta.bytes));
+            let path = extent.file.path().to_string_lossy().to_string();
+            // The plan holds the extent's file until it has run: a merge
+            // or retention meanwhile does not remove it from under the scan.
+            groups[at % count].push(
+                PartitionedFile::new(path, extent.meta.bytes).with_extension(extent.file.clone()),
+            );
         }
         let options = state.table_options().parquet.clone();
         let runtime = state.runtime_env();

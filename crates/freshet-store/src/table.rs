@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use datafusion::arrow::array::{
@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use freshet_core::Clock;
 
 use crate::extent::{
-    Extent, ExtentMeta, HotExtent, Manifest, extent_path, read_parquet, write_parquet,
+    Extent, ExtentFile, ExtentMeta, HotExtent, Manifest, extent_path, read_parquet, write_parquet,
 };
 use crate::mapping::Mapper;
 use crate::source::{DeadLetter, DeadLetterSink, Source, SourceError, SourceRecord};
@@ -84,6 +84,8 @@ pub struct Table {
     lag: AtomicU64,
     commit_hook: Mutex<Option<CommitHook>>,
     views: RwLock<Vec<Arc<ViewPlan>>>,
+    /// The files snapshots hold, by extent id.
+    files: Mutex<HashMap<u64, Weak<ExtentFile>>>,
 }
 
 impl std::fmt::Debug for Table {
@@ -156,6 +158,7 @@ impl Table {
             lag: AtomicU64::new(0),
             commit_hook: Mutex::new(None),
             views: RwLock::new(Vec::new()),
+            files: Mutex::new(HashMap::new()),
         });
         table.refresh_hot_cache()?;
         Ok(table)
@@ -209,16 +212,27 @@ impl Table {
 
     pub fn snapshot(&self) -> Snapshot {
         let state = self.state.read().expect("table lock");
+        // Files are taken while the manifest cannot change, so a file
+        // retired after this snapshot stays until the snapshot is dropped.
+        let mut files = self.files.lock().expect("files lock");
         let extents = state
             .manifest
             .extents
             .iter()
             .map(|meta| Extent {
                 meta: meta.clone(),
-                path: extent_path(&self.dir, meta.id),
+                file: match files.get(&meta.id).and_then(Weak::upgrade) {
+                    Some(file) => file,
+                    None => {
+                        let file = Arc::new(ExtentFile::new(extent_path(&self.dir, meta.id)));
+                        files.insert(meta.id, Arc::downgrade(&file));
+                        file
+                    }
+                },
                 hot: state.hot.get(&meta.id).cloned(),
             })
             .collect();
+        drop(files);
         Snapshot {
             schema: self.schema.clone(),
             spec: self.spec().clone(),
@@ -563,7 +577,7 @@ impl Table {
         for extent in extents {
             let rows = match &extent.hot {
                 Some(hot) => hot.batches().to_vec(),
-                None => read_parquet(&extent.path, &self.schema)?,
+                None => read_parquet(extent.file.path(), &self.schema)?,
             };
             states.extend(
                 view.fold(rows)
@@ -752,7 +766,7 @@ impl Table {
             state.manifest = manifest;
         }
         for extent in &expired {
-            let _ = std::fs::remove_file(extent_path(&self.dir, extent.id));
+            self.retire_file(extent.id);
         }
         self.stats
             .extents_dropped
@@ -912,10 +926,27 @@ impl Table {
             state.manifest = manifest;
         }
         for old in &chosen {
-            let _ = std::fs::remove_file(extent_path(&self.dir, old.id));
+            self.retire_file(old.id);
         }
         self.stats.merges.fetch_add(1, Ordering::Relaxed);
         Ok(chosen.len())
+    }
+
+    /// Removes the file of an extent the manifest no longer names, now or,
+    /// if a snapshot still holds it, when the last one is dropped.
+    fn retire_file(&self, id: u64) {
+        let held = self
+            .files
+            .lock()
+            .expect("files lock")
+            .remove(&id)
+            .and_then(|file| file.upgrade());
+        match held {
+            Some(file) => file.retire(),
+            None => {
+                let _ = std::fs::remove_file(extent_path(&self.dir, id));
+            }
+        }
     }
 
     fn push(&self, buffered: Buffered) {
@@ -1128,7 +1159,7 @@ impl DedupWindow {
         {
             let batches = match &extent.hot {
                 Some(hot) => hot.batches().to_vec(),
-                None => read_parquet(&extent.path, &snapshot.schema)?,
+                None => read_parquet(extent.file.path(), &snapshot.schema)?,
             };
             for batch in batches {
                 let times = batch

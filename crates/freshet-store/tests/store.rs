@@ -487,14 +487,31 @@ fn small_extents_merge_without_changing_answers() {
     }
     assert_eq!(table.info().extents, 5);
     let before = fixture.count("SELECT sum(seq) FROM telemetry");
+    // What a query planned just before the merge holds.
+    let planned = table.snapshot();
     assert_eq!(table.merge_small_extents().unwrap(), 5);
     assert_eq!(table.info().extents, 1);
     assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 5_000);
     assert_eq!(fixture.count("SELECT sum(seq) FROM telemetry"), before);
-    let files = std::fs::read_dir(table.dir().join("extents"))
-        .unwrap()
-        .count();
-    assert_eq!(files, 1, "merged-away files are removed");
+    let files = || {
+        std::fs::read_dir(table.dir().join("extents"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(
+        files(),
+        6,
+        "merged-away files stay while a snapshot holds them"
+    );
+    let rows: usize = planned
+        .extents
+        .iter()
+        .flat_map(|e| freshet_store::extent::read_parquet(e.file.path(), &planned.schema).unwrap())
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 5_000);
+    drop(planned);
+    assert_eq!(files(), 1, "merged-away files are removed");
     fixture.close();
 }
 

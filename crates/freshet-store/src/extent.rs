@@ -7,11 +7,11 @@
 //! reading at the manifest's positions, so every event is in exactly one
 //! listed extent or is read again; files no manifest names are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
@@ -79,7 +79,9 @@ impl Manifest {
                 .extents
                 .iter()
                 .any(|e| ExtentMeta::file_name(e.id) == name);
-            if !listed {
+            // A file a query of this table's previous opening still reads
+            // is removed by its last reader.
+            if !listed && !ExtentFile::is_held(&entry.path()) {
                 tracing::info!(file = %entry.path().display(), "removing an extent no manifest lists");
                 fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
             }
@@ -215,27 +217,62 @@ pub struct Extent {
 /// retention that drops the extent from the manifest retires its file:
 /// the file is removed when the last snapshot holding it is done, so a
 /// query planned just before the change still reads every extent it chose.
+/// Handles are shared process-wide by path, so a table reopened by an
+/// alter and its old self agree on which files are still read.
 #[derive(Debug)]
 pub struct ExtentFile {
     path: PathBuf,
     retired: AtomicBool,
 }
 
+/// The files snapshots hold, by path.
+static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<ExtentFile>>>> = LazyLock::new(Mutex::default);
+
 impl ExtentFile {
-    pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            retired: AtomicBool::new(false),
+    /// The shared handle of the file at `path`.
+    pub fn hold(path: PathBuf) -> Arc<ExtentFile> {
+        let mut held = HELD.lock().expect("held files lock");
+        if let Some(file) = held.get(&path).and_then(Weak::upgrade) {
+            return file;
         }
+        let file = Arc::new(ExtentFile {
+            path: path.clone(),
+            retired: AtomicBool::new(false),
+        });
+        held.insert(path, Arc::downgrade(&file));
+        file
+    }
+
+    /// Removes the file at `path` now or, if a snapshot holds it, when the
+    /// last one is dropped.
+    pub fn retire(path: &Path) {
+        let held = {
+            let mut held = HELD.lock().expect("held files lock");
+            let file = held.get(path).and_then(Weak::upgrade);
+            if file.is_none() {
+                held.remove(path);
+            }
+            file
+        };
+        // Outside the lock: dropping the last handle locks it again.
+        match held {
+            Some(file) => file.retired.store(true, Ordering::Release),
+            None => {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Whether a snapshot holds the file at `path`.
+    pub fn is_held(path: &Path) -> bool {
+        HELD.lock()
+            .expect("held files lock")
+            .get(path)
+            .is_some_and(|file| file.strong_count() > 0)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Marks the file for removal once no one holds it.
-    pub fn retire(&self) {
-        self.retired.store(true, Ordering::Release);
     }
 }
 
@@ -243,6 +280,13 @@ impl Drop for ExtentFile {
     fn drop(&mut self) {
         if *self.retired.get_mut() {
             let _ = fs::remove_file(&self.path);
+            let mut held = HELD.lock().expect("held files lock");
+            if held
+                .get(&self.path)
+                .is_some_and(|file| file.strong_count() == 0)
+            {
+                held.remove(&self.path);
+            }
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use datafusion::arrow::array::{
@@ -84,8 +84,8 @@ pub struct Table {
     lag: AtomicU64,
     commit_hook: Mutex<Option<CommitHook>>,
     views: RwLock<Vec<Arc<ViewPlan>>>,
-    /// The files snapshots hold, by extent id.
-    files: Mutex<HashMap<u64, Weak<ExtentFile>>>,
+    /// Held while the hot cache is brought in line with the caching policy.
+    refreshing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Table {
@@ -158,7 +158,7 @@ impl Table {
             lag: AtomicU64::new(0),
             commit_hook: Mutex::new(None),
             views: RwLock::new(Vec::new()),
-            files: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(()),
         });
         table.refresh_hot_cache()?;
         Ok(table)
@@ -189,7 +189,12 @@ impl Table {
             )));
         }
         *self.spec.write().expect("spec lock") = Arc::new(spec);
-        self.refresh_hot_cache()
+        // The policy is in place either way; the sealing thread's next
+        // refresh tries again.
+        if let Err(error) = self.refresh_hot_cache() {
+            tracing::warn!(table = %self.name, %error, "applying the caching policy failed");
+        }
+        Ok(())
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -211,31 +216,24 @@ impl Table {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let spec = self.spec();
         let state = self.state.read().expect("table lock");
         // Files are taken while the manifest cannot change, so a file
         // retired after this snapshot stays until the snapshot is dropped.
-        let mut files = self.files.lock().expect("files lock");
         let extents = state
             .manifest
             .extents
             .iter()
             .map(|meta| Extent {
                 meta: meta.clone(),
-                file: match files.get(&meta.id).and_then(Weak::upgrade) {
-                    Some(file) => file,
-                    None => {
-                        let file = Arc::new(ExtentFile::new(extent_path(&self.dir, meta.id)));
-                        files.insert(meta.id, Arc::downgrade(&file));
-                        file
-                    }
-                },
+                file: ExtentFile::hold(extent_path(&self.dir, meta.id)),
                 hot: state.hot.get(&meta.id).cloned(),
             })
             .collect();
-        drop(files);
         Snapshot {
             schema: self.schema.clone(),
-            spec: self.spec().clone(),
+            retention_cutoff_ms: spec.retention_ms.map(|r| self.clock.now_ms() - r),
+            spec,
             buffer: state
                 .buffer
                 .iter()
@@ -243,7 +241,6 @@ impl Table {
                 .map(|b| b.batch.clone())
                 .collect(),
             extents,
-            retention_cutoff_ms: self.spec().retention_ms.map(|r| self.clock.now_ms() - r),
         }
     }
 
@@ -444,8 +441,8 @@ impl Table {
         let Some(oldest) = state.buffer.first() else {
             return false;
         };
-        state.buffer_rows >= self.spec().seal.max_rows
-            || now - oldest.ingested_ms >= self.spec().seal.max_age_ms
+        let seal = self.spec().seal;
+        state.buffer_rows >= seal.max_rows || now - oldest.ingested_ms >= seal.max_age_ms
     }
 
     /// Whether ingestion waits for a seal before reading more: at twice
@@ -536,7 +533,8 @@ impl Table {
         }
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = self.commit_hook.lock().expect("hook lock").as_ref() {
-            hook(&self.spec().group, &self.spec().topic, &committed);
+            let spec = self.spec();
+            hook(&spec.group, &spec.topic, &committed);
         }
         Ok(())
     }
@@ -766,7 +764,7 @@ impl Table {
             state.manifest = manifest;
         }
         for extent in &expired {
-            self.retire_file(extent.id);
+            ExtentFile::retire(&extent_path(&self.dir, extent.id));
         }
         self.stats
             .extents_dropped
@@ -776,18 +774,22 @@ impl Table {
 
     /// Keeps extents with rows inside the hot window in memory; evicts the rest.
     pub fn refresh_hot_cache(&self) -> Result<(), StoreError> {
+        // One refresh at a time (the sealing thread's and a policy
+        // change's), each with the policy current when it starts.
+        let _refreshing = self.refreshing.lock().expect("refresh lock");
         let now = self.clock.now_ms();
         let hot_ms = self.spec().hot_ms;
         let is_hot =
             |meta: &ExtentMeta| hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
-        let (to_load, to_evict): (Vec<ExtentMeta>, Vec<u64>) = {
+        let (to_load, to_evict): (Vec<(u64, Arc<ExtentFile>)>, Vec<u64>) = {
             let state = self.state.read().expect("table lock");
+            // Held, so that a merge meanwhile does not remove them.
             let to_load = state
                 .manifest
                 .extents
                 .iter()
                 .filter(|m| is_hot(m) && !state.hot.contains_key(&m.id))
-                .cloned()
+                .map(|m| (m.id, ExtentFile::hold(extent_path(&self.dir, m.id))))
                 .collect();
             let to_evict = state
                 .hot
@@ -806,11 +808,10 @@ impl Table {
         };
         let mut loaded = Vec::new();
         let bloom_columns = self.bloom_columns();
-        for meta in to_load {
-            let path = extent_path(&self.dir, meta.id);
+        for (id, file) in to_load {
             loaded.push((
-                meta.id,
-                HotExtent::read(&path, &self.schema, &bloom_columns)?,
+                id,
+                HotExtent::read(file.path(), &self.schema, &bloom_columns)?,
             ));
         }
         let mut state = self.state.write().expect("table lock");
@@ -926,27 +927,10 @@ impl Table {
             state.manifest = manifest;
         }
         for old in &chosen {
-            self.retire_file(old.id);
+            ExtentFile::retire(&extent_path(&self.dir, old.id));
         }
         self.stats.merges.fetch_add(1, Ordering::Relaxed);
         Ok(chosen.len())
-    }
-
-    /// Removes the file of an extent the manifest no longer names, now or,
-    /// if a snapshot still holds it, when the last one is dropped.
-    fn retire_file(&self, id: u64) {
-        let held = self
-            .files
-            .lock()
-            .expect("files lock")
-            .remove(&id)
-            .and_then(|file| file.upgrade());
-        match held {
-            Some(file) => file.retire(),
-            None => {
-                let _ = std::fs::remove_file(extent_path(&self.dir, id));
-            }
-        }
     }
 
     fn push(&self, buffered: Buffered) {

@@ -283,13 +283,14 @@ fn main() {
     let extents = dir.join("store/auth/extents");
     // DataFusion alone gets as many threads as the store's query pool.
     let plain_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(QueryLimits::default().threads.max(1))
+        .worker_threads(store.limits().threads.max(1))
         .enable_all()
         .build()
         .unwrap();
-    let plain = plain_runtime.block_on(listing_times(&extents, &queries));
+    let threads = store.limits().threads;
+    let plain = plain_runtime.block_on(listing_times(&extents, threads, &queries));
     if std::env::var_os("FRESHET_BENCH_EXPLAIN").is_some() {
-        plain_runtime.block_on(explain(&store, &extents, &queries));
+        plain_runtime.block_on(explain(&store, &extents, threads, &queries));
     }
     let duck = duckdb_times(&extents, &queries);
     println!(
@@ -431,9 +432,9 @@ fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
 
 /// A session like the store's (same threads, case-kept names) with a
 /// plain DataFusion listing table over the extents' files.
-async fn listing_context(extents: &Path) -> datafusion::prelude::SessionContext {
-    let mut config = datafusion::prelude::SessionConfig::new()
-        .with_target_partitions(QueryLimits::default().threads.max(1));
+async fn listing_context(extents: &Path, threads: usize) -> datafusion::prelude::SessionContext {
+    let mut config =
+        datafusion::prelude::SessionConfig::new().with_target_partitions(threads.max(1));
     config.options_mut().sql_parser.enable_ident_normalization = false;
     let context = datafusion::prelude::SessionContext::new_with_config(config);
     context
@@ -449,8 +450,12 @@ async fn listing_context(extents: &Path) -> datafusion::prelude::SessionContext 
 
 /// DataFusion alone on the same files: the best of three per query (after
 /// a warm-up), the share of the cold time that is the engine's own.
-async fn listing_times(extents: &Path, queries: &[(&str, String, String)]) -> Vec<f64> {
-    let context = listing_context(extents).await;
+async fn listing_times(
+    extents: &Path,
+    threads: usize,
+    queries: &[(&str, String, String)],
+) -> Vec<f64> {
+    let context = listing_context(extents, threads).await;
     let mut times = Vec::new();
     for (_, sql, _) in queries {
         let mut best = f64::INFINITY;
@@ -474,8 +479,13 @@ async fn listing_times(extents: &Path, queries: &[(&str, String, String)]) -> Ve
 
 /// `EXPLAIN ANALYZE` of every query through the store and through a
 /// listing table, for finding where the two plans differ.
-async fn explain(store: &Store, extents: &Path, queries: &[(&str, String, String)]) {
-    let context = listing_context(extents).await;
+async fn explain(
+    store: &Store,
+    extents: &Path,
+    threads: usize,
+    queries: &[(&str, String, String)],
+) {
+    let context = listing_context(extents, threads).await;
     for (name, sql, _) in queries {
         let explained = format!("EXPLAIN ANALYZE {sql}");
         let ours = store

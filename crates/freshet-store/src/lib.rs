@@ -37,7 +37,9 @@ use freshet_log::Log;
 
 pub use crate::query::{QueryEngine, QueryError, QueryLimits, QueryResult};
 pub use crate::source::{DeadLetterSink, EmbeddedDeadLetters, EmbeddedSource, Source};
-pub use crate::spec::{ColumnSpec, ColumnType, DedupSpec, SealPolicy, TableSpec, parse_period};
+pub use crate::spec::{
+    ColumnSpec, ColumnType, DEFAULT_DEDUP_MAX_KEYS, DedupSpec, SealPolicy, TableSpec, parse_period,
+};
 pub use crate::table::{Table, TableInfo};
 pub use crate::view::{ViewInfo, ViewPlan, ViewSpec};
 pub use datafusion::arrow;

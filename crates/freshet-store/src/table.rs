@@ -114,11 +114,14 @@ pub struct TableInfo {
     pub time_column: Option<String>,
     pub dedup: Option<String>,
     pub dedup_window_ms: Option<i64>,
+    pub dedup_max_keys: Option<usize>,
     pub retention_ms: Option<i64>,
     pub hot_ms: Option<i64>,
     pub dead_letter_topic: String,
     pub ingested_rows: u64,
     pub duplicates_dropped: u64,
+    /// Keys the dedup window forgot early to stay within `dedup_max_keys`.
+    pub dedup_keys_forgotten: u64,
     pub dead_letters: u64,
 }
 
@@ -278,11 +281,13 @@ impl Table {
             time_column: spec.time_column.clone(),
             dedup: spec.dedup.as_ref().map(|d| d.column.clone()),
             dedup_window_ms: spec.dedup.as_ref().map(|d| d.window_ms),
+            dedup_max_keys: spec.dedup.as_ref().map(|d| d.max_keys),
             retention_ms: spec.retention_ms,
             hot_ms: spec.hot_ms,
             dead_letter_topic: spec.dead_letter_topic.clone(),
             ingested_rows: self.stats.rows_ingested.load(Ordering::Relaxed),
             duplicates_dropped: self.stats.duplicates_dropped.load(Ordering::Relaxed),
+            dedup_keys_forgotten: self.stats.dedup_keys_forgotten.load(Ordering::Relaxed),
             dead_letters: self.stats.dead_letters.load(Ordering::Relaxed),
         }
     }
@@ -953,11 +958,12 @@ impl Ingest {
     fn new(table: &Table, dead_letters: &mut dyn DeadLetterSink) -> Result<Self, StoreError> {
         let mapper = Mapper::new(&table.spec()).map_err(StoreError::Invalid)?;
         let positions = table.committed_positions();
-        let dedup = match &table.spec().dedup {
+        let spec = table.spec();
+        let dedup = match &spec.dedup {
             None => None,
-            Some(spec) => {
-                let column = table.spec().column_index(&spec.column).expect("validated");
-                let mut window = DedupWindow::new(spec.window_ms, column);
+            Some(dedup) => {
+                let column = spec.column_index(&dedup.column).expect("validated");
+                let mut window = DedupWindow::new(dedup.window_ms, dedup.max_keys, column);
                 window.rebuild(table)?;
                 Some(window)
             }
@@ -1068,6 +1074,21 @@ impl Ingest {
         let mut batch = mapped.batch;
         if let Some(dedup) = &mut self.dedup {
             let keep = dedup.filter(&batch, now);
+            let forgotten = dedup.forget_beyond_capacity();
+            if forgotten > 0 {
+                if table.stats.dedup_keys_forgotten.load(Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        table = %table.name,
+                        max_keys = dedup.max_keys,
+                        "the dedup window holds more keys than dedup_max_keys: the oldest are \
+                         forgotten early, and a repeat of one of them is kept"
+                    );
+                }
+                table
+                    .stats
+                    .dedup_keys_forgotten
+                    .fetch_add(forgotten, Ordering::Relaxed);
+            }
             let dropped = keep.false_count();
             if dropped > 0 {
                 batch = filter_record_batch(&batch, &keep).expect("filter keeps the schema");
@@ -1114,22 +1135,41 @@ impl Ingest {
     }
 }
 
-/// Keys seen within the window of ingestion time, as 128-bit hashes.
+/// Keys seen within the window of ingestion time, as 128-bit hashes; at
+/// most `max_keys` of them, the oldest forgotten first.
 struct DedupWindow {
     window_ms: i64,
+    max_keys: usize,
     column: usize,
     seen: HashMap<u128, i64>,
     order: VecDeque<(i64, u128)>,
 }
 
 impl DedupWindow {
-    fn new(window_ms: i64, column: usize) -> Self {
+    fn new(window_ms: i64, max_keys: usize, column: usize) -> Self {
         Self {
             window_ms,
+            max_keys,
             column,
             seen: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Forgets the oldest keys until at most `max_keys` are held; returns
+    /// how many were forgotten.
+    fn forget_beyond_capacity(&mut self) -> u64 {
+        let mut forgotten = 0;
+        while self.seen.len() > self.max_keys {
+            let Some((at, key)) = self.order.pop_front() else {
+                break;
+            };
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 
     /// Loads the keys of extents still inside the window.
@@ -1165,6 +1205,7 @@ impl DedupWindow {
         let mut entries: Vec<_> = self.order.drain(..).collect();
         entries.sort_unstable();
         self.order = entries.into();
+        self.forget_beyond_capacity();
         Ok(())
     }
 

@@ -85,6 +85,7 @@ fn iot_table() -> TableSpec {
     spec.dedup = Some(DedupSpec {
         column: "eventId".into(),
         window_ms: 600_000,
+        max_keys: freshet_store::DEFAULT_DEDUP_MAX_KEYS,
     });
     spec.extent_span_ms = 60_000;
     spec
@@ -592,6 +593,45 @@ fn altering_a_table_keeps_its_rows() {
             .contains("changing it to real is not supported"),
         "{error}"
     );
+    fixture.close();
+}
+
+#[test]
+fn the_dedup_window_holds_at_most_its_max_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    let mut spec = iot_table();
+    spec.dedup.as_mut().unwrap().max_keys = 500;
+    fixture.store().apply(spec).unwrap();
+    let events = generate(options(Scenario::Iot, 21), 1_000);
+    produce(&fixture.log, "iot", &events);
+    fixture.wait_for_rows("telemetry", 1_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    assert_eq!(table.info().dedup_keys_forgotten, 500);
+
+    // The oldest keys were forgotten, so their repeats are kept (and
+    // remembered, pushing out as many more); the newest are still held.
+    let repeats: Vec<Generated> = events[..100]
+        .iter()
+        .chain(&events[900..])
+        .cloned()
+        .collect();
+    produce(&fixture.log, "iot", &repeats);
+    fixture.wait_for_rows("telemetry", 1_100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while table.info().duplicates_dropped < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let info = table.info();
+    assert_eq!(
+        (
+            info.duplicates_dropped,
+            info.dedup_keys_forgotten,
+            info.rows
+        ),
+        (100, 600, 1_100)
+    );
+    assert_eq!(info.dedup_max_keys, Some(500));
     fixture.close();
 }
 

@@ -274,7 +274,7 @@ impl Segment {
             if position >= end {
                 return Ok(None);
             }
-            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
                 break header;
             }
@@ -332,7 +332,7 @@ impl Segment {
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
         while position < end {
-            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
                 headers.push(header);
             }
@@ -356,7 +356,7 @@ impl Segment {
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
         while position < end {
-            let header = self.read_header(&file, position, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.max_timestamp >= timestamp {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
@@ -372,6 +372,7 @@ impl Segment {
         &self,
         file: &File,
         position: u64,
+        end: u64,
         buffer: &mut [u8; HEADER_BYTES],
         expected_base: i64,
     ) -> Result<BatchHeader> {
@@ -383,6 +384,15 @@ impl Segment {
             let reason = format!(
                 "batch has base offset {} and epoch {}, expected offset {expected_base}",
                 header.base_offset, header.leader_epoch
+            );
+            return Err(self.corrupt(position, reason));
+        }
+        // A damaged length would otherwise read as a batch too big to serve
+        // (a reader stuck at its offset) or skip the batches after it.
+        if position + u64::from(header.size_bytes) > end {
+            let reason = format!(
+                "batch of {} bytes runs past the {end} bytes the segment holds",
+                header.size_bytes
             );
             return Err(self.corrupt(position, reason));
         }

@@ -274,7 +274,8 @@ impl Segment {
             if position >= end {
                 return Ok(None);
             }
-            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header =
+                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
                 break header;
             }
@@ -332,7 +333,8 @@ impl Segment {
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
         while position < end {
-            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header =
+                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.last_offset() >= offset {
                 headers.push(header);
             }
@@ -356,7 +358,8 @@ impl Segment {
         let file = self.read_handle()?;
         let mut header_bytes = [0u8; HEADER_BYTES];
         while position < end {
-            let header = self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header =
+                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
             if header.max_timestamp >= timestamp {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }

@@ -20,7 +20,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::bloom_filter::Sbbf;
-use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -325,21 +325,102 @@ fn compact_strings(batch: RecordBatch) -> RecordBatch {
 #[derive(Debug)]
 pub struct HotExtent {
     groups: Vec<RecordBatch>,
-    /// Per bloom-filtered column: its name and one filter per row group
-    /// (`None` where the file has none).
-    blooms: Vec<(String, Vec<Option<Sbbf>>)>,
+    blooms: Vec<ColumnBlooms>,
+}
+
+/// A bloom-filtered column: its name and one filter per row group (`None`
+/// where the file has none).
+type ColumnBlooms = (String, Vec<Option<Sbbf>>);
+
+fn open_with_metadata(path: &Path) -> Result<(File, ParquetMetaData), StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+    Ok((file, metadata))
+}
+
+fn row_group_rows(metadata: &ParquetMetaData) -> Vec<usize> {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| usize::try_from(group.num_rows()).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// Each of `columns`' bloom filters, one per row group.
+fn read_blooms(
+    file: &File,
+    metadata: &ParquetMetaData,
+    columns: &[String],
+    path: &Path,
+) -> Result<Vec<ColumnBlooms>, StoreError> {
+    let mut blooms = Vec::new();
+    for column in columns {
+        let Some(at) = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| &c.path().string() == column)
+        else {
+            continue;
+        };
+        let filters = metadata
+            .row_groups()
+            .iter()
+            .map(|group| Sbbf::read_from_column_chunk(group.column(at), file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        blooms.push((column.to_string(), filters));
+    }
+    Ok(blooms)
 }
 
 impl HotExtent {
-    /// The extent at `path` read whole, shaped to `schema`.
+    /// The extent at `path` read whole, shaped to `schema`. Rows are
+    /// gathered one row group at a time, so loading an extent needs little
+    /// more memory than the extent itself.
     pub fn read(
         path: &Path,
         schema: &SchemaRef,
         bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
-        let batches = read_parquet(path, schema)?;
-        let rows = concat_batches(schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
-        Self::written(rows, path, bloom_columns)
+        let (file, metadata) = open_with_metadata(path)?;
+        let mut counts = row_group_rows(&metadata).into_iter();
+        let mut groups = Vec::with_capacity(metadata.num_row_groups());
+        let mut gathered: Vec<RecordBatch> = Vec::new();
+        let mut wanted = counts.next().unwrap_or(0);
+        let corrupt = || {
+            StoreError::Corrupt(format!(
+                "{}: its rows do not add up to its row groups",
+                path.display()
+            ))
+        };
+        for batch in read_parquet(path, schema)? {
+            let mut batch = batch;
+            while batch.num_rows() > 0 {
+                let held: usize = gathered.iter().map(RecordBatch::num_rows).sum();
+                let take = batch.num_rows().min(wanted - held);
+                if take == 0 {
+                    return Err(corrupt());
+                }
+                gathered.push(batch.slice(0, take));
+                batch = batch.slice(take, batch.num_rows() - take);
+                if held + take == wanted {
+                    let group = concat_batches(schema, &gathered)
+                        .map_err(|e| StoreError::Io(e.to_string()))?;
+                    groups.push(group);
+                    gathered.clear();
+                    wanted = counts.next().unwrap_or(0);
+                }
+            }
+        }
+        if !gathered.is_empty() || wanted != 0 {
+            return Err(corrupt());
+        }
+        let blooms = read_blooms(&file, &metadata, bloom_columns, path)?;
+        Ok(Self { groups, blooms })
     }
 
     /// `rows`, just written to the extent at `path`, cut the way the file
@@ -350,51 +431,24 @@ impl HotExtent {
         bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
         let rows = compact_strings(rows);
-        let file = File::open(path).map_err(StoreError::io(path))?;
-        let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
-            StoreError::Io(format!("{}: {e}", path.display()))
-        };
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&file)
-            .map_err(parquet_error)?;
-        let mut groups = Vec::with_capacity(metadata.num_row_groups());
+        let (file, metadata) = open_with_metadata(path)?;
+        let counts = row_group_rows(&metadata);
+        let total = counts.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
+        if total != Some(rows.num_rows()) {
+            return Err(StoreError::Corrupt(format!(
+                "{}: its row groups hold {} rows, {} were written",
+                path.display(),
+                total.map_or("too many".to_string(), |n| n.to_string()),
+                rows.num_rows()
+            )));
+        }
+        let mut groups = Vec::with_capacity(counts.len());
         let mut offset = 0;
-        for group in metadata.row_groups() {
-            let count = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
-            if offset + count > rows.num_rows() {
-                return Err(StoreError::Corrupt(format!(
-                    "{}: its row groups hold more rows than were written",
-                    path.display()
-                )));
-            }
+        for count in counts {
             groups.push(rows.slice(offset, count));
             offset += count;
         }
-        if offset != rows.num_rows() {
-            return Err(StoreError::Corrupt(format!(
-                "{}: its row groups hold fewer rows than were written",
-                path.display()
-            )));
-        }
-        let mut blooms = Vec::new();
-        for column in bloom_columns {
-            let Some(at) = metadata
-                .file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .position(|c| &c.path().string() == column)
-            else {
-                continue;
-            };
-            let filters = metadata
-                .row_groups()
-                .iter()
-                .map(|group| Sbbf::read_from_column_chunk(group.column(at), &file))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(parquet_error)?;
-            blooms.push((column.to_string(), filters));
-        }
+        let blooms = read_blooms(&file, &metadata, bloom_columns, path)?;
         Ok(Self { groups, blooms })
     }
 
@@ -475,6 +529,37 @@ mod tests {
             ]
         );
         assert_eq!(read[0].column(2).null_count(), 3);
+    }
+
+    /// An extent read back into the hot cache comes as its row groups,
+    /// whatever batches the reader decodes it in.
+    #[test]
+    fn extents_read_back_as_their_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let rows = ROW_GROUP_ROWS + 37_856;
+        let values: Vec<i64> = (0..rows as i64).collect();
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.clone()))])
+                .unwrap();
+        write_parquet(&path, &schema, &[batch], &[]).unwrap();
+        let hot = HotExtent::read(&path, &schema, &[]).unwrap();
+        let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, vec![ROW_GROUP_ROWS, 37_856]);
+        let read: Vec<i64> = hot
+            .batches()
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(read, values);
     }
 
     /// A hot extent keeps the file's row groups and bloom filters: a lookup

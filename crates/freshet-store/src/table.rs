@@ -268,8 +268,7 @@ impl Table {
                 .map(|e| e.bytes)
                 .sum(),
             lag: self.lag.load(Ordering::Relaxed),
-            columns: self
-                .spec()
+            columns: spec
                 .columns
                 .iter()
                 .map(|c| ColumnInfo {

@@ -478,11 +478,34 @@ impl HotExtent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use datafusion::arrow::array::{Array, Int64Array, StringArray, StringViewArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    /// One `n` column of `values` (the schema and the batch).
+    pub(crate) fn numbers(values: &[i64]) -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let column = Arc::new(Int64Array::from(values.to_vec()));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        (schema, batch)
+    }
+
+    /// The first column of `batches`, in order.
+    pub(crate) fn numbers_of(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
 
     /// Extents written while string columns were plain `Utf8` read back
     /// as the views tables now use, and a column added later as nulls.
@@ -537,28 +560,14 @@ mod tests {
     fn extents_read_back_as_their_row_groups() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.parquet");
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let rows = ROW_GROUP_ROWS + 37_856;
         let values: Vec<i64> = (0..rows as i64).collect();
-        let batch =
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values.clone()))])
-                .unwrap();
+        let (schema, batch) = numbers(&values);
         write_parquet(&path, &schema, &[batch], &[]).unwrap();
         let hot = HotExtent::read(&path, &schema, &[]).unwrap();
         let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
         assert_eq!(sizes, vec![ROW_GROUP_ROWS, 37_856]);
-        let read: Vec<i64> = hot
-            .batches()
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let read = numbers_of(hot.batches());
         assert_eq!(read, values);
     }
 

@@ -172,14 +172,13 @@ impl AsyncFileReader for MappedReader {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::execution::runtime_env::RuntimeEnv;
     use datafusion::object_store::local::LocalFileSystem;
     use datafusion::parquet::arrow::ParquetRecordBatchStreamBuilder;
     use futures::TryStreamExt;
 
     use super::*;
+    use crate::extent::tests::{numbers, numbers_of};
     use crate::extent::write_parquet;
 
     /// Rows read through the mapping equal those written, also when the
@@ -189,13 +188,8 @@ mod tests {
     fn mapped_extents_read_back_even_once_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.parquet");
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
         let values: Vec<i64> = (0..100_000).collect();
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from(values.clone()))],
-        )
-        .unwrap();
+        let (schema, batch) = numbers(&values);
         let bytes = write_parquet(&path, &schema, &[batch], &[]).unwrap();
         let factory = MappedReaderFactory::new(
             Arc::new(LocalFileSystem::new()),
@@ -210,22 +204,13 @@ mod tests {
 
         let past_end = futures::executor::block_on(reader.get_bytes(bytes - 4..bytes + 1));
         assert!(past_end.is_err());
-        let read: Vec<i64> = futures::executor::block_on(async {
+        let read = futures::executor::block_on(async {
             let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
             std::fs::remove_file(&path).unwrap();
             builder.build()?.try_collect::<Vec<_>>().await
         })
-        .unwrap()
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect();
+        .unwrap();
+        let read = numbers_of(&read);
         assert_eq!(read, values);
     }
 }

@@ -35,7 +35,11 @@ test('every dashboard fills and its alerts fire', async () => {
     await page.locator('.tile-alerts li').first().waitFor({ timeout: 100_000 });
     for (const tile of await page.locator('.tile').all()) {
       const title = await tile.locator('h3').innerText();
-      await tile.locator('.empty').waitFor({ state: 'detached', timeout: 20_000 }).catch(() => {});
+      // A tile has data once it has drawn rows (query tiles draw after their
+      // first answer, live tiles after their first row), or it has failed.
+      await page
+        .waitForFunction((node) => Number(node.dataset.updates) > 0 || node.classList.contains('failed'), await tile.elementHandle(), { timeout: 20_000 })
+        .catch(() => {});
       assert.ok(!(await tile.evaluate((node) => node.classList.contains('failed'))), `${name}: ${title} failed`);
       assert.ok(Number(await tile.getAttribute('data-updates')) > 0, `${name}: ${title} shows data`);
     }

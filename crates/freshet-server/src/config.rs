@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use freshet_log::{Durability, TopicConfig, validate_topic_name};
-use freshet_store::{ColumnSpec, ColumnType, DedupSpec, TableSpec, ViewSpec, parse_period};
+use freshet_store::{
+    ColumnSpec, ColumnType, DEFAULT_DEDUP_MAX_KEYS, DedupSpec, TableSpec, ViewSpec, parse_period,
+};
 use freshet_stream::engine::{LatePolicy, TimePolicy};
 use freshet_stream::plan::JobPlan;
 use serde::Deserialize;
@@ -187,6 +189,9 @@ struct RawTable {
     /// Drop events whose value in this column was seen within `dedup_window`.
     dedup_key: Option<String>,
     dedup_window: Option<String>,
+    /// The most keys the dedup window holds; beyond it the oldest are
+    /// forgotten early.
+    dedup_max_keys: Option<usize>,
     /// Soft-delete period, from ingestion time (`30d`); forever if absent.
     retention: Option<String>,
     /// Hot window kept in memory (`1d`); everything if absent.
@@ -799,8 +804,12 @@ fn table_spec(raw: RawTable) -> Result<TableSpec, String> {
         (Some(column), window) => Some(DedupSpec {
             column,
             window_ms: window.unwrap_or(10 * 60_000),
+            max_keys: raw.dedup_max_keys.unwrap_or(DEFAULT_DEDUP_MAX_KEYS),
         }),
         (None, Some(_)) => return Err("dedup_window needs a dedup_key".into()),
+        (None, None) if raw.dedup_max_keys.is_some() => {
+            return Err("dedup_max_keys needs a dedup_key".into());
+        }
         (None, None) => None,
     };
     spec.retention_ms = period("retention", &raw.retention)?;
@@ -880,6 +889,7 @@ name = "telemetry"
 topic = "iot"
 time_column = "createdAt"
 dedup_key = "eventId"
+dedup_max_keys = 5000000
 retention = "7d"
 hot_cache = "1h"
 columns = [
@@ -900,7 +910,8 @@ columns = [
             table.dedup,
             Some(DedupSpec {
                 column: "eventId".into(),
-                window_ms: 600_000
+                window_ms: 600_000,
+                max_keys: 5_000_000,
             })
         );
         assert_eq!(table.retention_ms, Some(7 * 86_400_000));

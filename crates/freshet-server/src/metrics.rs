@@ -252,7 +252,7 @@ impl Collector for StoreCollector {
             Option<Unit>,
             fn(&freshet_store::stats::TableStats) -> u64,
         );
-        let counters: [TableCounter; 7] = [
+        let counters: [TableCounter; 8] = [
             (
                 "freshet_store_ingested_rows",
                 "Rows ingested into the table",
@@ -270,6 +270,12 @@ impl Collector for StoreCollector {
                 "Events dropped because their dedup key was seen within the window",
                 None,
                 |s| s.duplicates_dropped.load(Relaxed),
+            ),
+            (
+                "freshet_store_dedup_keys_forgotten",
+                "Dedup keys forgotten before the end of the window to stay within dedup_max_keys",
+                None,
+                |s| s.dedup_keys_forgotten.load(Relaxed),
             ),
             (
                 "freshet_store_dead_letters",

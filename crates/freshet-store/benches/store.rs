@@ -1,7 +1,7 @@
 //! The store, measured in one run: ingestion rows/s from the log,
 //! freshness under a steady 100 k events/s, and ten analytical queries over
-//! the simulator's payments events, timed next to DuckDB querying the
-//! table's own Parquet extents.
+//! the simulator's payments events, timed next to DuckDB and to DataFusion
+//! alone (a listing table) querying the table's own Parquet extents.
 //!
 //! Run: `cargo bench -p freshet-store --bench store`
 //! Needs `python3` with `duckdb` and `pytz` (`pip install duckdb pytz`) for the peer column.
@@ -9,7 +9,9 @@
 //! `target/bench-store`; it needs about 5 GB and is removed at the end),
 //! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
 //! (events/s of the freshness phase, default 100,000),
-//! `FRESHET_BENCH_LIVE_SECONDS` (default 15).
+//! `FRESHET_BENCH_LIVE_SECONDS` (default 15), `FRESHET_BENCH_EXPLAIN` (set:
+//! print `EXPLAIN ANALYZE` of each query through the store and through a
+//! plain DataFusion listing table).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +24,10 @@ use freshet_log::{Durability, Log, LogOptions, TopicConfig};
 use freshet_sim::generator::{Generator, Options};
 use freshet_sim::scenario::Scenario;
 use freshet_store::{QueryLimits, Store, TableSpec};
+
+/// The allocator of the `freshet` binary, so that queries allocate as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const START_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 const EVENTS_PER_SECOND_OF_EVENT_TIME: u64 = 10_000;
@@ -274,18 +280,31 @@ fn main() {
         .iter()
         .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
         .collect();
-    let duck = duckdb_times(&dir.join("store/auth/extents"), &queries);
+    let extents = dir.join("store/auth/extents");
+    // DataFusion alone gets as many threads as the store's query pool.
+    let plain_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(store.limits().threads.max(1))
+        .enable_all()
+        .build()
+        .unwrap();
+    let threads = store.limits().threads;
+    let plain = plain_runtime.block_on(listing_times(&extents, threads, &queries));
+    if std::env::var_os("FRESHET_BENCH_EXPLAIN").is_some() {
+        plain_runtime.block_on(explain(&store, &extents, threads, &queries));
+    }
+    let duck = duckdb_times(&extents, &queries);
     println!(
-        "\n| query | Freshet hot (ms) | Freshet cold (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |"
+        "\n| query | Freshet hot (ms) | Freshet cold (ms) | DataFusion on Parquet (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (at, (name, _, _)) in queries.iter().enumerate() {
         let duck = duck.as_ref().map(|d| d[at]);
         let ratio = |ours: f64| duck.map_or("n/a".to_string(), |d| format!("{:.2}", ours / d));
         println!(
-            "| {name} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {name} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             hot[at],
             cold[at],
+            plain[at],
             duck.map_or("n/a".into(), |d| format!("{d:.1}")),
             ratio(hot[at]),
             ratio(cold[at])
@@ -408,6 +427,83 @@ fn produce_steadily(log: &Log, topic: &str, rate: u64, seconds: u64) {
                     .unwrap();
             }
         }
+    }
+}
+
+/// A session like the store's (same threads, case-kept names) with a
+/// plain DataFusion listing table over the extents' files.
+async fn listing_context(extents: &Path, threads: usize) -> datafusion::prelude::SessionContext {
+    let mut config =
+        datafusion::prelude::SessionConfig::new().with_target_partitions(threads.max(1));
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let context = datafusion::prelude::SessionContext::new_with_config(config);
+    context
+        .register_parquet(
+            "auth",
+            extents.to_str().unwrap(),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    context
+}
+
+/// DataFusion alone on the same files: the best of three per query (after
+/// a warm-up), the share of the cold time that is the engine's own.
+async fn listing_times(
+    extents: &Path,
+    threads: usize,
+    queries: &[(&str, String, String)],
+) -> Vec<f64> {
+    let context = listing_context(extents, threads).await;
+    let mut times = Vec::new();
+    for (_, sql, _) in queries {
+        let mut best = f64::INFINITY;
+        for run in 0..4 {
+            let started = Instant::now();
+            context
+                .sql(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            if run > 0 {
+                best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        times.push(best);
+    }
+    times
+}
+
+/// `EXPLAIN ANALYZE` of every query through the store and through a
+/// listing table, for finding where the two plans differ.
+async fn explain(
+    store: &Store,
+    extents: &Path,
+    threads: usize,
+    queries: &[(&str, String, String)],
+) {
+    let context = listing_context(extents, threads).await;
+    for (name, sql, _) in queries {
+        let explained = format!("EXPLAIN ANALYZE {sql}");
+        let ours = store
+            .query(&explained)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let plain = context
+            .sql(&explained)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        println!(
+            "\n## {name}\n### store\n{}\n### listing table\n{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&ours.batches).unwrap(),
+            datafusion::arrow::util::pretty::pretty_format_batches(&plain).unwrap()
+        );
     }
 }
 

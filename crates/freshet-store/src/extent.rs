@@ -7,10 +7,11 @@
 //! reading at the manifest's positions, so every event is in exactly one
 //! listed extent or is read again; files no manifest names are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
@@ -19,7 +20,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::bloom_filter::Sbbf;
-use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
@@ -78,7 +79,9 @@ impl Manifest {
                 .extents
                 .iter()
                 .any(|e| ExtentMeta::file_name(e.id) == name);
-            if !listed {
+            // A file a query of this table's previous opening still reads
+            // is removed by its last reader.
+            if !listed && !ExtentFile::is_held(&entry.path()) {
                 tracing::info!(file = %entry.path().display(), "removing an extent no manifest lists");
                 fs::remove_file(entry.path()).map_err(StoreError::io(&entry.path()))?;
             }
@@ -117,7 +120,7 @@ pub fn write_parquet(
     path: &Path,
     schema: &SchemaRef,
     batches: &[RecordBatch],
-    bloom_columns: &[&str],
+    bloom_columns: &[String],
 ) -> Result<u64, StoreError> {
     let temporary = path.with_extension("parquet.tmp");
     let file = File::create(&temporary).map_err(StoreError::io(&temporary))?;
@@ -129,7 +132,7 @@ pub fn write_parquet(
         // found through the bloom filter) decodes a few pages, not 256 Ki rows.
         .set_data_page_row_count_limit(16 * 1024);
     for column in bloom_columns {
-        let column = ColumnPath::from(*column);
+        let column = ColumnPath::from(column.as_str());
         properties = properties
             .set_column_bloom_filter_enabled(column.clone(), true)
             .set_column_bloom_filter_max_ndv(column.clone(), ROW_GROUP_ROWS as u64)
@@ -201,13 +204,91 @@ pub fn conform(batch: RecordBatch, schema: &SchemaRef) -> RecordBatch {
     .expect("every table column is nullable except the ingestion time, which every extent has")
 }
 
-/// An extent as queries see it: its description, and its rows when it is
-/// in the hot cache.
+/// An extent as queries see it: its description, its file, and its rows
+/// when it is in the hot cache.
 #[derive(Debug, Clone)]
 pub struct Extent {
     pub meta: ExtentMeta,
-    pub path: PathBuf,
+    pub file: Arc<ExtentFile>,
     pub hot: Option<Arc<HotExtent>>,
+}
+
+/// An extent's file, shared by the snapshots that read it. A merge or
+/// retention that drops the extent from the manifest retires its file:
+/// the file is removed when the last snapshot holding it is done, so a
+/// query planned just before the change still reads every extent it chose.
+/// Handles are shared process-wide by path, so a table reopened by an
+/// alter and its old self agree on which files are still read.
+#[derive(Debug)]
+pub struct ExtentFile {
+    path: PathBuf,
+    retired: AtomicBool,
+}
+
+/// The files snapshots hold, by path.
+static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<ExtentFile>>>> = LazyLock::new(Mutex::default);
+
+impl ExtentFile {
+    /// The shared handle of the file at `path`.
+    pub fn hold(path: PathBuf) -> Arc<ExtentFile> {
+        let mut held = HELD.lock().expect("held files lock");
+        if let Some(file) = held.get(&path).and_then(Weak::upgrade) {
+            return file;
+        }
+        let file = Arc::new(ExtentFile {
+            path: path.clone(),
+            retired: AtomicBool::new(false),
+        });
+        held.insert(path, Arc::downgrade(&file));
+        file
+    }
+
+    /// Removes the file at `path` now or, if a snapshot holds it, when the
+    /// last one is dropped.
+    pub fn retire(path: &Path) {
+        let held = {
+            let mut held = HELD.lock().expect("held files lock");
+            let file = held.get(path).and_then(Weak::upgrade);
+            if file.is_none() {
+                held.remove(path);
+            }
+            file
+        };
+        // Outside the lock: dropping the last handle locks it again.
+        match held {
+            Some(file) => file.retired.store(true, Ordering::Release),
+            None => {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    /// Whether a snapshot holds the file at `path`.
+    pub fn is_held(path: &Path) -> bool {
+        HELD.lock()
+            .expect("held files lock")
+            .get(path)
+            .is_some_and(|file| file.strong_count() > 0)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ExtentFile {
+    fn drop(&mut self) {
+        if *self.retired.get_mut() {
+            let _ = fs::remove_file(&self.path);
+            let mut held = HELD.lock().expect("held files lock");
+            if held
+                .get(&self.path)
+                .is_some_and(|file| file.strong_count() == 0)
+            {
+                held.remove(&self.path);
+            }
+        }
+    }
 }
 
 /// `batch` with string columns whose buffers hold only the strings they
@@ -244,21 +325,102 @@ fn compact_strings(batch: RecordBatch) -> RecordBatch {
 #[derive(Debug)]
 pub struct HotExtent {
     groups: Vec<RecordBatch>,
-    /// Per bloom-filtered column: its name and one filter per row group
-    /// (`None` where the file has none).
-    blooms: Vec<(String, Vec<Option<Sbbf>>)>,
+    blooms: Vec<ColumnBlooms>,
+}
+
+/// A bloom-filtered column: its name and one filter per row group (`None`
+/// where the file has none).
+type ColumnBlooms = (String, Vec<Option<Sbbf>>);
+
+fn open_with_metadata(path: &Path) -> Result<(File, ParquetMetaData), StoreError> {
+    let file = File::open(path).map_err(StoreError::io(path))?;
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+    Ok((file, metadata))
+}
+
+fn row_group_rows(metadata: &ParquetMetaData) -> Vec<usize> {
+    metadata
+        .row_groups()
+        .iter()
+        .map(|group| usize::try_from(group.num_rows()).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// Each of `columns`' bloom filters, one per row group.
+fn read_blooms(
+    file: &File,
+    metadata: &ParquetMetaData,
+    columns: &[String],
+    path: &Path,
+) -> Result<Vec<ColumnBlooms>, StoreError> {
+    let mut blooms = Vec::new();
+    for column in columns {
+        let Some(at) = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| &c.path().string() == column)
+        else {
+            continue;
+        };
+        let filters = metadata
+            .row_groups()
+            .iter()
+            .map(|group| Sbbf::read_from_column_chunk(group.column(at), file))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+        blooms.push((column.to_string(), filters));
+    }
+    Ok(blooms)
 }
 
 impl HotExtent {
-    /// The extent at `path` read whole, shaped to `schema`.
+    /// The extent at `path` read whole, shaped to `schema`. Rows are
+    /// gathered one row group at a time, so loading an extent needs little
+    /// more memory than the extent itself.
     pub fn read(
         path: &Path,
         schema: &SchemaRef,
-        bloom_columns: &[&str],
+        bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
-        let batches = read_parquet(path, schema)?;
-        let rows = concat_batches(schema, &batches).map_err(|e| StoreError::Io(e.to_string()))?;
-        Self::written(rows, path, bloom_columns)
+        let (file, metadata) = open_with_metadata(path)?;
+        let mut counts = row_group_rows(&metadata).into_iter();
+        let mut groups = Vec::with_capacity(metadata.num_row_groups());
+        let mut gathered: Vec<RecordBatch> = Vec::new();
+        let mut wanted = counts.next().unwrap_or(0);
+        let corrupt = || {
+            StoreError::Corrupt(format!(
+                "{}: its rows do not add up to its row groups",
+                path.display()
+            ))
+        };
+        for batch in read_parquet(path, schema)? {
+            let mut batch = batch;
+            while batch.num_rows() > 0 {
+                let held: usize = gathered.iter().map(RecordBatch::num_rows).sum();
+                let take = batch.num_rows().min(wanted - held);
+                if take == 0 {
+                    return Err(corrupt());
+                }
+                gathered.push(batch.slice(0, take));
+                batch = batch.slice(take, batch.num_rows() - take);
+                if held + take == wanted {
+                    let group = concat_batches(schema, &gathered)
+                        .map_err(|e| StoreError::Io(e.to_string()))?;
+                    groups.push(group);
+                    gathered.clear();
+                    wanted = counts.next().unwrap_or(0);
+                }
+            }
+        }
+        if !gathered.is_empty() || wanted != 0 {
+            return Err(corrupt());
+        }
+        let blooms = read_blooms(&file, &metadata, bloom_columns, path)?;
+        Ok(Self { groups, blooms })
     }
 
     /// `rows`, just written to the extent at `path`, cut the way the file
@@ -266,54 +428,27 @@ impl HotExtent {
     pub fn written(
         rows: RecordBatch,
         path: &Path,
-        bloom_columns: &[&str],
+        bloom_columns: &[String],
     ) -> Result<Self, StoreError> {
         let rows = compact_strings(rows);
-        let file = File::open(path).map_err(StoreError::io(path))?;
-        let parquet_error = |e: datafusion::parquet::errors::ParquetError| {
-            StoreError::Io(format!("{}: {e}", path.display()))
-        };
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&file)
-            .map_err(parquet_error)?;
-        let mut groups = Vec::with_capacity(metadata.num_row_groups());
+        let (file, metadata) = open_with_metadata(path)?;
+        let counts = row_group_rows(&metadata);
+        let total = counts.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
+        if total != Some(rows.num_rows()) {
+            return Err(StoreError::Corrupt(format!(
+                "{}: its row groups hold {} rows, {} were written",
+                path.display(),
+                total.map_or("too many".to_string(), |n| n.to_string()),
+                rows.num_rows()
+            )));
+        }
+        let mut groups = Vec::with_capacity(counts.len());
         let mut offset = 0;
-        for group in metadata.row_groups() {
-            let count = usize::try_from(group.num_rows()).unwrap_or(usize::MAX);
-            if offset + count > rows.num_rows() {
-                return Err(StoreError::Corrupt(format!(
-                    "{}: its row groups hold more rows than were written",
-                    path.display()
-                )));
-            }
+        for count in counts {
             groups.push(rows.slice(offset, count));
             offset += count;
         }
-        if offset != rows.num_rows() {
-            return Err(StoreError::Corrupt(format!(
-                "{}: its row groups hold fewer rows than were written",
-                path.display()
-            )));
-        }
-        let mut blooms = Vec::new();
-        for &column in bloom_columns {
-            let Some(at) = metadata
-                .file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .position(|c| c.path().string() == column)
-            else {
-                continue;
-            };
-            let filters = metadata
-                .row_groups()
-                .iter()
-                .map(|group| Sbbf::read_from_column_chunk(group.column(at), &file))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(parquet_error)?;
-            blooms.push((column.to_string(), filters));
-        }
+        let blooms = read_blooms(&file, &metadata, bloom_columns, path)?;
         Ok(Self { groups, blooms })
     }
 
@@ -343,11 +478,34 @@ impl HotExtent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use datafusion::arrow::array::{Array, Int64Array, StringArray, StringViewArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+
+    /// One `n` column of `values` (the schema and the batch).
+    pub(crate) fn numbers(values: &[i64]) -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let column = Arc::new(Int64Array::from(values.to_vec()));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+        (schema, batch)
+    }
+
+    /// The first column of `batches`, in order.
+    pub(crate) fn numbers_of(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
 
     /// Extents written while string columns were plain `Utf8` read back
     /// as the views tables now use, and a column added later as nulls.
@@ -371,7 +529,7 @@ mod tests {
             ],
         )
         .unwrap();
-        write_parquet(&path, &old, &[batch], &["name"]).unwrap();
+        write_parquet(&path, &old, &[batch], &["name".into()]).unwrap();
         let now = Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8View, true),
             Field::new("n", DataType::Int64, true),
@@ -396,6 +554,23 @@ mod tests {
         assert_eq!(read[0].column(2).null_count(), 3);
     }
 
+    /// An extent read back into the hot cache comes as its row groups,
+    /// whatever batches the reader decodes it in.
+    #[test]
+    fn extents_read_back_as_their_row_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.parquet");
+        let rows = ROW_GROUP_ROWS + 37_856;
+        let values: Vec<i64> = (0..rows as i64).collect();
+        let (schema, batch) = numbers(&values);
+        write_parquet(&path, &schema, &[batch], &[]).unwrap();
+        let hot = HotExtent::read(&path, &schema, &[]).unwrap();
+        let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, vec![ROW_GROUP_ROWS, 37_856]);
+        let read = numbers_of(hot.batches());
+        assert_eq!(read, values);
+    }
+
     /// A hot extent keeps the file's row groups and bloom filters: a lookup
     /// keeps every row group holding the key, and drops most that do not.
     #[test]
@@ -410,8 +585,8 @@ mod tests {
         let rows = ROW_GROUP_ROWS + 1_000;
         let ids: StringViewArray = (0..rows).map(|at| Some(format!("id-{at}"))).collect();
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids)]).unwrap();
-        write_parquet(&path, &schema, std::slice::from_ref(&batch), &["id"]).unwrap();
-        let hot = HotExtent::written(batch, &path, &["id"]).unwrap();
+        write_parquet(&path, &schema, std::slice::from_ref(&batch), &["id".into()]).unwrap();
+        let hot = HotExtent::written(batch, &path, &["id".into()]).unwrap();
         let sizes: Vec<usize> = hot.batches().iter().map(RecordBatch::num_rows).collect();
         assert_eq!(sizes, [ROW_GROUP_ROWS, 1_000]);
         let holds = |batches: &[RecordBatch], id: &str| {

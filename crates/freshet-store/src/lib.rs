@@ -17,6 +17,7 @@
 pub mod encode;
 pub mod extent;
 pub mod functions;
+pub mod mapped;
 pub mod mapping;
 pub mod provider;
 pub mod query;
@@ -36,7 +37,9 @@ use freshet_log::Log;
 
 pub use crate::query::{QueryEngine, QueryError, QueryLimits, QueryResult};
 pub use crate::source::{DeadLetterSink, EmbeddedDeadLetters, EmbeddedSource, Source};
-pub use crate::spec::{ColumnSpec, ColumnType, DedupSpec, SealPolicy, TableSpec, parse_period};
+pub use crate::spec::{
+    ColumnSpec, ColumnType, DEFAULT_DEDUP_MAX_KEYS, DedupSpec, SealPolicy, TableSpec, parse_period,
+};
 pub use crate::table::{Table, TableInfo};
 pub use crate::view::{ViewInfo, ViewPlan, ViewSpec};
 pub use datafusion::arrow;
@@ -143,6 +146,14 @@ impl Store {
             .map(|r| r.table.spec().as_ref().clone());
         if existing.as_ref() == Some(&spec) {
             return Ok(Applied::Unchanged);
+        }
+        if let Some(existing) = &existing
+            && existing.same_but_policies(&spec)
+        {
+            // Policies change in place: ingestion goes on, and nothing
+            // (dedup keys, hot extents) is loaded again.
+            tables[&spec.name].table.set_policies(spec)?;
+            return Ok(Applied::Altered);
         }
         let dir = self.dir.join(&spec.name);
         check_column_types(&dir, &spec)?;

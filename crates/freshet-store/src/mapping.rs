@@ -221,9 +221,9 @@ impl Mapper {
                 array = zip(&present, &array, &scalar).expect("default has the column's type");
             }
             if column.required && array.null_count() > 0 {
-                for row in 0..rows {
-                    if array.is_null(row) && bad[row].is_none() {
-                        bad[row] = Some(format!(
+                for (row, reason) in bad.iter_mut().enumerate().take(rows) {
+                    if array.is_null(row) && reason.is_none() {
+                        *reason = Some(format!(
                             "required field '{}' is missing or null",
                             column.path.join(".")
                         ));

@@ -9,11 +9,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -25,6 +24,7 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::mapped::MappedReaderFactory;
 use crate::spec::{ColumnType, INGESTION_TIME};
 use crate::table::{Snapshot, Table};
 
@@ -277,10 +277,22 @@ async fn plan_scan(
             vec![Vec::new(); target_partitions.min(cold.len())];
         for (at, extent) in cold.iter().enumerate() {
             let count = groups.len();
-            let path = extent.path.to_string_lossy().to_string();
-            groups[at % count].push(PartitionedFile::new(path, extent.meta.bytes));
+            let path = extent.file.path().to_string_lossy().to_string();
+            // The plan holds the extent's file until it has run: a merge
+            // or retention meanwhile does not remove it from under the scan.
+            groups[at % count].push(
+                PartitionedFile::new(path, extent.meta.bytes).with_extension(extent.file.clone()),
+            );
         }
-        let mut source = ParquetSource::new(schema.clone());
+        let options = state.table_options().parquet.clone();
+        let runtime = state.runtime_env();
+        let reader = MappedReaderFactory::new(
+            runtime.object_store(ObjectStoreUrl::local_filesystem())?,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
+        let mut source = ParquetSource::new(schema.clone())
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(Arc::new(reader));
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
@@ -290,8 +302,7 @@ async fn plan_scan(
                 .with_file_groups(groups.into_iter().map(FileGroup::from).collect())
                 .with_projection_indices(scan_projection.clone())?
                 .build();
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        inputs.push(format.create_physical_plan(state, config).await?);
+        inputs.push(DataSourceExec::from_data_source(config));
     }
     let projected = match &scan_projection {
         Some(p) => Arc::new(schema.project(p)?),

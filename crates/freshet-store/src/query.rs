@@ -83,11 +83,11 @@ impl QueryError {
             };
         }
         let (mut line, mut column) = (None, None);
-        if let Some(span) = error.diagnostic().and_then(|d| d.span) {
-            if span.start.line > 0 {
-                line = Some(span.start.line);
-                column = Some(span.start.column);
-            }
+        if let Some(span) = error.diagnostic().and_then(|d| d.span)
+            && span.start.line > 0
+        {
+            line = Some(span.start.line);
+            column = Some(span.start.column);
         }
         if line.is_none()
             && let Some((l, c)) = parse_position(&message)

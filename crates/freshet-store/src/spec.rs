@@ -97,7 +97,13 @@ impl ColumnSpec {
 pub struct DedupSpec {
     pub column: String,
     pub window_ms: i64,
+    /// The most keys the window holds (about 60 bytes of memory each);
+    /// beyond it the oldest are forgotten before their time.
+    pub max_keys: usize,
 }
+
+/// Keys a dedup window holds unless told otherwise: about 1.2 GB.
+pub const DEFAULT_DEDUP_MAX_KEYS: usize = 20_000_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
@@ -148,6 +154,20 @@ impl Default for SealPolicy {
 }
 
 impl TableSpec {
+    /// Whether `other` differs from this table only in its policies
+    /// (retention, caching, sealing, extent span): those a running table
+    /// takes without reopening.
+    pub fn same_but_policies(&self, other: &TableSpec) -> bool {
+        let structure = |spec: &TableSpec| TableSpec {
+            retention_ms: None,
+            hot_ms: None,
+            extent_span_ms: 0,
+            seal: SealPolicy::default(),
+            ..spec.clone()
+        };
+        structure(self) == structure(other)
+    }
+
     /// A table with defaults for everything but its name, topic and columns.
     pub fn new(name: &str, topic: &str, columns: Vec<ColumnSpec>) -> Self {
         Self {
@@ -187,6 +207,7 @@ impl TableSpec {
         spec.dedup = Some(DedupSpec {
             column: "eventId".into(),
             window_ms: 10 * 60_000,
+            max_keys: DEFAULT_DEDUP_MAX_KEYS,
         });
         spec
     }
@@ -275,6 +296,9 @@ impl TableSpec {
             if dedup.window_ms <= 0 {
                 return Err("the dedup window must be positive".into());
             }
+            if dedup.max_keys == 0 {
+                return Err("dedup_max_keys must be at least 1".into());
+            }
         }
         for (what, value) in [("retention", self.retention_ms), ("hot cache", self.hot_ms)] {
             if value.is_some_and(|v| v <= 0) {
@@ -356,6 +380,7 @@ mod tests {
         spec.dedup = Some(DedupSpec {
             column: "b".into(),
             window_ms: 10,
+            max_keys: DEFAULT_DEDUP_MAX_KEYS,
         });
         assert!(spec.validate().unwrap_err().contains("dedup key 'b'"));
         spec.dedup = None;

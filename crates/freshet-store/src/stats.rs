@@ -13,6 +13,9 @@ pub struct TableStats {
     pub rows_ingested: AtomicU64,
     pub bytes_ingested: AtomicU64,
     pub duplicates_dropped: AtomicU64,
+    /// Keys the dedup window forgot before their time to stay within its
+    /// `max_keys`.
+    pub dedup_keys_forgotten: AtomicU64,
     pub dead_letters: AtomicU64,
     /// Events deleted by the topic's retention before the table read them.
     pub events_missed: AtomicU64,

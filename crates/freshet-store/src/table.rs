@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use freshet_core::Clock;
 
 use crate::extent::{
-    Extent, ExtentMeta, HotExtent, Manifest, extent_path, read_parquet, write_parquet,
+    Extent, ExtentFile, ExtentMeta, HotExtent, Manifest, extent_path, read_parquet, write_parquet,
 };
 use crate::mapping::Mapper;
 use crate::source::{DeadLetter, DeadLetterSink, Source, SourceError, SourceRecord};
@@ -69,7 +69,9 @@ pub struct Snapshot {
 }
 
 pub struct Table {
-    spec: Arc<TableSpec>,
+    name: String,
+    /// Swapped whole when only policies change (`set_policies`).
+    spec: RwLock<Arc<TableSpec>>,
     schema: SchemaRef,
     dir: PathBuf,
     clock: Arc<dyn Clock>,
@@ -82,12 +84,14 @@ pub struct Table {
     lag: AtomicU64,
     commit_hook: Mutex<Option<CommitHook>>,
     views: RwLock<Vec<Arc<ViewPlan>>>,
+    /// Held while the hot cache is brought in line with the caching policy.
+    refreshing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Table")
-            .field("name", &self.spec.name)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -110,11 +114,14 @@ pub struct TableInfo {
     pub time_column: Option<String>,
     pub dedup: Option<String>,
     pub dedup_window_ms: Option<i64>,
+    pub dedup_max_keys: Option<usize>,
     pub retention_ms: Option<i64>,
     pub hot_ms: Option<i64>,
     pub dead_letter_topic: String,
     pub ingested_rows: u64,
     pub duplicates_dropped: u64,
+    /// Keys the dedup window forgot early to stay within `dedup_max_keys`.
+    pub dedup_keys_forgotten: u64,
     pub dead_letters: u64,
 }
 
@@ -138,7 +145,8 @@ impl Table {
         let manifest = Manifest::open(dir)?;
         let schema = spec.schema();
         let table = Arc::new(Self {
-            spec: Arc::new(spec),
+            name: spec.name.clone(),
+            spec: RwLock::new(Arc::new(spec)),
             schema,
             dir: dir.to_path_buf(),
             clock,
@@ -153,6 +161,7 @@ impl Table {
             lag: AtomicU64::new(0),
             commit_hook: Mutex::new(None),
             views: RwLock::new(Vec::new()),
+            refreshing: Mutex::new(()),
         });
         table.refresh_hot_cache()?;
         Ok(table)
@@ -163,11 +172,32 @@ impl Table {
     }
 
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.name
     }
 
-    pub fn spec(&self) -> &Arc<TableSpec> {
-        &self.spec
+    pub fn spec(&self) -> Arc<TableSpec> {
+        self.spec.read().expect("spec lock").clone()
+    }
+
+    /// Takes new policies (retention, caching, sealing, extent span) while
+    /// ingestion runs: nothing is reloaded or rebuilt, and the caching
+    /// policy takes effect at once. Any other change needs the table
+    /// reopened (`spec.same_but_policies` tells which).
+    pub fn set_policies(&self, spec: TableSpec) -> Result<(), StoreError> {
+        spec.validate().map_err(StoreError::Invalid)?;
+        if !spec.same_but_policies(&self.spec()) {
+            return Err(StoreError::Invalid(format!(
+                "table '{}': more than its policies changed",
+                self.name
+            )));
+        }
+        *self.spec.write().expect("spec lock") = Arc::new(spec);
+        // The policy is in place either way; the sealing thread's next
+        // refresh tries again.
+        if let Err(error) = self.refresh_hot_cache() {
+            tracing::warn!(table = %self.name, %error, "applying the caching policy failed");
+        }
+        Ok(())
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -189,20 +219,24 @@ impl Table {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let spec = self.spec();
         let state = self.state.read().expect("table lock");
+        // Files are taken while the manifest cannot change, so a file
+        // retired after this snapshot stays until the snapshot is dropped.
         let extents = state
             .manifest
             .extents
             .iter()
             .map(|meta| Extent {
                 meta: meta.clone(),
-                path: extent_path(&self.dir, meta.id),
+                file: ExtentFile::hold(extent_path(&self.dir, meta.id)),
                 hot: state.hot.get(&meta.id).cloned(),
             })
             .collect();
         Snapshot {
             schema: self.schema.clone(),
-            spec: self.spec.clone(),
+            retention_cutoff_ms: spec.retention_ms.map(|r| self.clock.now_ms() - r),
+            spec,
             buffer: state
                 .buffer
                 .iter()
@@ -210,17 +244,17 @@ impl Table {
                 .map(|b| b.batch.clone())
                 .collect(),
             extents,
-            retention_cutoff_ms: self.spec.retention_ms.map(|r| self.clock.now_ms() - r),
         }
     }
 
     pub fn info(&self) -> TableInfo {
+        let spec = self.spec();
         let state = self.state.read().expect("table lock");
         let extent_rows: u64 = state.manifest.extents.iter().map(|e| e.rows).sum();
         TableInfo {
-            name: self.spec.name.clone(),
-            topic: self.spec.topic.clone(),
-            group: self.spec.group.clone(),
+            name: self.name.clone(),
+            topic: spec.topic.clone(),
+            group: spec.group.clone(),
             rows: extent_rows + state.buffer_rows as u64,
             buffered_rows: state.buffer_rows as u64,
             extents: state.manifest.extents.len(),
@@ -234,8 +268,7 @@ impl Table {
                 .map(|e| e.bytes)
                 .sum(),
             lag: self.lag.load(Ordering::Relaxed),
-            columns: self
-                .spec
+            columns: spec
                 .columns
                 .iter()
                 .map(|c| ColumnInfo {
@@ -244,14 +277,16 @@ impl Table {
                     kind: c.kind.name(),
                 })
                 .collect(),
-            time_column: self.spec.time_column.clone(),
-            dedup: self.spec.dedup.as_ref().map(|d| d.column.clone()),
-            dedup_window_ms: self.spec.dedup.as_ref().map(|d| d.window_ms),
-            retention_ms: self.spec.retention_ms,
-            hot_ms: self.spec.hot_ms,
-            dead_letter_topic: self.spec.dead_letter_topic.clone(),
+            time_column: spec.time_column.clone(),
+            dedup: spec.dedup.as_ref().map(|d| d.column.clone()),
+            dedup_window_ms: spec.dedup.as_ref().map(|d| d.window_ms),
+            dedup_max_keys: spec.dedup.as_ref().map(|d| d.max_keys),
+            retention_ms: spec.retention_ms,
+            hot_ms: spec.hot_ms,
+            dead_letter_topic: spec.dead_letter_topic.clone(),
             ingested_rows: self.stats.rows_ingested.load(Ordering::Relaxed),
             duplicates_dropped: self.stats.duplicates_dropped.load(Ordering::Relaxed),
+            dedup_keys_forgotten: self.stats.dedup_keys_forgotten.load(Ordering::Relaxed),
             dead_letters: self.stats.dead_letters.load(Ordering::Relaxed),
         }
     }
@@ -283,7 +318,7 @@ impl Table {
         let mut ingest = match Ingest::new(self, dead_letters.as_mut()) {
             Ok(ingest) => ingest,
             Err(error) => {
-                tracing::error!(table = %self.spec.name, %error, "the table cannot start ingesting");
+                tracing::error!(table = %self.name, %error, "the table cannot start ingesting");
                 return;
             }
         };
@@ -299,10 +334,10 @@ impl Table {
             }
             let _ended = Ended(&ingesting);
             let upkeep = std::thread::Builder::new()
-                .name(format!("freshet-seal-{}", self.spec.name))
+                .name(format!("freshet-seal-{}", self.name))
                 .spawn_scoped(scope, || self.upkeep(&ingesting))
                 .inspect_err(|error| {
-                    tracing::error!(table = %self.spec.name, %error, "cannot start the sealing thread; ingestion seals itself");
+                    tracing::error!(table = %self.name, %error, "cannot start the sealing thread; ingestion seals itself");
                 })
                 .ok();
             self.ingest_until_stopped(
@@ -315,7 +350,7 @@ impl Table {
         if !self.halted.load(Ordering::Acquire)
             && let Err(error) = self.seal()
         {
-            tracing::error!(table = %self.spec.name, %error, "final seal failed; the rows will be read again");
+            tracing::error!(table = %self.name, %error, "final seal failed; the rows will be read again");
         }
     }
 
@@ -335,7 +370,7 @@ impl Table {
             let progressed = match ingest.poll(self, source, dead_letters, &mut records) {
                 Ok(progressed) => progressed,
                 Err(error) => {
-                    tracing::warn!(table = %self.spec.name, %error, "ingestion step failed; retrying");
+                    tracing::warn!(table = %self.name, %error, "ingestion step failed; retrying");
                     std::thread::sleep(Duration::from_millis(500));
                     false
                 }
@@ -379,7 +414,7 @@ impl Table {
             }
         }));
         if run.is_err() {
-            tracing::error!(table = %self.spec.name, "the sealing thread failed; ingestion seals itself");
+            tracing::error!(table = %self.name, "the sealing thread failed; ingestion seals itself");
         }
     }
 
@@ -390,7 +425,7 @@ impl Table {
         if self.should_seal(self.clock.now_ms()) {
             worked = true;
             if let Err(error) = self.seal() {
-                tracing::error!(table = %self.spec.name, %error, "sealing failed; rows stay buffered");
+                tracing::error!(table = %self.name, %error, "sealing failed; rows stay buffered");
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
@@ -399,7 +434,7 @@ impl Table {
             worked = true;
             *last_maintenance = now;
             if let Err(error) = self.maintain() {
-                tracing::warn!(table = %self.spec.name, %error, "table maintenance failed");
+                tracing::warn!(table = %self.name, %error, "table maintenance failed");
             }
         }
         worked
@@ -410,15 +445,15 @@ impl Table {
         let Some(oldest) = state.buffer.first() else {
             return false;
         };
-        state.buffer_rows >= self.spec.seal.max_rows
-            || now - oldest.ingested_ms >= self.spec.seal.max_age_ms
+        let seal = self.spec().seal;
+        state.buffer_rows >= seal.max_rows || now - oldest.ingested_ms >= seal.max_age_ms
     }
 
     /// Whether ingestion waits for a seal before reading more: at twice
     /// the rows that start one, so that a seal in progress (whose rows
     /// stay buffered until it commits) does not stop ingestion.
     fn buffer_full(&self) -> bool {
-        self.state.read().expect("table lock").buffer_rows >= 2 * self.spec.seal.max_rows
+        self.state.read().expect("table lock").buffer_rows >= 2 * self.spec().seal.max_rows
     }
 
     /// Makes the buffered rows an extent (one per time partition) and
@@ -502,7 +537,8 @@ impl Table {
         }
         self.stats.seals.fetch_add(1, Ordering::Relaxed);
         if let Some(hook) = self.commit_hook.lock().expect("hook lock").as_ref() {
-            hook(&self.spec.group, &self.spec.topic, &committed);
+            let spec = self.spec();
+            hook(&spec.group, &spec.topic, &committed);
         }
         Ok(())
     }
@@ -543,7 +579,7 @@ impl Table {
         for extent in extents {
             let rows = match &extent.hot {
                 Some(hot) => hot.batches().to_vec(),
-                None => read_parquet(&extent.path, &self.schema)?,
+                None => read_parquet(extent.file.path(), &self.schema)?,
             };
             states.extend(
                 view.fold(rows)
@@ -591,10 +627,7 @@ impl Table {
             Some(Ok(batches)) => batches.clone(),
             Some(Err(error)) => return Err(error.clone()),
             None => {
-                return Err(format!(
-                    "view '{name}' is not on table '{}'",
-                    self.spec.name
-                ));
+                return Err(format!("view '{name}' is not on table '{}'", self.name));
             }
         };
         let delta = state
@@ -615,7 +648,7 @@ impl Table {
         };
         ViewInfo {
             name: view.spec.name.clone(),
-            table: self.spec.name.clone(),
+            table: self.name.clone(),
             query: view.spec.query.clone(),
             materialized_rows,
             delta_rows: state.buffer_rows as u64,
@@ -624,11 +657,11 @@ impl Table {
     }
 
     /// The columns whose extents carry bloom filters: the dedup key.
-    fn bloom_columns(&self) -> Vec<&str> {
-        self.spec
+    fn bloom_columns(&self) -> Vec<String> {
+        self.spec()
             .dedup
             .iter()
-            .map(|dedup| dedup.column.as_str())
+            .map(|dedup| dedup.column.clone())
             .collect()
     }
 
@@ -665,9 +698,9 @@ impl Table {
     }
 
     fn time_column<'a>(&self, batch: &'a RecordBatch) -> Option<&'a TimestampMicrosecondArray> {
-        let name = self.spec.time_column.as_ref()?;
+        let spec = self.spec();
         batch
-            .column_by_name(name)?
+            .column_by_name(spec.time_column.as_ref()?)?
             .as_any()
             .downcast_ref::<TimestampMicrosecondArray>()
     }
@@ -678,7 +711,7 @@ impl Table {
         let Some(times) = self.time_column(&batch) else {
             return Ok(vec![batch]);
         };
-        let span_us = self.spec.extent_span_ms * 1000;
+        let span_us = self.spec().extent_span_ms * 1000;
         let bins: Vec<Option<i64>> = times
             .iter()
             .map(|t| t.map(|t| t.div_euclid(span_us)))
@@ -712,7 +745,7 @@ impl Table {
 
     /// Drops extents whose every row is past the soft-delete period.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
-        let Some(retention) = self.spec.retention_ms else {
+        let Some(retention) = self.spec().retention_ms else {
             return Ok(0);
         };
         let _commit = self.committing.lock().expect("commit lock");
@@ -735,7 +768,7 @@ impl Table {
             state.manifest = manifest;
         }
         for extent in &expired {
-            let _ = std::fs::remove_file(extent_path(&self.dir, extent.id));
+            ExtentFile::retire(&extent_path(&self.dir, extent.id));
         }
         self.stats
             .extents_dropped
@@ -745,20 +778,22 @@ impl Table {
 
     /// Keeps extents with rows inside the hot window in memory; evicts the rest.
     pub fn refresh_hot_cache(&self) -> Result<(), StoreError> {
+        // One refresh at a time (the sealing thread's and a policy
+        // change's), each with the policy current when it starts.
+        let _refreshing = self.refreshing.lock().expect("refresh lock");
         let now = self.clock.now_ms();
-        let is_hot = |meta: &ExtentMeta| {
-            self.spec
-                .hot_ms
-                .is_none_or(|hot| meta.max_ingestion_ms >= now - hot)
-        };
-        let (to_load, to_evict): (Vec<ExtentMeta>, Vec<u64>) = {
+        let hot_ms = self.spec().hot_ms;
+        let is_hot =
+            |meta: &ExtentMeta| hot_ms.is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
+        let (to_load, to_evict): (Vec<(u64, Arc<ExtentFile>)>, Vec<u64>) = {
             let state = self.state.read().expect("table lock");
+            // Held, so that a merge meanwhile does not remove them.
             let to_load = state
                 .manifest
                 .extents
                 .iter()
                 .filter(|m| is_hot(m) && !state.hot.contains_key(&m.id))
-                .cloned()
+                .map(|m| (m.id, ExtentFile::hold(extent_path(&self.dir, m.id))))
                 .collect();
             let to_evict = state
                 .hot
@@ -777,11 +812,10 @@ impl Table {
         };
         let mut loaded = Vec::new();
         let bloom_columns = self.bloom_columns();
-        for meta in to_load {
-            let path = extent_path(&self.dir, meta.id);
+        for (id, file) in to_load {
             loaded.push((
-                meta.id,
-                HotExtent::read(&path, &self.schema, &bloom_columns)?,
+                id,
+                HotExtent::read(file.path(), &self.schema, &bloom_columns)?,
             ));
         }
         let mut state = self.state.write().expect("table lock");
@@ -799,9 +833,9 @@ impl Table {
     /// Merges small extents of the same time partition: at least four, or
     /// at least two when the newest is older than five seal intervals.
     pub fn merge_small_extents(&self) -> Result<usize, StoreError> {
-        let seal = self.spec.seal;
+        let seal = self.spec().seal;
         let now = self.clock.now_ms();
-        let span_us = self.spec.extent_span_ms * 1000;
+        let span_us = self.spec().extent_span_ms * 1000;
         let chosen: Vec<ExtentMeta> = {
             let state = self.state.read().expect("table lock");
             let mut by_bin: BTreeMap<Option<i64>, Vec<&ExtentMeta>> = BTreeMap::new();
@@ -888,7 +922,7 @@ impl Table {
                 state.hot.remove(&old.id);
             }
             let is_hot = self
-                .spec
+                .spec()
                 .hot_ms
                 .is_none_or(|hot| meta.max_ingestion_ms >= now - hot);
             if is_hot {
@@ -897,7 +931,7 @@ impl Table {
             state.manifest = manifest;
         }
         for old in &chosen {
-            let _ = std::fs::remove_file(extent_path(&self.dir, old.id));
+            ExtentFile::retire(&extent_path(&self.dir, old.id));
         }
         self.stats.merges.fetch_add(1, Ordering::Relaxed);
         Ok(chosen.len())
@@ -921,19 +955,20 @@ struct Ingest {
 
 impl Ingest {
     fn new(table: &Table, dead_letters: &mut dyn DeadLetterSink) -> Result<Self, StoreError> {
-        let mapper = Mapper::new(&table.spec).map_err(StoreError::Invalid)?;
+        let mapper = Mapper::new(&table.spec()).map_err(StoreError::Invalid)?;
         let positions = table.committed_positions();
-        let dedup = match &table.spec.dedup {
+        let spec = table.spec();
+        let dedup = match &spec.dedup {
             None => None,
-            Some(spec) => {
-                let column = table.spec.column_index(&spec.column).expect("validated");
-                let mut window = DedupWindow::new(spec.window_ms, column);
+            Some(dedup) => {
+                let column = spec.column_index(&dedup.column).expect("validated");
+                let mut window = DedupWindow::new(dedup.window_ms, dedup.max_keys, column);
                 window.rebuild(table)?;
                 Some(window)
             }
         };
         let dead_letter_marks = dead_letters
-            .sent_marks(&table.spec.name)
+            .sent_marks(&table.name)
             .map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Self {
             mapper,
@@ -963,7 +998,7 @@ impl Ingest {
             let next = match source.read(partition, position, READ_BYTES, records) {
                 Ok(next) => next,
                 Err(SourceError::Truncated { start, .. }) => {
-                    tracing::warn!(table = %table.spec.name, partition, lost = start - position,
+                    tracing::warn!(table = %table.name, partition, lost = start - position,
                         "events were deleted by the topic's retention before the table read them");
                     table
                         .stats
@@ -1019,7 +1054,7 @@ impl Ingest {
                     .is_none_or(|&mark| record.offset > mark)
             })
             .map(|(record, reason)| DeadLetter {
-                table: table.spec.name.clone(),
+                table: table.name.clone(),
                 partition: record.partition,
                 offset: record.offset,
                 reason: if record.value.is_none() {
@@ -1038,6 +1073,21 @@ impl Ingest {
         let mut batch = mapped.batch;
         if let Some(dedup) = &mut self.dedup {
             let keep = dedup.filter(&batch, now);
+            let forgotten = dedup.forget_beyond_capacity();
+            if forgotten > 0 {
+                if table.stats.dedup_keys_forgotten.load(Ordering::Relaxed) == 0 {
+                    tracing::warn!(
+                        table = %table.name,
+                        max_keys = dedup.max_keys,
+                        "the dedup window holds more keys than dedup_max_keys: the oldest are \
+                         forgotten early, and a repeat of one of them is kept"
+                    );
+                }
+                table
+                    .stats
+                    .dedup_keys_forgotten
+                    .fetch_add(forgotten, Ordering::Relaxed);
+            }
             let dropped = keep.false_count();
             if dropped > 0 {
                 batch = filter_record_batch(&batch, &keep).expect("filter keeps the schema");
@@ -1084,22 +1134,41 @@ impl Ingest {
     }
 }
 
-/// Keys seen within the window of ingestion time, as 128-bit hashes.
+/// Keys seen within the window of ingestion time, as 128-bit hashes; at
+/// most `max_keys` of them, the oldest forgotten first.
 struct DedupWindow {
     window_ms: i64,
+    max_keys: usize,
     column: usize,
     seen: HashMap<u128, i64>,
     order: VecDeque<(i64, u128)>,
 }
 
 impl DedupWindow {
-    fn new(window_ms: i64, column: usize) -> Self {
+    fn new(window_ms: i64, max_keys: usize, column: usize) -> Self {
         Self {
             window_ms,
+            max_keys,
             column,
             seen: HashMap::new(),
             order: VecDeque::new(),
         }
+    }
+
+    /// Forgets the oldest keys until at most `max_keys` are held; returns
+    /// how many were forgotten.
+    fn forget_beyond_capacity(&mut self) -> u64 {
+        let mut forgotten = 0;
+        while self.seen.len() > self.max_keys {
+            let Some((at, key)) = self.order.pop_front() else {
+                break;
+            };
+            if self.seen.get(&key) == Some(&at) {
+                self.seen.remove(&key);
+                forgotten += 1;
+            }
+        }
+        forgotten
     }
 
     /// Loads the keys of extents still inside the window.
@@ -1113,7 +1182,7 @@ impl DedupWindow {
         {
             let batches = match &extent.hot {
                 Some(hot) => hot.batches().to_vec(),
-                None => read_parquet(&extent.path, &snapshot.schema)?,
+                None => read_parquet(extent.file.path(), &snapshot.schema)?,
             };
             for batch in batches {
                 let times = batch
@@ -1135,6 +1204,7 @@ impl DedupWindow {
         let mut entries: Vec<_> = self.order.drain(..).collect();
         entries.sort_unstable();
         self.order = entries.into();
+        self.forget_beyond_capacity();
         Ok(())
     }
 

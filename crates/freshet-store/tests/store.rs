@@ -85,6 +85,7 @@ fn iot_table() -> TableSpec {
     spec.dedup = Some(DedupSpec {
         column: "eventId".into(),
         window_ms: 600_000,
+        max_keys: freshet_store::DEFAULT_DEDUP_MAX_KEYS,
     });
     spec.extent_span_ms = 60_000;
     spec
@@ -477,7 +478,7 @@ fn small_extents_merge_without_changing_answers() {
     let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
     let mut spec = iot_table();
     spec.extent_span_ms = 86_400_000;
-    fixture.store().apply(spec).unwrap();
+    fixture.store().apply(spec.clone()).unwrap();
     let events = generate(options(Scenario::Iot, 9), 5_000);
     let table = fixture.store().table("telemetry").unwrap();
     for (at, chunk) in events.chunks(1_000).enumerate() {
@@ -487,14 +488,37 @@ fn small_extents_merge_without_changing_answers() {
     }
     assert_eq!(table.info().extents, 5);
     let before = fixture.count("SELECT sum(seq) FROM telemetry");
-    assert_eq!(table.merge_small_extents().unwrap(), 5);
+    // What a query planned just before the merge holds.
+    let planned = table.snapshot();
+    // The sealing thread may have merged them already.
+    table.merge_small_extents().unwrap();
     assert_eq!(table.info().extents, 1);
     assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 5_000);
     assert_eq!(fixture.count("SELECT sum(seq) FROM telemetry"), before);
-    let files = std::fs::read_dir(table.dir().join("extents"))
-        .unwrap()
-        .count();
-    assert_eq!(files, 1, "merged-away files are removed");
+    let files = || {
+        std::fs::read_dir(table.dir().join("extents"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(
+        files(),
+        6,
+        "merged-away files stay while a snapshot holds them"
+    );
+    let rows: usize = planned
+        .extents
+        .iter()
+        .flat_map(|e| freshet_store::extent::read_parquet(e.file.path(), &planned.schema).unwrap())
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 5_000);
+    // Reopening the table (a structural alter) leaves them too.
+    let mut rekeyed = spec.clone();
+    rekeyed.dedup.as_mut().unwrap().window_ms = 60_000;
+    fixture.store().apply(rekeyed).unwrap();
+    assert_eq!(files(), 6, "a reopened table leaves files a snapshot holds");
+    drop(planned);
+    assert_eq!(files(), 1, "merged-away files are removed");
     fixture.close();
 }
 
@@ -569,6 +593,95 @@ fn altering_a_table_keeps_its_rows() {
             .contains("changing it to real is not supported"),
         "{error}"
     );
+    fixture.close();
+}
+
+#[test]
+fn the_dedup_window_holds_at_most_its_max_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(SystemClock));
+    let mut spec = iot_table();
+    spec.dedup.as_mut().unwrap().max_keys = 500;
+    fixture.store().apply(spec).unwrap();
+    let events = generate(options(Scenario::Iot, 21), 1_000);
+    produce(&fixture.log, "iot", &events);
+    fixture.wait_for_rows("telemetry", 1_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    assert_eq!(table.info().dedup_keys_forgotten, 500);
+
+    // The oldest keys were forgotten, so their repeats are kept (and
+    // remembered, pushing out as many more); the newest are still held.
+    let repeats: Vec<Generated> = events[..100]
+        .iter()
+        .chain(&events[900..])
+        .cloned()
+        .collect();
+    produce(&fixture.log, "iot", &repeats);
+    fixture.wait_for_rows("telemetry", 1_100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while table.info().duplicates_dropped < 100 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let info = table.info();
+    assert_eq!(
+        (
+            info.duplicates_dropped,
+            info.dedup_keys_forgotten,
+            info.rows
+        ),
+        (100, 600, 1_100)
+    );
+    assert_eq!(info.dedup_max_keys, Some(500));
+    fixture.close();
+}
+
+#[test]
+fn changing_policies_keeps_the_table_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_767_225_600_000);
+    let fixture = Fixture::open(dir.path(), "iot", 1, Arc::new(clock.clone()));
+    fixture.store().apply(iot_table()).unwrap();
+    let events = generate(options(Scenario::Iot, 17), 2_000);
+    produce(&fixture.log, "iot", &events[..1_000]);
+    fixture.wait_for_rows("telemetry", 1_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    table.seal().unwrap();
+    assert_eq!(table.info().hot_extents, table.info().extents);
+
+    // A caching policy that leaves every extent cold, and a retention
+    // period: the running table takes both, nothing is reopened.
+    clock.advance_ms(60_000);
+    let mut cooler = iot_table();
+    cooler.hot_ms = Some(30_000);
+    cooler.retention_ms = Some(86_400_000);
+    assert_eq!(
+        fixture.store().apply(cooler.clone()).unwrap(),
+        freshet_store::Applied::Altered
+    );
+    let running = fixture.store().table("telemetry").unwrap();
+    assert!(Arc::ptr_eq(&table, &running), "the table was reopened");
+    let info = running.info();
+    assert_eq!(info.hot_extents, 0, "{info:?}");
+    assert_eq!(
+        (info.hot_ms, info.retention_ms),
+        (cooler.hot_ms, cooler.retention_ms)
+    );
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 1_000);
+
+    // Ingestion goes on, and its dedup window still holds the first keys.
+    produce(&fixture.log, "iot", &events);
+    fixture.wait_for_rows("telemetry", 2_000);
+    running.seal().unwrap();
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 2_000);
+    assert_eq!(running.info().duplicates_dropped, 1_000);
+
+    // A structural change (the dedup window) reopens the table.
+    let mut rekeyed = cooler;
+    rekeyed.dedup.as_mut().unwrap().window_ms = 60_000;
+    fixture.store().apply(rekeyed).unwrap();
+    let reopened = fixture.store().table("telemetry").unwrap();
+    assert!(!Arc::ptr_eq(&running, &reopened));
+    assert_eq!(fixture.count("SELECT count(*) FROM telemetry"), 2_000);
     fixture.close();
 }
 

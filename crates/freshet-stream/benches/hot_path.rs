@@ -20,7 +20,7 @@ use freshet_stream::engine::{Engine, TimePolicy};
 use freshet_stream::event::EventParser;
 use freshet_stream::plan::JobPlan;
 
-/// The allocator the `freshet` binary uses.
+/// The allocator of the `freshet` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -57,10 +57,19 @@ pub(crate) async fn run(
     });
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(reply) = queued.recv().await {
-        let Some(response) = reply.await else {
+        let Some(frame) = reply.await else {
             continue; // acks=0 produce: no response
         };
-        if writer.write_all(&response).await.is_err() {
+        // Small pieces gather in the buffer; a piece as large as the
+        // buffer (record batches) goes to the socket as it is.
+        let mut failed = false;
+        for piece in &frame {
+            if writer.write_all(piece).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
             break;
         }
         if queued.is_empty() && writer.flush().await.is_err() {

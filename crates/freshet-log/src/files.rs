@@ -1,5 +1,5 @@
 //! File-system helpers the log relies on for crash safety, and the bounded
-//! cache of read handles for sealed segments.
+//! cache of read handles and memory maps for sealed segments.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use lru::LruCache;
 
 use crate::error::{LogError, Result};
@@ -30,11 +31,13 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(path.parent().expect("files live in a directory"))
 }
 
-/// Read handles of sealed segments, at most `capacity` open at once; the
-/// least recently used is closed first (readers holding it finish).
+/// Read handles and memory maps of sealed segments, at most `capacity` of
+/// each at once; the least recently used is closed (unmapped) first, and
+/// readers still holding it finish.
 #[derive(Debug)]
 pub struct FileCache {
     open: Mutex<LruCache<PathBuf, Arc<File>>>,
+    mapped: Mutex<LruCache<PathBuf, Bytes>>,
 }
 
 impl FileCache {
@@ -42,7 +45,27 @@ impl FileCache {
         let capacity = NonZeroUsize::new(capacity).expect("file cache capacity is positive");
         Self {
             open: Mutex::new(LruCache::new(capacity)),
+            mapped: Mutex::new(LruCache::new(capacity)),
         }
+    }
+
+    /// The whole sealed file at `path`, mapped read-only: at least its
+    /// first `end` bytes (a file that was read before it became the active
+    /// segment again has grown since). A map stays valid for as long as a
+    /// reader holds a slice of it, even after the file is deleted.
+    pub fn map(&self, path: &Path, end: usize) -> Result<Bytes> {
+        let cached = self.mapped.lock().expect("map cache lock").get(path).cloned();
+        if let Some(map) = cached.filter(|map| map.len() >= end) {
+            return Ok(map);
+        }
+        let file = self.open(path)?;
+        let length = file.metadata().map_err(LogError::io(path))?.len();
+        let map = map_file(&file, length as usize).map_err(LogError::io(path))?;
+        self.mapped
+            .lock()
+            .expect("map cache lock")
+            .put(path.to_path_buf(), map.clone());
+        Ok(map)
     }
 
     pub fn open(&self, path: &Path) -> Result<Arc<File>> {
@@ -57,6 +80,7 @@ impl FileCache {
 
     pub fn forget(&self, path: &Path) {
         self.open.lock().expect("file cache lock").pop(path);
+        self.mapped.lock().expect("map cache lock").pop(path);
     }
 
     pub fn len(&self) -> usize {
@@ -66,6 +90,22 @@ impl FileCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Maps `length` bytes of `file` read-only (an empty map for 0 bytes).
+///
+/// The log only ever reads bytes its index covers, which are always
+/// inside the file, so no access can reach past the end of the file
+/// even when `length` does (a map of the active segment grows ahead of
+/// it); and the log never shrinks a file that is mapped: files are only
+/// cut back while a partition opens, before any reader.
+pub(crate) fn map_file(file: &File, length: usize) -> std::io::Result<Bytes> {
+    if length == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: see above; the bytes are only read.
+    let map = unsafe { memmap2::MmapOptions::new().len(length).map(file)? };
+    Ok(Bytes::from_owner(map))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use freshet_core::limits;
 use tokio::sync::watch;
 
@@ -36,8 +37,9 @@ pub struct AppendInfo {
 /// Whole batches read from a partition.
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
-    /// Concatenated record batches, each checked before it was returned.
-    pub bytes: Vec<u8>,
+    /// Record batches of one segment, each checked before it was
+    /// returned: a slice of the mapped segment file.
+    pub bytes: Bytes,
     /// The offset after the last batch returned (the next one to read).
     pub next_offset: i64,
     /// One past the last offset in the partition when the read started.
@@ -429,7 +431,9 @@ impl Partition {
     }
 
     /// Reads whole batches starting with the one holding `offset`, up to
-    /// `max_bytes` but at least one batch if any is there.
+    /// `max_bytes` but at least one batch if any is there. A read stops at
+    /// the end of a segment, as a Kafka broker's does: the bytes are one
+    /// slice of that segment's mapped file.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let end = self.end_offset();
         let segments = self.snapshot();
@@ -437,38 +441,37 @@ impl Partition {
         if offset < start || offset > end {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
-        let mut bytes = Vec::new();
-        let mut next = offset;
-        let mut at = segments
+        let at = segments
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
-        while at < segments.len() && next < end && bytes.len() < max_bytes {
-            let segment = &segments[at];
-            match segment.read(next, max_bytes, &mut bytes) {
-                Ok(Some(after)) => {
-                    next = after;
-                    if after < segment.next_offset() {
-                        break; // the budget ran out inside this segment
-                    }
+        let mut read = ReadResult {
+            bytes: Bytes::new(),
+            next_offset: offset,
+            end_offset: end,
+            log_start_offset: start,
+        };
+        if offset == end {
+            return Ok(read);
+        }
+        for segment in &segments[at..] {
+            match segment.read(offset, max_bytes) {
+                Ok(Some((bytes, next))) => {
+                    read.bytes = bytes;
+                    read.next_offset = next;
+                    break;
                 }
                 Ok(None) => {}
                 Err(LogError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    // Retention deleted the segment while we read it.
+                    // Retention deleted the segment before it was mapped.
                     let start = self.log_start_offset();
                     return Err(LogError::OffsetOutOfRange { offset, start, end });
                 }
                 Err(error) => return Err(error),
             }
-            at += 1;
         }
-        Ok(ReadResult {
-            bytes,
-            next_offset: next,
-            end_offset: end,
-            log_start_offset: start,
-        })
+        Ok(read)
     }
 
     /// The first batch whose max timestamp is at least `timestamp`: its

@@ -7,6 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
+
 use crate::batch::{self, BatchHeader, HEADER_BYTES, LEADER_EPOCH};
 use crate::error::{LogError, Result};
 use crate::files::{self, FileCache};
@@ -14,6 +16,11 @@ use crate::index::SegmentIndex;
 
 /// Bytes read at once when scanning a segment during recovery.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+/// The smallest map of an active segment. It is made this long, or the
+/// next power of two past what is written, so that reads at the tail find
+/// it made while appends go on.
+const ACTIVE_MAP_MIN_BYTES: usize = 64 << 20;
 
 pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -42,6 +49,9 @@ pub(crate) struct Segment {
     /// The write handle while this is the active segment; sealed segments
     /// are read through the shared, bounded [`FileCache`].
     writer: RwLock<Option<Arc<File>>>,
+    /// The active segment's file mapped for reading, ahead of its end.
+    /// Sealed segments are mapped through the [`FileCache`].
+    active_map: RwLock<Option<Bytes>>,
     /// Wall-clock time of the first append, for rolling by age.
     first_append_ms: RwLock<Option<i64>>,
     files: Arc<FileCache>,
@@ -86,6 +96,7 @@ impl Segment {
             dir: dir.to_path_buf(),
             index: RwLock::new(index),
             writer: RwLock::new(writer.map(Arc::new)),
+            active_map: RwLock::new(None),
             first_append_ms: RwLock::new(None),
             files,
         }
@@ -171,14 +182,28 @@ impl Segment {
             .open(&self.path)
             .map_err(LogError::io(&self.path))?;
         *self.writer.write().expect("writer lock") = Some(Arc::new(file));
+        *self.active_map.write().expect("map lock") = None;
         Ok(())
     }
 
-    fn read_handle(&self) -> Result<Arc<File>> {
-        if let Some(file) = self.writer.read().expect("writer lock").as_ref() {
-            return Ok(Arc::clone(file));
+    /// The segment's file mapped read-only, at least its first `end` bytes.
+    fn mapped(&self, end: u64) -> Result<Bytes> {
+        let end = end as usize;
+        let Some(file) = self.writer.read().expect("writer lock").clone() else {
+            return self.files.map(&self.path, end);
+        };
+        let fits = |map: &Option<Bytes>| map.as_ref().filter(|map| map.len() >= end).cloned();
+        if let Some(map) = fits(&self.active_map.read().expect("map lock")) {
+            return Ok(map);
         }
-        self.files.open(&self.path)
+        let mut slot = self.active_map.write().expect("map lock");
+        if let Some(map) = fits(&slot) {
+            return Ok(map);
+        }
+        let length = end.max(ACTIVE_MAP_MIN_BYTES).next_power_of_two();
+        let map = files::map_file(&file, length).map_err(LogError::io(&self.path))?;
+        *slot = Some(map.clone());
+        Ok(map)
     }
 
     /// Appends already-validated batches (offsets assigned) at the end.
@@ -228,6 +253,7 @@ impl Segment {
         self.sync()?;
         self.write_index()?;
         *self.writer.write().expect("writer lock") = None;
+        *self.active_map.write().expect("map lock") = None;
         Ok(())
     }
 
@@ -253,11 +279,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Appends to `out` whole batches starting with the one that holds
-    /// `offset`, up to `max_bytes` (but at least one batch when `out` is
-    /// empty). Returns the offset after the last batch copied, or `None`
-    /// when the segment holds nothing at or after `offset`.
-    pub fn read(&self, offset: i64, max_bytes: usize, out: &mut Vec<u8>) -> Result<Option<i64>> {
+    /// Whole batches starting with the one that holds `offset`, up to
+    /// `max_bytes` (but at least one batch), each checked, and the offset
+    /// after the last; `None` when the segment holds nothing at or after
+    /// `offset`. The bytes are a slice of the mapped file, not a copy.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<(Bytes, i64)>> {
         let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
             if offset >= index.next_offset() {
@@ -266,59 +292,35 @@ impl Segment {
             let (position, base) = index.position_for_offset(offset);
             (position, base, index.covered_bytes())
         };
-        let file = self.read_handle()?;
+        let map = self.mapped(end)?;
         // Skip batches that end before `offset` (at most one index interval),
         // checking that offsets run on without a gap.
-        let mut header_bytes = [0u8; HEADER_BYTES];
         let first = loop {
             if position >= end {
                 return Ok(None);
             }
-            let header =
-                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&map, position, end, expected_base)?;
             if header.last_offset() >= offset {
                 break header;
             }
             position += u64::from(header.size_bytes);
             expected_base = header.last_offset() + 1;
         };
-        let budget = max_bytes.saturating_sub(out.len());
-        let wanted = if out.is_empty() {
-            budget.max(first.size_bytes as usize)
-        } else {
-            budget
-        };
-        let length = wanted.min((end - position) as usize);
-        if length < first.size_bytes as usize {
-            return Ok(Some(first.base_offset)); // the next batch does not fit
-        }
-        let start = out.len();
-        out.resize(start + length, 0);
-        file.read_exact_at(&mut out[start..], position)
-            .map_err(LogError::io(&self.path))?;
-        // Keep whole batches only, each checked before it is served.
-        let mut at = start;
-        while out.len() - at >= HEADER_BYTES {
-            let header = batch::parse_header(&out[at..])
-                .map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
-            let size = header.size_bytes as usize;
-            if out.len() - at < size {
+        let start = position;
+        let limit = start + (max_bytes.max(first.size_bytes as usize) as u64).min(end - start);
+        // Whole batches only, each checked before it is served.
+        while position < limit {
+            let header = self.read_header(&map, position, end, expected_base)?;
+            let next = position + u64::from(header.size_bytes);
+            if next > limit {
                 break;
             }
-            let checked = batch::validate(&out[at..at + size])
-                .map_err(|e| self.corrupt(position + (at - start) as u64, e.to_string()))?;
-            if checked.base_offset != expected_base || checked.leader_epoch != LEADER_EPOCH {
-                let reason = format!(
-                    "batch has base offset {} and epoch {}, expected offset {expected_base}",
-                    checked.base_offset, checked.leader_epoch
-                );
-                return Err(self.corrupt(position + (at - start) as u64, reason));
-            }
-            expected_base = checked.last_offset() + 1;
-            at += size;
+            batch::validate(&map[position as usize..next as usize])
+                .map_err(|e| self.corrupt(position, e.to_string()))?;
+            expected_base = header.last_offset() + 1;
+            position = next;
         }
-        out.truncate(at);
-        Ok(Some(expected_base))
+        Ok(Some((map.slice(start as usize..position as usize), expected_base)))
     }
 
     /// Appends to `headers` those of the batches from the one holding
@@ -330,11 +332,9 @@ impl Segment {
             let (position, base) = index.position_for_offset(offset);
             (position, base, index.covered_bytes())
         };
-        let file = self.read_handle()?;
-        let mut header_bytes = [0u8; HEADER_BYTES];
+        let map = self.mapped(end)?;
         while position < end {
-            let header =
-                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&map, position, end, expected_base)?;
             if header.last_offset() >= offset {
                 headers.push(header);
             }
@@ -355,11 +355,9 @@ impl Segment {
             let (position, base) = index.position_for_timestamp(timestamp);
             (position, base, index.covered_bytes())
         };
-        let file = self.read_handle()?;
-        let mut header_bytes = [0u8; HEADER_BYTES];
+        let map = self.mapped(end)?;
         while position < end {
-            let header =
-                self.read_header(&file, position, end, &mut header_bytes, expected_base)?;
+            let header = self.read_header(&map, position, end, expected_base)?;
             if header.max_timestamp >= timestamp {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
@@ -373,16 +371,13 @@ impl Segment {
     /// and the log's leader epoch (fields the CRC does not cover).
     fn read_header(
         &self,
-        file: &File,
+        map: &[u8],
         position: u64,
         end: u64,
-        buffer: &mut [u8; HEADER_BYTES],
         expected_base: i64,
     ) -> Result<BatchHeader> {
-        file.read_exact_at(buffer, position)
-            .map_err(LogError::io(&self.path))?;
-        let header =
-            batch::parse_header(buffer).map_err(|e| self.corrupt(position, e.to_string()))?;
+        let header = batch::parse_header(&map[position as usize..end as usize])
+            .map_err(|e| self.corrupt(position, e.to_string()))?;
         if header.base_offset != expected_base || header.leader_epoch != LEADER_EPOCH {
             let reason = format!(
                 "batch has base offset {} and epoch {}, expected offset {expected_base}",

@@ -1,11 +1,10 @@
 //! ApiVersions (key 18): which APIs and versions this broker serves.
 
-use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::ApiVersionsResponse;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 
-use super::{SUPPORTED, encode_frame};
+use super::{Frame, SUPPORTED, frame};
 
 pub(crate) fn handle() -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
@@ -24,8 +23,8 @@ pub(crate) fn handle() -> ApiVersionsResponse {
 
 /// The answer to an ApiVersions version we do not know: error 35 and our
 /// ranges, in v0 (which every client can read), so the client retries lower.
-pub(crate) fn unsupported_version(correlation_id: i32) -> Bytes {
+pub(crate) fn unsupported_version(correlation_id: i32) -> Frame {
     let mut response = handle();
     response.error_code = ResponseError::UnsupportedVersion.code();
-    encode_frame(correlation_id, 0, 0, &response).expect("ApiVersions v0 encodes")
+    frame::encode(correlation_id, 0, 0, &response, &[]).expect("ApiVersions v0 encodes")
 }

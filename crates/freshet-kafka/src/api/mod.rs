@@ -4,6 +4,7 @@
 mod admin;
 mod api_versions;
 mod fetch;
+mod frame;
 mod groups;
 mod init_producer_id;
 mod list_offsets;
@@ -14,14 +15,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use crate::broker::Broker;
+pub(crate) use frame::Frame;
 
 /// A response to come: `None` when the request gets none (acks=0 produce).
-pub(crate) type Reply = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+pub(crate) type Reply = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
 
 /// The APIs and versions this broker serves. Clients use min(their max, ours).
 pub(crate) const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -67,12 +69,24 @@ pub(crate) struct Request {
 
 impl Request {
     /// Encodes a response frame: size, header (version per API), body.
-    pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Bytes {
-        encode_frame(
+    pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Frame {
+        self.respond_sharing(body, &[])
+    }
+
+    /// Encodes a response frame whose body holds `shared` (record batches
+    /// read from the log, in the order the body holds them) as they are,
+    /// without copying them into it.
+    pub fn respond_sharing<R: Encodable + HeaderVersion>(
+        &self,
+        body: &R,
+        shared: &[Bytes],
+    ) -> Frame {
+        frame::encode(
             self.correlation_id,
             R::header_version(self.version),
             self.version,
             body,
+            shared,
         )
         .unwrap_or_else(|error| {
             panic!(
@@ -84,28 +98,7 @@ impl Request {
     }
 }
 
-fn encode_frame<R: Encodable>(
-    correlation_id: i32,
-    header_version: i16,
-    version: i16,
-    body: &R,
-) -> anyhow::Result<Bytes> {
-    let mut header = ResponseHeader::default();
-    header.correlation_id = correlation_id;
-    // Sized up front: a Fetch response carries megabytes of records, which
-    // a growing buffer would copy again at every doubling.
-    let size = header.compute_size(header_version)? + body.compute_size(version)?;
-    let mut frame = BytesMut::with_capacity(4 + size);
-    frame.put_i32(0); // size, patched below
-    header.encode(&mut frame, header_version)?;
-    body.encode(&mut frame, version)?;
-    debug_assert_eq!(frame.len(), 4 + size, "computed and encoded sizes agree");
-    let size = (frame.len() - 4) as i32;
-    frame[0..4].copy_from_slice(&size.to_be_bytes());
-    Ok(frame.freeze())
-}
-
-pub(crate) fn ready(frame: Bytes) -> Reply {
+pub(crate) fn ready(frame: Frame) -> Reply {
     Box::pin(async move { Some(frame) })
 }
 

@@ -31,9 +31,15 @@ pub const PARTITIONS_PER_TOPIC_MAX: u32 = 4096;
 /// Topic names: Kafka's limit, so every Kafka tool accepts them.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
-/// Segment files of inactive segments kept open at once, across the log.
-/// Active segments hold their own handle on top of this.
-pub const OPEN_SEGMENT_FILES_MAX: usize = 1024;
+/// Sealed segments kept memory-mapped at once, across the log (the least
+/// recently read is unmapped first). Active segments hold their own handle
+/// and map on top of this.
+pub const MAPPED_SEGMENTS_MAX: usize = 1024;
+
+/// Record bytes one Fetch response gathers, whatever its `max_bytes` asks:
+/// a partition may add one batch past its budget, and the whole response
+/// must stay within the i32 size of a Kafka frame.
+pub const FETCH_RESPONSE_BYTES_MAX: usize = 1 << 30;
 
 /// Readers that may wait for new data on one partition at once; beyond
 /// this, a read returns immediately with what is there.

@@ -1,11 +1,11 @@
-//! File-system helpers the log relies on for crash safety, and the bounded
-//! cache of read handles and memory maps for sealed segments.
+//! File-system helpers the log relies on for crash safety, memory maps of
+//! segment files, and the bound on how many sealed segments are mapped.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 use lru::LruCache;
@@ -31,60 +31,56 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(path.parent().expect("files live in a directory"))
 }
 
-/// Read handles and memory maps of sealed segments, at most `capacity` of
-/// each at once; the least recently used is closed (unmapped) first, and
-/// readers still holding it finish.
+/// A segment's file mapped for reading, once a read needs it.
+pub(crate) type MapSlot = RwLock<Option<Bytes>>;
+
+/// Bounds how many sealed segments are mapped at once across the log: at
+/// most `capacity`; the least recently read loses its map first (readers
+/// still holding slices of it finish). Each map lives in its segment, so
+/// it goes with the segment, and a topic deleted and created again under
+/// the same name can never be served another file's map.
 #[derive(Debug)]
 pub struct FileCache {
-    open: Mutex<LruCache<PathBuf, Arc<File>>>,
-    mapped: Mutex<LruCache<PathBuf, Bytes>>,
+    mapped: Mutex<LruCache<u64, Weak<MapSlot>>>,
 }
 
 impl FileCache {
     pub fn new(capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).expect("file cache capacity is positive");
         Self {
-            open: Mutex::new(LruCache::new(capacity)),
             mapped: Mutex::new(LruCache::new(capacity)),
         }
     }
 
-    /// The whole sealed file at `path`, mapped read-only: at least its
-    /// first `end` bytes (a file that was read before it became the active
-    /// segment again has grown since). A map stays valid for as long as a
-    /// reader holds a slice of it, even after the file is deleted.
-    pub fn map(&self, path: &Path, end: usize) -> Result<Bytes> {
-        let cached = self.mapped.lock().expect("map cache lock").get(path).cloned();
-        if let Some(map) = cached.filter(|map| map.len() >= end) {
-            return Ok(map);
-        }
-        let file = self.open(path)?;
-        let length = file.metadata().map_err(LogError::io(path))?.len();
-        let map = map_file(&file, length as usize).map_err(LogError::io(path))?;
-        self.mapped
+    /// Counts segment `id`'s map (in `slot`) among those held; if that is
+    /// one too many, unmaps the least recently read. Call it without
+    /// holding any slot's lock.
+    pub(crate) fn mapped(&self, id: u64, slot: &Arc<MapSlot>) {
+        let evicted = self
+            .mapped
             .lock()
             .expect("map cache lock")
-            .put(path.to_path_buf(), map.clone());
-        Ok(map)
-    }
-
-    pub fn open(&self, path: &Path) -> Result<Arc<File>> {
-        let mut open = self.open.lock().expect("file cache lock");
-        if let Some(file) = open.get(path) {
-            return Ok(Arc::clone(file));
+            .push(id, Arc::downgrade(slot));
+        if let Some((evicted, slot)) = evicted.filter(|(evicted, _)| *evicted != id)
+            && let Some(slot) = slot.upgrade()
+        {
+            tracing::trace!(segment = evicted, "unmapping the least recently read segment");
+            *slot.write().expect("map lock") = None;
         }
-        let file = Arc::new(File::open(path).map_err(LogError::io(path))?);
-        open.put(path.to_path_buf(), Arc::clone(&file));
-        Ok(file)
     }
 
-    pub fn forget(&self, path: &Path) {
-        self.open.lock().expect("file cache lock").pop(path);
-        self.mapped.lock().expect("map cache lock").pop(path);
+    /// Marks segment `id`'s map as just read.
+    pub(crate) fn touch(&self, id: u64) {
+        self.mapped.lock().expect("map cache lock").get(&id);
     }
 
+    pub(crate) fn forget(&self, id: u64) {
+        self.mapped.lock().expect("map cache lock").pop(&id);
+    }
+
+    /// Sealed segments mapped now.
     pub fn len(&self) -> usize {
-        self.open.lock().expect("file cache lock").len()
+        self.mapped.lock().expect("map cache lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,14 +110,17 @@ mod tests {
 
     #[test]
     fn cache_never_holds_more_than_its_capacity() {
-        let dir = tempfile::tempdir().unwrap();
         let cache = FileCache::new(3);
-        for i in 0..10 {
-            let path = dir.path().join(format!("{i}.log"));
-            fs::write(&path, b"x").unwrap();
-            cache.open(&path).unwrap();
+        let slots: Vec<Arc<MapSlot>> = (0..10)
+            .map(|_| Arc::new(RwLock::new(Some(Bytes::from_static(b"x")))))
+            .collect();
+        for (id, slot) in slots.iter().enumerate() {
+            cache.mapped(id as u64, slot);
             assert!(cache.len() <= 3);
         }
+        let held = |slot: &Arc<MapSlot>| slot.read().unwrap().is_some();
+        assert!(slots[..7].iter().all(|slot| !held(slot)), "the least recent lost their maps");
+        assert!(slots[7..].iter().all(held));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub use crate::stats::{FSYNC_BUCKETS_MICROS, LogStats};
 use crate::flusher::Flusher;
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+/// Locked while a process has the log open: two processes would each cut
+/// and rewrite files the other has mapped.
+const LOCK_FILE: &str = ".lock";
 const TOPIC_META_FILE: &str = "topic.json";
 const DELETED_PREFIX: &str = ".deleted-";
 const PRODUCER_IDS_FILE: &str = "producer-ids";
@@ -58,7 +61,7 @@ struct ProducerIds {
 pub struct LogOptions {
     pub clock: Arc<dyn Clock>,
     pub index_interval_bytes: u64,
-    pub open_segment_files_max: usize,
+    pub mapped_segments_max: usize,
 }
 
 impl Default for LogOptions {
@@ -66,7 +69,7 @@ impl Default for LogOptions {
         Self {
             clock: Arc::new(SystemClock),
             index_interval_bytes: limits::INDEX_INTERVAL_BYTES,
-            open_segment_files_max: limits::OPEN_SEGMENT_FILES_MAX,
+            mapped_segments_max: limits::MAPPED_SEGMENTS_MAX,
         }
     }
 }
@@ -139,6 +142,8 @@ pub struct Log {
     flusher_thread: Mutex<Option<JoinHandle<()>>>,
     recovered_cleanly: bool,
     producer_ids: Mutex<ProducerIds>,
+    /// Holds the data directory's lock until the log is closed or dropped.
+    lock: Mutex<Option<fs::File>>,
 }
 
 impl Log {
@@ -148,6 +153,21 @@ impl Log {
     pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self> {
         let dir = data_dir.join("log");
         fs::create_dir_all(&dir).map_err(LogError::io(&dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs::File::create(&lock_path).map_err(LogError::io(&lock_path))?;
+        if let Err(error) = lock.try_lock() {
+            let source = match error {
+                fs::TryLockError::WouldBlock => std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "another Freshet process has this data directory open",
+                ),
+                fs::TryLockError::Error(error) => error,
+            };
+            return Err(LogError::Io {
+                path: data_dir.to_path_buf(),
+                source,
+            });
+        }
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         if clean {
@@ -160,7 +180,7 @@ impl Log {
             .unwrap_or(0);
         let (flusher, thread) = Flusher::start();
         let shared = Arc::new(Shared {
-            files: Arc::new(FileCache::new(options.open_segment_files_max)),
+            files: Arc::new(FileCache::new(options.mapped_segments_max)),
             flusher,
             clock: options.clock,
             stats: Arc::new(LogStats::default()),
@@ -172,6 +192,7 @@ impl Log {
             shared,
             flusher_thread: Mutex::new(Some(thread)),
             recovered_cleanly: clean,
+            lock: Mutex::new(Some(lock)),
             producer_ids: Mutex::new(ProducerIds {
                 next: reserved,
                 reserved_until: reserved,
@@ -237,7 +258,7 @@ impl Log {
         &self.shared.stats
     }
 
-    pub fn open_segment_files(&self) -> usize {
+    pub fn mapped_segments(&self) -> usize {
         self.shared.files.len()
     }
 
@@ -414,6 +435,7 @@ impl Log {
             let _ = thread.join();
         }
         files::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        self.lock.lock().expect("lock file lock").take();
         tracing::info!(dir = %self.dir.display(), "log closed cleanly");
         Ok(())
     }

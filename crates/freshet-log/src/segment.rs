@@ -5,13 +5,14 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, HEADER_BYTES, LEADER_EPOCH};
 use crate::error::{LogError, Result};
-use crate::files::{self, FileCache};
+use crate::files::{self, FileCache, MapSlot};
 use crate::index::SegmentIndex;
 
 /// Bytes read at once when scanning a segment during recovery.
@@ -21,6 +22,10 @@ const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// next power of two past what is written, so that reads at the tail find
 /// it made while appends go on.
 const ACTIVE_MAP_MIN_BYTES: usize = 64 << 20;
+
+/// Tells segments apart in the [`FileCache`], across topics and partitions
+/// and a topic deleted and created again.
+static NEXT_SEGMENT_ID: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -42,16 +47,16 @@ pub(crate) struct ScanReport {
 
 #[derive(Debug)]
 pub(crate) struct Segment {
+    id: u64,
     base_offset: i64,
     path: PathBuf,
     dir: PathBuf,
     index: RwLock<SegmentIndex>,
-    /// The write handle while this is the active segment; sealed segments
-    /// are read through the shared, bounded [`FileCache`].
+    /// The write handle while this is the active segment.
     writer: RwLock<Option<Arc<File>>>,
-    /// The active segment's file mapped for reading, ahead of its end.
-    /// Sealed segments are mapped through the [`FileCache`].
-    active_map: RwLock<Option<Bytes>>,
+    /// The file mapped for reading: while active, ahead of its end; once
+    /// sealed, the whole file, counted in the [`FileCache`].
+    map: Arc<MapSlot>,
     /// Wall-clock time of the first append, for rolling by age.
     first_append_ms: RwLock<Option<i64>>,
     files: Arc<FileCache>,
@@ -91,12 +96,13 @@ impl Segment {
         files: Arc<FileCache>,
     ) -> Self {
         Self {
+            id: NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed),
             base_offset,
             path: log_path(dir, base_offset),
             dir: dir.to_path_buf(),
             index: RwLock::new(index),
             writer: RwLock::new(writer.map(Arc::new)),
-            active_map: RwLock::new(None),
+            map: Arc::new(RwLock::new(None)),
             first_append_ms: RwLock::new(None),
             files,
         }
@@ -182,28 +188,62 @@ impl Segment {
             .open(&self.path)
             .map_err(LogError::io(&self.path))?;
         *self.writer.write().expect("writer lock") = Some(Arc::new(file));
-        *self.active_map.write().expect("map lock") = None;
+        *self.map.write().expect("map lock") = None;
+        self.files.forget(self.id);
         Ok(())
     }
 
-    /// The segment's file mapped read-only, at least its first `end` bytes.
+    /// The segment's first `end` bytes (all covered by its index), mapped
+    /// read-only.
     fn mapped(&self, end: u64) -> Result<Bytes> {
         let end = end as usize;
-        let Some(file) = self.writer.read().expect("writer lock").clone() else {
-            return self.files.map(&self.path, end);
-        };
         let fits = |map: &Option<Bytes>| map.as_ref().filter(|map| map.len() >= end).cloned();
-        if let Some(map) = fits(&self.active_map.read().expect("map lock")) {
-            return Ok(map);
+        let held = fits(&self.map.read().expect("map lock"));
+        let (map, sealed) = match held {
+            Some(map) => (map, false),
+            None => {
+                let mut slot = self.map.write().expect("map lock");
+                match fits(&slot) {
+                    Some(map) => (map, false),
+                    None => {
+                        // Under the slot's lock, so a seal meanwhile is seen.
+                        let writer = self.writer.read().expect("writer lock").clone();
+                        let map = self.map_file(writer.as_deref())?;
+                        if map.len() < end {
+                            let reason = format!(
+                                "the file holds {} bytes, its index covers {end}",
+                                map.len()
+                            );
+                            return Err(self.corrupt(map.len() as u64, reason));
+                        }
+                        *slot = Some(map.clone());
+                        (map, writer.is_none())
+                    }
+                }
+            }
+        };
+        if sealed {
+            self.files.mapped(self.id, &self.map);
+        } else if self.writer.read().expect("writer lock").is_none() {
+            self.files.touch(self.id);
         }
-        let mut slot = self.active_map.write().expect("map lock");
-        if let Some(map) = fits(&slot) {
-            return Ok(map);
-        }
-        let length = end.max(ACTIVE_MAP_MIN_BYTES).next_power_of_two();
-        let map = files::map_file(&file, length).map_err(LogError::io(&self.path))?;
-        *slot = Some(map.clone());
-        Ok(map)
+        Ok(map.slice(..end))
+    }
+
+    /// Maps the active segment (`writer`) ahead of its end, or the whole
+    /// sealed file.
+    fn map_file(&self, writer: Option<&File>) -> Result<Bytes> {
+        let mapped = match writer {
+            Some(file) => {
+                let written = self.size_bytes() as usize;
+                files::map_file(file, written.max(ACTIVE_MAP_MIN_BYTES).next_power_of_two())
+            }
+            None => File::open(&self.path).and_then(|file| {
+                let length = file.metadata()?.len();
+                files::map_file(&file, length as usize)
+            }),
+        };
+        mapped.map_err(LogError::io(&self.path))
     }
 
     /// Appends already-validated batches (offsets assigned) at the end.
@@ -253,13 +293,14 @@ impl Segment {
         self.sync()?;
         self.write_index()?;
         *self.writer.write().expect("writer lock") = None;
-        *self.active_map.write().expect("map lock") = None;
+        // The next read maps the sealed file as it is.
+        *self.map.write().expect("map lock") = None;
         Ok(())
     }
 
     /// Deletes the segment's files. Readers holding its handle finish.
     pub fn delete(&self) -> Result<()> {
-        self.files.forget(&self.path);
+        self.files.forget(self.id);
         for path in [
             self.path.clone(),
             offset_index_path(&self.dir, self.base_offset),

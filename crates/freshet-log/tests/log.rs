@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use freshet_core::ManualClock;
-use freshet_log::{Durability, LogError, TopicConfig};
+use freshet_log::{Durability, Log, LogError, LogOptions, TopicConfig};
 use proptest::prelude::*;
 
 #[test]
@@ -275,7 +275,7 @@ fn retention_by_size_keeps_at_most_the_limit_plus_the_active_segment() {
 }
 
 #[test]
-fn open_segment_files_stay_bounded() {
+fn mapped_segments_stay_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);
     let log = open(dir.path(), &clock, 4096);
@@ -292,8 +292,9 @@ fn open_segment_files_stay_bounded() {
     while offset < partition.end_offset() {
         let read = partition.read(offset, 100).unwrap();
         offset = batches(&read.bytes).last().unwrap().0.last_offset() + 1;
-        assert!(log.open_segment_files() <= 8);
+        assert!(log.mapped_segments() <= 8);
     }
+    assert_eq!(log.mapped_segments(), 8, "every sealed segment was read");
 }
 
 #[test]
@@ -588,4 +589,22 @@ fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
         log.allocate_producer_id().unwrap() > producer_id,
         "producer ids are never reused"
     );
+}
+
+#[test]
+fn one_process_at_a_time_opens_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let log = open(dir.path(), &clock, 4096);
+    let options = LogOptions {
+        clock: Arc::new(clock.clone()),
+        ..LogOptions::default()
+    };
+    let error = Log::open(dir.path(), options.clone()).unwrap_err();
+    assert!(
+        error.to_string().contains("another Freshet process"),
+        "{error}"
+    );
+    log.close().unwrap();
+    Log::open(dir.path(), options).unwrap().close().unwrap();
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use freshet_core::limits;
 use freshet_log::{LogError, Partition};
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::fetch_request::FetchRequest;
@@ -83,7 +84,9 @@ fn collect(
     body: &FetchRequest,
 ) -> (FetchResponse, usize, Vec<(Arc<Partition>, i64)>) {
     let broker = &request.broker;
-    let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0).max(1);
+    let max_bytes = usize::try_from(body.max_bytes)
+        .unwrap_or(0)
+        .clamp(1, limits::FETCH_RESPONSE_BYTES_MAX);
     let mut total = 0usize;
     let mut waitable = Vec::new();
     let mut response = FetchResponse::default();

@@ -27,7 +27,7 @@ pub fn open(dir: &Path, clock: &ManualClock, interval_bytes: u64) -> Log {
     let options = LogOptions {
         clock: Arc::new(clock.clone()),
         index_interval_bytes: interval_bytes,
-        open_segment_files_max: 8,
+        mapped_segments_max: 8,
     };
     Log::open(dir, options).expect("open log")
 }

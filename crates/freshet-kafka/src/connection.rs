@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::api::{self, Reply};
 use crate::broker::Broker;
-use crate::{IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX, REQUEST_FRAME_BYTES_MAX};
+use crate::{
+    IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX, REQUEST_FRAME_BYTES_MAX, RESPONSE_WRITE_STALL_MAX,
+};
 
 pub(crate) async fn run(
     stream: TcpStream,
@@ -56,29 +58,63 @@ pub(crate) async fn run(
         }
     });
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    if let Err(reason) = write_replies(&mut writer, &mut queued).await {
+        tracing::info!(%peer, %reason, "closing Kafka connection");
+    }
+    reading.abort();
+    metrics.connections.dec();
+}
+
+/// Writes each reply's frame as it is ready, in request order, flushing
+/// when no more are queued; ends when the reader stops or a write fails.
+async fn write_replies<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    queued: &mut mpsc::Receiver<Reply>,
+) -> Result<(), String> {
     while let Some(reply) = queued.recv().await {
         let Some(frame) = reply.await else {
             continue; // acks=0 produce: no response
         };
         // Small pieces gather in the buffer; a piece as large as the
         // buffer (record batches) goes to the socket as it is.
-        let mut failed = false;
-        for piece in &frame {
-            if writer.write_all(piece).await.is_err() {
-                failed = true;
-                break;
-            }
-        }
-        if failed {
-            break;
-        }
-        if queued.is_empty() && writer.flush().await.is_err() {
-            break;
+        write_pieces(writer, &frame).await?;
+        if queued.is_empty() {
+            flush(writer).await?;
         }
     }
-    let _ = writer.flush().await;
-    reading.abort();
-    metrics.connections.dec();
+    flush(writer).await
+}
+
+async fn flush<W: AsyncWriteExt + Unpin>(writer: &mut W) -> Result<(), String> {
+    match tokio::time::timeout(RESPONSE_WRITE_STALL_MAX, writer.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("write failed: {error}")),
+        Err(_) => Err(stalled()),
+    }
+}
+
+fn stalled() -> String {
+    format!(
+        "the client took no response bytes for {} s",
+        RESPONSE_WRITE_STALL_MAX.as_secs()
+    )
+}
+
+/// Writes a response's pieces in order; fails when the client takes none
+/// of a piece for [`RESPONSE_WRITE_STALL_MAX`].
+async fn write_pieces<W: AsyncWriteExt + Unpin>(writer: &mut W, frame: &[Bytes]) -> Result<(), String> {
+    for piece in frame {
+        let mut rest = &piece[..];
+        while !rest.is_empty() {
+            match tokio::time::timeout(RESPONSE_WRITE_STALL_MAX, writer.write(rest)).await {
+                Ok(Ok(0)) => return Err("the client closed its end".into()),
+                Ok(Ok(written)) => rest = &rest[written..],
+                Ok(Err(error)) => return Err(format!("write failed: {error}")),
+                Err(_) => return Err(stalled()),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads one size-prefixed frame; `None` at a clean end of stream.
@@ -100,4 +136,35 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Option<By
         .await
         .map_err(|error| format!("truncated frame of {size} bytes: {error}"))?;
     Ok(Some(frame.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_let_go() {
+        // The client end is never read: its 1 KiB buffer fills and stays full.
+        let (mut server, _client) = tokio::io::duplex(1024);
+        let frame = vec![Bytes::from(vec![1u8; 100]), Bytes::from(vec![2u8; 8192])];
+        let started = tokio::time::Instant::now();
+        let error = write_pieces(&mut server, &frame).await.unwrap_err();
+        assert!(error.contains("took no response bytes"), "{error}");
+        assert_eq!(started.elapsed(), RESPONSE_WRITE_STALL_MAX);
+    }
+
+    #[tokio::test]
+    async fn pieces_reach_the_client_in_order() {
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        let frame = vec![Bytes::from(vec![1u8; 100]), Bytes::from(vec![2u8; 8192])];
+        let reading = tokio::spawn(async move {
+            let mut got = vec![0u8; 8292];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        write_pieces(&mut server, &frame).await.unwrap();
+        let got = reading.await.unwrap();
+        assert_eq!(&got[..100], &[1u8; 100][..]);
+        assert_eq!(&got[100..], &[2u8; 8192][..]);
+    }
 }

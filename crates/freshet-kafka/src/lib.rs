@@ -26,6 +26,11 @@ pub use crate::metrics::KafkaMetrics;
 pub const REQUEST_FRAME_BYTES_MAX: usize = 100 * 1024 * 1024;
 /// Requests read ahead of their responses on one connection.
 pub const IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX: usize = 32;
+/// How long a response may wait for the client to take any of it
+/// (Kafka's `connections.max.idle.ms` default): a client that stops reading
+/// would otherwise hold its queued responses, and the log bytes they share,
+/// for as long as its connection lives.
+pub const RESPONSE_WRITE_STALL_MAX: std::time::Duration = std::time::Duration::from_secs(600);
 /// Open client connections; more are refused.
 pub const CONNECTIONS_MAX: usize = 4096;
 

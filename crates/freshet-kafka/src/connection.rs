@@ -102,7 +102,10 @@ fn stalled() -> String {
 
 /// Writes a response's pieces in order; fails when the client takes none
 /// of a piece for [`RESPONSE_WRITE_STALL_MAX`].
-async fn write_pieces<W: AsyncWriteExt + Unpin>(writer: &mut W, frame: &[Bytes]) -> Result<(), String> {
+async fn write_pieces<W: AsyncWriteExt + Unpin>(
+    writer: &mut W,
+    frame: &[Bytes],
+) -> Result<(), String> {
     for piece in frame {
         let mut rest = &piece[..];
         while !rest.is_empty() {

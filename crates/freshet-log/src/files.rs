@@ -64,7 +64,10 @@ impl FileCache {
         if let Some((evicted, slot)) = evicted.filter(|(evicted, _)| *evicted != id)
             && let Some(slot) = slot.upgrade()
         {
-            tracing::trace!(segment = evicted, "unmapping the least recently read segment");
+            tracing::trace!(
+                segment = evicted,
+                "unmapping the least recently read segment"
+            );
             *slot.write().expect("map lock") = None;
         }
     }
@@ -119,7 +122,10 @@ mod tests {
             assert!(cache.len() <= 3);
         }
         let held = |slot: &Arc<MapSlot>| slot.read().unwrap().is_some();
-        assert!(slots[..7].iter().all(|slot| !held(slot)), "the least recent lost their maps");
+        assert!(
+            slots[..7].iter().all(|slot| !held(slot)),
+            "the least recent lost their maps"
+        );
         assert!(slots[7..].iter().all(held));
     }
 

@@ -361,7 +361,10 @@ impl Segment {
             expected_base = header.last_offset() + 1;
             position = next;
         }
-        Ok(Some((map.slice(start as usize..position as usize), expected_base)))
+        Ok(Some((
+            map.slice(start as usize..position as usize),
+            expected_base,
+        )))
     }
 
     /// Appends to `headers` those of the batches from the one holding

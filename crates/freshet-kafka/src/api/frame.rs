@@ -14,8 +14,8 @@ use std::ops::Range;
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ResponseHeader;
-use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// A response frame: its pieces, to be written in order.
 pub(crate) type Frame = Vec<Bytes>;
@@ -139,10 +139,10 @@ impl ByteBufMut for Pieces<'_> {
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::messages::TopicName;
     use kafka_protocol::messages::fetch_response::{
         FetchResponse, FetchableTopicResponse, PartitionData,
     };
-    use kafka_protocol::messages::TopicName;
 
     use super::*;
 

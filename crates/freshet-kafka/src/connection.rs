@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -58,11 +59,26 @@ pub(crate) async fn run(
         }
     });
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    if let Err(reason) = write_replies(&mut writer, &mut queued).await {
-        tracing::info!(%peer, %reason, "closing Kafka connection");
+    match write_replies(&mut writer, &mut queued).await {
+        Ok(()) => {}
+        Err(Stop::Gone(error)) => tracing::debug!(%peer, %error, "the client went away"),
+        Err(Stop::Stalled) => tracing::info!(
+            %peer,
+            "closing Kafka connection: the client took no response bytes for {} s",
+            RESPONSE_WRITE_STALL_MAX.as_secs()
+        ),
     }
     reading.abort();
     metrics.connections.dec();
+}
+
+/// Why writing responses stopped early.
+#[derive(Debug)]
+enum Stop {
+    /// The client closed or reset the connection.
+    Gone(std::io::Error),
+    /// The client took nothing for [`RESPONSE_WRITE_STALL_MAX`].
+    Stalled,
 }
 
 /// Writes each reply's frame as it is ready, in request order, flushing
@@ -70,14 +86,22 @@ pub(crate) async fn run(
 async fn write_replies<W: AsyncWriteExt + Unpin>(
     writer: &mut W,
     queued: &mut mpsc::Receiver<Reply>,
-) -> Result<(), String> {
-    while let Some(reply) = queued.recv().await {
-        let Some(frame) = reply.await else {
-            continue; // acks=0 produce: no response
+) -> Result<(), Stop> {
+    while let Some(mut reply) = queued.recv().await {
+        let frame = match (&mut reply).now_or_never() {
+            Some(frame) => frame,
+            None => {
+                // What is written so far goes out while this one waits
+                // (a long-poll Fetch, an fsync).
+                flush(writer).await?;
+                reply.await
+            }
         };
-        // Small pieces gather in the buffer; a piece as large as the
-        // buffer (record batches) goes to the socket as it is.
-        write_pieces(writer, &frame).await?;
+        if let Some(frame) = frame {
+            // Small pieces gather in the buffer; a piece as large as the
+            // buffer (record batches) goes to the socket as it is.
+            write_pieces(writer, &frame).await?;
+        } // else an acks=0 produce: no response
         if queued.is_empty() {
             flush(writer).await?;
         }
@@ -85,19 +109,12 @@ async fn write_replies<W: AsyncWriteExt + Unpin>(
     flush(writer).await
 }
 
-async fn flush<W: AsyncWriteExt + Unpin>(writer: &mut W) -> Result<(), String> {
+async fn flush<W: AsyncWriteExt + Unpin>(writer: &mut W) -> Result<(), Stop> {
     match tokio::time::timeout(RESPONSE_WRITE_STALL_MAX, writer.flush()).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(format!("write failed: {error}")),
-        Err(_) => Err(stalled()),
+        Ok(Err(error)) => Err(Stop::Gone(error)),
+        Err(_) => Err(Stop::Stalled),
     }
-}
-
-fn stalled() -> String {
-    format!(
-        "the client took no response bytes for {} s",
-        RESPONSE_WRITE_STALL_MAX.as_secs()
-    )
 }
 
 /// Writes a response's pieces in order; fails when the client takes none
@@ -105,15 +122,15 @@ fn stalled() -> String {
 async fn write_pieces<W: AsyncWriteExt + Unpin>(
     writer: &mut W,
     frame: &[Bytes],
-) -> Result<(), String> {
+) -> Result<(), Stop> {
     for piece in frame {
         let mut rest = &piece[..];
         while !rest.is_empty() {
             match tokio::time::timeout(RESPONSE_WRITE_STALL_MAX, writer.write(rest)).await {
-                Ok(Ok(0)) => return Err("the client closed its end".into()),
+                Ok(Ok(0)) => return Err(Stop::Gone(std::io::ErrorKind::WriteZero.into())),
                 Ok(Ok(written)) => rest = &rest[written..],
-                Ok(Err(error)) => return Err(format!("write failed: {error}")),
-                Err(_) => return Err(stalled()),
+                Ok(Err(error)) => return Err(Stop::Gone(error)),
+                Err(_) => return Err(Stop::Stalled),
             }
         }
     }
@@ -152,8 +169,39 @@ mod tests {
         let frame = vec![Bytes::from(vec![1u8; 100]), Bytes::from(vec![2u8; 8192])];
         let started = tokio::time::Instant::now();
         let error = write_pieces(&mut server, &frame).await.unwrap_err();
-        assert!(error.contains("took no response bytes"), "{error}");
+        assert!(matches!(error, Stop::Stalled), "{error:?}");
         assert_eq!(started.elapsed(), RESPONSE_WRITE_STALL_MAX);
+    }
+
+    /// A response must not wait in the buffer for the one after it: a
+    /// long poll that has not answered yet, or an acks=0 produce that never
+    /// answers.
+    #[tokio::test]
+    async fn a_ready_response_goes_out_while_the_next_one_waits() {
+        let pending: Reply = Box::pin(std::future::pending());
+        let silent: Reply = Box::pin(async { None });
+        for next in [pending, silent] {
+            let (server, mut client) = tokio::io::duplex(1 << 16);
+            let mut writer = BufWriter::new(server);
+            let (replies, mut queued) = mpsc::channel::<Reply>(4);
+            let ready: Reply = Box::pin(async { Some(vec![Bytes::from_static(b"ready")]) });
+            replies.send(ready).await.unwrap();
+            replies.send(next).await.unwrap();
+            let writing = tokio::spawn(async move {
+                let _ = write_replies(&mut writer, &mut queued).await;
+            });
+            let mut got = [0u8; 5];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.read_exact(&mut got),
+            )
+            .await
+            .expect("the ready response was flushed")
+            .unwrap();
+            assert_eq!(&got, b"ready");
+            writing.abort();
+            drop(replies);
+        }
     }
 
     #[tokio::test]

@@ -104,8 +104,8 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return fail("it is empty");
     }
-    if name == "." || name == ".." {
-        return fail("'.' and '..' are not allowed");
+    if name.starts_with('.') {
+        return fail("names starting with '.' are kept for the log's own files");
     }
     if name.len() > limits::TOPIC_NAME_BYTES_MAX {
         return fail("it is longer than 249 characters");

@@ -288,7 +288,7 @@ impl Segment {
     }
 
     /// Seals the segment: no more appends; its data is synced and its index
-    /// written, and its handle moves to the shared cache.
+    /// written, and the next read maps the sealed file.
     pub fn seal(&self) -> Result<()> {
         self.sync()?;
         self.write_index()?;

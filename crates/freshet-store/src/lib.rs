@@ -17,6 +17,7 @@
 pub mod encode;
 pub mod extent;
 pub mod functions;
+pub mod grouping;
 pub mod mapped;
 pub mod mapping;
 pub mod provider;

@@ -9,6 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -182,7 +183,13 @@ impl QueryEngine {
             .with_memory_pool(Arc::new(FairSpillPool::new(limits.memory_bytes)))
             .build_arc()
             .map_err(std::io::Error::other)?;
-        let context = SessionContext::new_with_config_rt(config, runtime_env);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime_env)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::grouping::ShortKeysRule))
+            .build();
+        let context = SessionContext::new_with_state(state);
         crate::functions::register(&context).map_err(std::io::Error::other)?;
         Ok(Self {
             runtime: Some(runtime),

@@ -245,6 +245,73 @@ fn events_are_queryable_and_answers_match_the_events() {
         );
     }
 
+    // Distinct counts by short strings (types, inline in their views) and
+    // long ones (device ids), through the rule that drops repeats ahead of
+    // the group table.
+    let counts_of = |field: &str| {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for event in &unique {
+            *counts
+                .entry(event[field].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        counts
+    };
+    let distinct_answers = |fixture: &Fixture| {
+        let count = |column: &str| {
+            let sql = format!("SELECT count(DISTINCT \"{column}\") FROM telemetry");
+            let plan = fixture.query(&format!("EXPLAIN {sql}"));
+            let plan = freshet_store::arrow::util::pretty::pretty_format_batches(&plan.batches)
+                .unwrap()
+                .to_string();
+            assert!(plan.contains("DropRepeats"), "{plan}");
+            fixture.count(&sql)
+        };
+        let counts = |column: &str| {
+            let sql = format!(
+                "SELECT \"{column}\" AS k, count(*) AS n FROM telemetry GROUP BY \"{column}\""
+            );
+            let plan = fixture.query(&format!("EXPLAIN {sql}"));
+            let plan = freshet_store::arrow::util::pretty::pretty_format_batches(&plan.batches)
+                .unwrap()
+                .to_string();
+            assert!(plan.contains("CountByKey"), "{plan}");
+            let mut answered = BTreeMap::new();
+            for batch in &fixture.query(&sql).batches {
+                let keys = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringViewArray>()
+                    .unwrap();
+                let counts = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                for row in 0..batch.num_rows() {
+                    answered.insert(keys.value(row).to_string(), counts.value(row));
+                }
+            }
+            answered
+        };
+        assert_eq!(counts("type"), counts_of("type"));
+        assert_eq!(counts("deviceId"), counts_of("deviceId"));
+        (count("type"), count("deviceId"))
+    };
+    let distinct_of = |field: &str| {
+        unique
+            .iter()
+            .map(|e| e[field].as_str().unwrap())
+            .collect::<HashSet<_>>()
+            .len() as i64
+    };
+    let expected_distinct = (distinct_of("type"), distinct_of("deviceId"));
+    assert!(
+        expected_distinct.0 > 1 && expected_distinct.1 > 20,
+        "{expected_distinct:?}"
+    );
+    assert_eq!(distinct_answers(&fixture), expected_distinct);
+
     // A time-range filter, checked against the events' own times.
     let first = events[0].event_time_us;
     let from = first + 5_000_000;
@@ -268,6 +335,7 @@ fn events_are_queryable_and_answers_match_the_events() {
         unique.len() as i64
     );
     assert_eq!(fixture.count(&sql), expected);
+    assert_eq!(distinct_answers(&fixture), expected_distinct);
     assert_eq!(table.info().duplicates_dropped, duplicates as u64);
     fixture.close();
 }

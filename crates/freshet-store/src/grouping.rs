@@ -1,0 +1,674 @@
+//! Grouping by one string column, by the strings' views.
+//!
+//! Dashboards group millions of rows by short keys (a BIN, a merchant, a
+//! device type), where almost every row repeats a key seen a moment ago.
+//! DataFusion's group table hashes every row's bytes and probes for them.
+//! A string of up to 12 bytes is held whole in its 16-byte Arrow view, so
+//! two such strings are equal exactly when their views are: the nodes
+//! here find them by the view, a multiply and a probe per row.
+//!
+//! - [`CountByKey`] stands in for a partial aggregation that groups by one
+//!   string-view column and computes only `COUNT(*)`.
+//! - [`DropRepeats`] sits under an aggregation that only groups
+//!   (`count(DISTINCT x)`, `SELECT DISTINCT x`, a `GROUP BY` without
+//!   aggregates) and drops the rows whose short string it has passed on.
+//!
+//! Longer strings and nulls are grouped by their bytes or passed through.
+//! Each holds at most [`SEEN_MAX`] short keys per partition, so memory is
+//! bounded: past that, `CountByKey` hands its groups on and starts afresh
+//! (the final aggregation adds the parts) and `DropRepeats` lets new
+//! values through unremembered. The answers are the same either way.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringViewBuilder,
+};
+use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, Literal};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::{Stream, StreamExt};
+
+/// Values one partition remembers at most (the table holds twice as
+/// many slots of 16 bytes: 1 MiB).
+pub const SEEN_MAX: usize = 32 * 1024;
+const SLOTS: usize = SEEN_MAX * 2;
+
+/// Puts [`DropRepeats`] under every partial (or single) aggregation that
+/// groups by one string-view column and computes nothing else, and
+/// replaces such a partial aggregation that only counts rows with
+/// [`CountByKey`].
+#[derive(Debug, Default)]
+pub struct ShortKeysRule;
+
+impl PhysicalOptimizerRule for ShortKeysRule {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|plan| {
+            let Some(aggregate) = plan.downcast_ref::<AggregateExec>() else {
+                return Ok(Transformed::no(plan));
+            };
+            let Some(column) = grouped_view_column(aggregate) else {
+                return Ok(Transformed::no(plan));
+            };
+            let input = aggregate.input().clone();
+            if aggregate.aggr_expr().is_empty() {
+                let input = Arc::new(DropRepeats::new(input, column));
+                #[expect(
+                    deprecated,
+                    reason = "the aggregation's properties follow from its new input"
+                )]
+                let plan = plan.clone().with_new_children(vec![input])?;
+                return Ok(Transformed::yes(plan));
+            }
+            if only_counts_rows(aggregate) {
+                return Ok(Transformed::yes(Arc::new(CountByKey {
+                    input,
+                    column,
+                    schema: aggregate.schema(),
+                    properties: aggregate.properties().clone(),
+                })));
+            }
+            Ok(Transformed::no(plan))
+        })
+        .map(|transformed| transformed.data)
+    }
+
+    fn name(&self) -> &str {
+        "short_strings_before_grouping"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// The input column `aggregate` groups by, when it groups by exactly one
+/// `Utf8View` column and reads its input whole (not a final aggregation,
+/// which reads partial states).
+fn grouped_view_column(aggregate: &AggregateExec) -> Option<usize> {
+    if !matches!(
+        aggregate.mode(),
+        AggregateMode::Partial | AggregateMode::Single
+    ) || aggregate.group_expr().has_grouping_set()
+        || aggregate.input().is::<DropRepeats>()
+    {
+        return None;
+    }
+    let [(expr, _)] = aggregate.group_expr().expr() else {
+        return None;
+    };
+    let column = expr.downcast_ref::<Column>()?;
+    let schema = aggregate.input().schema();
+    (schema.fields().get(column.index())?.data_type() == &DataType::Utf8View)
+        .then_some(column.index())
+}
+
+/// Whether `aggregate` is partial and computes only counts of constants
+/// (`COUNT(*)`), each kept as an `Int64` state after the group column.
+fn only_counts_rows(aggregate: &AggregateExec) -> bool {
+    let schema = aggregate.schema();
+    *aggregate.mode() == AggregateMode::Partial
+        && schema.fields().len() == 1 + aggregate.aggr_expr().len()
+        && aggregate.filter_expr().iter().all(Option::is_none)
+        && aggregate.aggr_expr().iter().enumerate().all(|(at, count)| {
+            count.fun().name() == "count"
+                && !count.is_distinct()
+                && count.order_bys().is_empty()
+                && schema.field(1 + at).data_type() == &DataType::Int64
+                && count.expressions().iter().all(|argument| {
+                    argument
+                        .downcast_ref::<Literal>()
+                        .is_some_and(|literal| !literal.value().is_null())
+                })
+        })
+}
+
+/// Passes on its input's rows except those whose short string in
+/// `column` it has passed on before.
+#[derive(Debug)]
+pub struct DropRepeats {
+    input: Arc<dyn ExecutionPlan>,
+    column: usize,
+}
+
+impl DropRepeats {
+    pub fn new(input: Arc<dyn ExecutionPlan>, column: usize) -> Self {
+        Self { input, column }
+    }
+}
+
+impl DisplayAs for DropRepeats {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let name = self.input.schema().field(self.column).name().clone();
+        write!(f, "DropRepeats: {name}")
+    }
+}
+
+impl ExecutionPlan for DropRepeats {
+    fn name(&self) -> &str {
+        "DropRepeats"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        // Dropping rows keeps the input's order, partitioning and schema.
+        self.input.properties()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self::new(children.swap_remove(0), self.column)))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(Box::pin(DropRepeatsStream {
+            input: self.input.execute(partition, context)?,
+            column: self.column,
+            seen: Seen::default(),
+        }))
+    }
+}
+
+struct DropRepeatsStream {
+    input: SendableRecordBatchStream,
+    column: usize,
+    seen: Seen,
+}
+
+impl Stream for DropRepeatsStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let batch = match self.input.as_mut().poll_next(context) {
+                Poll::Ready(Some(Ok(batch))) => batch,
+                other => return other,
+            };
+            let column = self.column;
+            let this = &mut *self;
+            let Some(views) = batch.column(column).as_string_view_opt() else {
+                return Poll::Ready(Some(Ok(batch)));
+            };
+            let keep = this.seen.keep(views.views(), views.nulls());
+            match keep.count_set_bits() {
+                0 => continue,
+                kept if kept == batch.num_rows() => return Poll::Ready(Some(Ok(batch))),
+                _ => {
+                    let kept = filter_record_batch(&batch, &BooleanArray::new(keep, None));
+                    return Poll::Ready(Some(kept.map_err(Into::into)));
+                }
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for DropRepeatsStream {
+    fn schema(&self) -> SchemaRef {
+        self.input.schema()
+    }
+}
+
+/// Counts the rows of each value of `column`, standing in for a partial
+/// aggregation that groups by that column and computes only `COUNT(*)`
+/// (or counts of other constants): its output is that aggregation's,
+/// states of one count per group for the final aggregation to add up.
+/// Short strings are found by their views, long ones by their bytes.
+/// Once it holds [`SEEN_MAX`] groups it passes them on and starts afresh,
+/// as a partial aggregation may: the final one adds the parts.
+#[derive(Debug)]
+pub struct CountByKey {
+    input: Arc<dyn ExecutionPlan>,
+    column: usize,
+    /// The replaced aggregation's output and properties.
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for CountByKey {
+    fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let name = self.input.schema().field(self.column).name().clone();
+        write!(f, "CountByKey: {name}")
+    }
+}
+
+impl ExecutionPlan for CountByKey {
+    fn name(&self) -> &str {
+        "CountByKey"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(Self {
+            input: children.swap_remove(0),
+            column: self.column,
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        struct State {
+            input: SendableRecordBatchStream,
+            counts: Counts,
+            done: bool,
+        }
+        let state = State {
+            input: self.input.execute(partition, context)?,
+            counts: Counts::new(self.column, self.schema.clone()),
+            done: false,
+        };
+        let batches = futures::stream::unfold(state, |mut state| async move {
+            loop {
+                if let Some(full) = state.counts.full.pop() {
+                    return Some((Ok(full), state));
+                }
+                if state.done {
+                    return None;
+                }
+                match state.input.next().await {
+                    Some(Ok(batch)) => {
+                        if let Err(error) = state.counts.add(&batch) {
+                            state.done = true;
+                            return Some((Err(error), state));
+                        }
+                    }
+                    Some(Err(error)) => {
+                        state.done = true;
+                        return Some((Err(error), state));
+                    }
+                    None => {
+                        state.done = true;
+                        if !state.counts.is_empty() {
+                            let last = state.counts.take();
+                            return Some((last, state));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            batches,
+        )))
+    }
+}
+
+/// A group of [`Counts`].
+enum Key {
+    Short(u128),
+    Long(Box<[u8]>),
+    Null,
+}
+
+/// Row counts by key, in the order keys were first seen.
+struct Counts {
+    column: usize,
+    schema: SchemaRef,
+    short: ShortKeys,
+    long: HashMap<Box<[u8]>, u32>,
+    null: Option<u32>,
+    keys: Vec<Key>,
+    counts: Vec<i64>,
+    /// The groups passed on when there was no more room, not yet sent.
+    full: Vec<RecordBatch>,
+}
+
+impl Counts {
+    fn new(column: usize, schema: SchemaRef) -> Self {
+        Self {
+            column,
+            schema,
+            short: ShortKeys::default(),
+            long: HashMap::new(),
+            null: None,
+            keys: Vec::new(),
+            counts: Vec::new(),
+            full: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Counts `batch`'s rows. When the groups reach [`SEEN_MAX`] they go
+    /// to `full` and counting starts afresh.
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let Some(strings) = batch.column(self.column).as_string_view_opt() else {
+            return Err(DataFusionError::Internal(
+                "CountByKey reads a string-view column".into(),
+            ));
+        };
+        for (at, &view) in strings.views().iter().enumerate() {
+            let next = self.keys.len() as u32;
+            let group = if strings.is_null(at) {
+                *self.null.get_or_insert_with(|| {
+                    self.keys.push(Key::Null);
+                    next
+                })
+            } else if view as u32 > 12 {
+                let bytes = strings.value(at).as_bytes();
+                match self.long.get(bytes) {
+                    Some(&group) => group,
+                    None => {
+                        self.long.insert(bytes.into(), next);
+                        self.keys.push(Key::Long(bytes.into()));
+                        next
+                    }
+                }
+            } else {
+                match self.short.find_or_add(view, next) {
+                    Some((group, new)) => {
+                        if new {
+                            self.keys.push(Key::Short(view));
+                        }
+                        group
+                    }
+                    None => {
+                        // No room: pass the groups so far on, then count
+                        // this row afresh.
+                        let full = self.take()?;
+                        self.full.insert(0, full);
+                        self.short
+                            .find_or_add(view, 0)
+                            .expect("an empty table has room");
+                        self.keys.push(Key::Short(view));
+                        0
+                    }
+                }
+            };
+            match self.counts.get_mut(group as usize) {
+                Some(count) => *count += 1,
+                None => self.counts.push(1),
+            }
+        }
+        Ok(())
+    }
+
+    /// The groups so far as the partial aggregation's rows; starts afresh.
+    fn take(&mut self) -> Result<RecordBatch> {
+        let mut keys = StringViewBuilder::with_capacity(self.keys.len());
+        for key in self.keys.drain(..) {
+            match key {
+                Key::Short(view) => {
+                    let bytes = view.to_le_bytes();
+                    let text = std::str::from_utf8(&bytes[4..4 + view as u32 as usize])
+                        .map_err(|error| DataFusionError::Internal(error.to_string()))?;
+                    keys.append_value(text);
+                }
+                Key::Long(bytes) => keys.append_value(
+                    std::str::from_utf8(&bytes)
+                        .map_err(|error| DataFusionError::Internal(error.to_string()))?,
+                ),
+                Key::Null => keys.append_null(),
+            }
+        }
+        let counts: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut self.counts)));
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(keys.finish())];
+        columns.resize(self.schema.fields().len(), counts);
+        self.short.clear();
+        self.long.clear();
+        self.null = None;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// Short strings' views, each numbered in the order first seen: an
+/// open-addressing table of `SLOTS` views, zero marking a free slot (the
+/// empty string's view is zero, so it has a number of its own).
+struct ShortKeys {
+    slots: Box<[(u128, u32)]>,
+    len: usize,
+    empty: Option<u32>,
+}
+
+impl Default for ShortKeys {
+    fn default() -> Self {
+        Self {
+            slots: vec![(0, 0); SLOTS].into_boxed_slice(),
+            len: 0,
+            empty: None,
+        }
+    }
+}
+
+impl ShortKeys {
+    /// The number of the inline `view` and whether it is new, numbering
+    /// it `next` if so; `None` when it is new and there is no room.
+    #[inline]
+    fn find_or_add(&mut self, view: u128, next: u32) -> Option<(u32, bool)> {
+        if view == 0 {
+            return Some(match self.empty {
+                Some(number) => (number, false),
+                None => {
+                    self.empty = Some(next);
+                    (next, true)
+                }
+            });
+        }
+        // Inline views are the length and the bytes, zero-padded: equal
+        // views are equal strings.
+        // Every byte of the view moves the slot: the two halves multiplied
+        // into 128 bits, folded (as foldhash and wyhash mix), top bits.
+        let product = u128::from((view as u64) ^ 0x243f_6a88_85a3_08d3)
+            * u128::from(((view >> 64) as u64) ^ 0x1319_8a2e_0370_7344);
+        let mixed = (product as u64) ^ ((product >> 64) as u64);
+        let mask = SLOTS - 1;
+        let mut slot = (mixed >> (64 - SLOTS.trailing_zeros())) as usize;
+        loop {
+            let (held, number) = self.slots[slot];
+            if held == view {
+                return Some((number, false));
+            }
+            if held == 0 {
+                if self.len == SEEN_MAX {
+                    return None;
+                }
+                self.slots[slot] = (view, next);
+                self.len += 1;
+                return Some((next, true));
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, 0));
+        self.len = 0;
+        self.empty = None;
+    }
+}
+
+/// Short strings passed on so far, for [`DropRepeats`].
+#[derive(Default)]
+struct Seen(ShortKeys);
+
+impl Seen {
+    /// For each row, whether to pass it on: a null, a long string, or a
+    /// short one not passed on before (remembered from now on while there
+    /// is room).
+    fn keep(&mut self, views: &[u128], nulls: Option<&NullBuffer>) -> BooleanBuffer {
+        BooleanBuffer::collect_bool(views.len(), |at| {
+            let view = views[at];
+            if view as u32 > 12 || nulls.is_some_and(|nulls| nulls.is_null(at)) {
+                return true;
+            }
+            self.0.find_or_add(view, 0).is_none_or(|(_, new)| new)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringViewArray;
+
+    fn kept(seen: &mut Seen, values: &[Option<&str>]) -> Vec<Option<String>> {
+        let array = StringViewArray::from(values.to_vec());
+        let keep = seen.keep(array.views(), array.nulls());
+        (0..array.len())
+            .filter(|&at| keep.value(at))
+            .map(|at| array.is_valid(at).then(|| array.value(at).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn short_strings_pass_once_long_ones_and_nulls_always() {
+        let mut seen = Seen::default();
+        let long = "a string longer than twelve bytes";
+        let first = kept(
+            &mut seen,
+            &[
+                Some("M001"),
+                Some("M002"),
+                Some("M001"),
+                None,
+                Some(""),
+                Some(""),
+                Some(long),
+                Some(long),
+                None,
+            ],
+        );
+        assert_eq!(
+            first,
+            vec![
+                Some("M001".into()),
+                Some("M002".into()),
+                None,
+                Some("".into()),
+                Some(long.into()),
+                Some(long.into()),
+                None
+            ]
+        );
+        // A later batch remembers the earlier one's values.
+        let second = kept(
+            &mut seen,
+            &[Some("M002"), Some("M003"), Some("twelve bytes")],
+        );
+        assert_eq!(
+            second,
+            vec![Some("M003".into()), Some("twelve bytes".into())]
+        );
+    }
+
+    #[test]
+    fn counts_add_up_across_the_parts_passed_on_when_full() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let mut counts = Counts::new(0, schema.clone());
+        let long = "a value longer than twelve bytes";
+        // Every short value three times, in batches, with long values and nulls.
+        let shorts: Vec<String> = (0..SEEN_MAX + 100).map(|n| format!("k{n}")).collect();
+        let mut expected: HashMap<Option<String>, i64> = HashMap::new();
+        for _ in 0..3 {
+            for chunk in shorts.chunks(5_000) {
+                let mut values: Vec<Option<&str>> =
+                    chunk.iter().map(|v| Some(v.as_str())).collect();
+                values.extend([Some(long), None, Some("")]);
+                for value in &values {
+                    *expected.entry(value.map(str::to_string)).or_default() += 1;
+                }
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringViewArray::from(values.clone())),
+                        Arc::new(Int64Array::from(vec![0; values.len()])),
+                    ],
+                )
+                .unwrap();
+                counts.add(&batch).unwrap();
+            }
+        }
+        let mut parts = std::mem::take(&mut counts.full);
+        parts.push(counts.take().unwrap());
+        assert!(parts.len() > 1, "the groups overflowed the table");
+        let mut answered: HashMap<Option<String>, i64> = HashMap::new();
+        for part in &parts {
+            let keys = part.column(0).as_string_view();
+            let numbers = part
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for at in 0..part.num_rows() {
+                let key = keys.is_valid(at).then(|| keys.value(at).to_string());
+                *answered.entry(key).or_default() += numbers.value(at);
+            }
+        }
+        assert_eq!(answered, expected);
+    }
+
+    #[test]
+    fn beyond_its_room_new_values_pass_every_time() {
+        let mut seen = Seen::default();
+        let values: Vec<String> = (0..SEEN_MAX + 10).map(|n| format!("v{n}")).collect();
+        let all: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
+        assert_eq!(kept(&mut seen, &all).len(), values.len());
+        let again = kept(&mut seen, &all);
+        // The remembered ones are dropped, the ones past the room pass again.
+        assert_eq!(again.len(), 10);
+        assert_eq!(seen.0.len, SEEN_MAX);
+    }
+}

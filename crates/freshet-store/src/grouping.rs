@@ -390,8 +390,9 @@ impl Counts {
         self.keys.is_empty()
     }
 
-    /// Counts `batch`'s rows. When the groups reach [`SEEN_MAX`] they go
-    /// to `full` and counting starts afresh.
+    /// Counts `batch`'s rows. When the groups (short, long and null
+    /// together) reach [`SEEN_MAX`] they go to `full` and counting starts
+    /// afresh, so memory stays bounded whatever the column holds.
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let Some(strings) = batch.column(self.column).as_string_view_opt() else {
             return Err(DataFusionError::Internal(
@@ -399,6 +400,11 @@ impl Counts {
             ));
         };
         for (at, &view) in strings.views().iter().enumerate() {
+            if self.keys.len() == SEEN_MAX {
+                // No room: pass the groups so far on, count afresh.
+                let full = self.take()?;
+                self.full.insert(0, full);
+            }
             let next = self.keys.len() as u32;
             let group = if strings.is_null(at) {
                 *self.null.get_or_insert_with(|| {
@@ -416,25 +422,14 @@ impl Counts {
                     }
                 }
             } else {
-                match self.short.find_or_add(view, next) {
-                    Some((group, new)) => {
-                        if new {
-                            self.keys.push(Key::Short(view));
-                        }
-                        group
-                    }
-                    None => {
-                        // No room: pass the groups so far on, then count
-                        // this row afresh.
-                        let full = self.take()?;
-                        self.full.insert(0, full);
-                        self.short
-                            .find_or_add(view, 0)
-                            .expect("an empty table has room");
-                        self.keys.push(Key::Short(view));
-                        0
-                    }
+                let (group, new) = self
+                    .short
+                    .find_or_add(view, next)
+                    .expect("the table has room for as many keys as a part holds");
+                if new {
+                    self.keys.push(Key::Short(view));
                 }
+                group
             };
             match self.counts.get_mut(group as usize) {
                 Some(count) => *count += 1,
@@ -658,6 +653,31 @@ mod tests {
             }
         }
         assert_eq!(answered, expected);
+    }
+
+    #[test]
+    fn long_keys_count_against_the_room_too() {
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8View, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let mut counts = Counts::new(0, schema.clone());
+        let values: Vec<String> = (0..2 * SEEN_MAX + 1)
+            .map(|n| format!("an event id longer than twelve bytes {n}"))
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringViewArray::from_iter_values(&values)),
+                Arc::new(Int64Array::from(vec![0; values.len()])),
+            ],
+        )
+        .unwrap();
+        counts.add(&batch).unwrap();
+        assert_eq!(counts.full.len(), 2);
+        assert!(counts.full.iter().all(|part| part.num_rows() == SEEN_MAX));
+        assert_eq!(counts.take().unwrap().num_rows(), 1);
     }
 
     #[test]

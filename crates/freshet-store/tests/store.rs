@@ -60,6 +60,14 @@ fn produce(log: &Log, topic: &str, events: &[Generated]) {
     }
 }
 
+/// The plan `EXPLAIN` prints for `sql`.
+fn explained(fixture: &Fixture, sql: &str) -> String {
+    let plan = fixture.query(&format!("EXPLAIN {sql}"));
+    freshet_store::arrow::util::pretty::pretty_format_batches(&plan.batches)
+        .unwrap()
+        .to_string()
+}
+
 fn column(name: &str, path: &str, kind: ColumnType) -> ColumnSpec {
     ColumnSpec::at_path(name, path, kind)
 }
@@ -260,10 +268,7 @@ fn events_are_queryable_and_answers_match_the_events() {
     let distinct_answers = |fixture: &Fixture| {
         let count = |column: &str| {
             let sql = format!("SELECT count(DISTINCT \"{column}\") FROM telemetry");
-            let plan = fixture.query(&format!("EXPLAIN {sql}"));
-            let plan = freshet_store::arrow::util::pretty::pretty_format_batches(&plan.batches)
-                .unwrap()
-                .to_string();
+            let plan = explained(fixture, &sql);
             assert!(plan.contains("DropRepeats"), "{plan}");
             fixture.count(&sql)
         };
@@ -271,10 +276,7 @@ fn events_are_queryable_and_answers_match_the_events() {
             let sql = format!(
                 "SELECT \"{column}\" AS k, count(*) AS n FROM telemetry GROUP BY \"{column}\""
             );
-            let plan = fixture.query(&format!("EXPLAIN {sql}"));
-            let plan = freshet_store::arrow::util::pretty::pretty_format_batches(&plan.batches)
-                .unwrap()
-                .to_string();
+            let plan = explained(fixture, &sql);
             assert!(plan.contains("CountByKey"), "{plan}");
             let mut answered = BTreeMap::new();
             for batch in &fixture.query(&sql).batches {

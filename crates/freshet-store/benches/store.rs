@@ -11,7 +11,9 @@
 //! (events/s of the freshness phase, default 100,000),
 //! `FRESHET_BENCH_LIVE_SECONDS` (default 15), `FRESHET_BENCH_EXPLAIN` (set:
 //! print `EXPLAIN ANALYZE` of each query through the store and through a
-//! plain DataFusion listing table).
+//! plain DataFusion listing table), `FRESHET_BENCH_PROFILE` (a query's name:
+//! after the cold timings, run it read from Parquet over and over for
+//! `FRESHET_BENCH_PROFILE_SECONDS`, default 30, for a profiler to attach).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -280,6 +282,21 @@ fn main() {
         .iter()
         .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
         .collect();
+    if let Ok(name) = std::env::var("FRESHET_BENCH_PROFILE") {
+        let (_, sql, _) = queries
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .unwrap_or_else(|| panic!("no query named {name:?}"));
+        let seconds: u64 = env("FRESHET_BENCH_PROFILE_SECONDS", 30);
+        println!("profiling {name:?} for {seconds} s: pid {}", std::process::id());
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let mut runs = 0u32;
+        while Instant::now() < until {
+            runtime.block_on(store.query(sql)).unwrap();
+            runs += 1;
+        }
+        println!("  {runs} runs");
+    }
     let extents = dir.join("store/auth/extents");
     // DataFusion alone gets as many threads as the store's query pool.
     let plain_runtime = tokio::runtime::Builder::new_multi_thread()

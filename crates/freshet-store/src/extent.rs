@@ -7,18 +7,18 @@
 //! reading at the manifest's positions, so every event is in exactly one
 //! listed extent or is read again; files no manifest names are removed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::{ArrowWriter, parquet_to_arrow_schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::Compression;
+use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -223,6 +223,48 @@ pub struct Extent {
 pub struct ExtentFile {
     path: PathBuf,
     retired: AtomicBool,
+    /// Read from the footer when first asked for (`None`: unreadable).
+    layout: OnceLock<Option<Arc<ExtentLayout>>>,
+}
+
+/// What an extent's footer says of its columns.
+#[derive(Debug)]
+pub struct ExtentLayout {
+    /// The Arrow schema the file was written with.
+    pub schema: SchemaRef,
+    /// Columns every page of which, in every row group, holds codes into
+    /// the row group's dictionary: they can be read as Arrow dictionaries.
+    pub dictionary_columns: HashSet<String>,
+}
+
+impl ExtentLayout {
+    fn read(path: &Path) -> Result<Self, StoreError> {
+        let (_, metadata) = open_with_metadata(path)?;
+        let file_metadata = metadata.file_metadata();
+        let schema = parquet_to_arrow_schema(
+            file_metadata.schema_descr(),
+            file_metadata.key_value_metadata(),
+        )
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let mut dictionary_columns = HashSet::new();
+        for (at, column) in file_metadata.schema_descr().columns().iter().enumerate() {
+            let coded = metadata.row_groups().iter().all(|group| {
+                let chunk = group.column(at);
+                chunk.dictionary_page_offset().is_some()
+                    && chunk.page_encoding_stats_mask().is_some_and(|mask| {
+                        mask.is_only(Encoding::RLE_DICTIONARY)
+                            || mask.is_only(Encoding::PLAIN_DICTIONARY)
+                    })
+            });
+            if coded && column.path().parts().len() == 1 {
+                dictionary_columns.insert(column.name().to_string());
+            }
+        }
+        Ok(Self {
+            schema: Arc::new(schema),
+            dictionary_columns,
+        })
+    }
 }
 
 /// The files snapshots hold, by path.
@@ -238,6 +280,7 @@ impl ExtentFile {
         let file = Arc::new(ExtentFile {
             path: path.clone(),
             retired: AtomicBool::new(false),
+            layout: OnceLock::new(),
         });
         held.insert(path, Arc::downgrade(&file));
         file
@@ -273,6 +316,19 @@ impl ExtentFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file's schema and dictionary-coded columns, read once.
+    pub fn layout(&self) -> Option<Arc<ExtentLayout>> {
+        self.layout
+            .get_or_init(|| match ExtentLayout::read(&self.path) {
+                Ok(layout) => Some(Arc::new(layout)),
+                Err(error) => {
+                    tracing::warn!(%error, "reading an extent's footer");
+                    None
+                }
+            })
+            .clone()
     }
 }
 

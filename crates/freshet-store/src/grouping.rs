@@ -29,8 +29,8 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringViewBuilder,
 };
 use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
-use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::compute::{cast, filter_record_batch, take};
+use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
@@ -69,8 +69,12 @@ impl PhysicalOptimizerRule for ShortKeysRule {
                 return Ok(Transformed::no(plan));
             };
             let input = aggregate.input().clone();
+            let coded = crate::provider::read_as_dictionary(&input, column);
             if aggregate.aggr_expr().is_empty() {
-                let input = Arc::new(DropRepeats::new(input, column));
+                let input = Arc::new(match coded {
+                    Some(coded) => DropRepeats::reading(coded, column, input.properties().clone()),
+                    None => DropRepeats::new(input, column),
+                });
                 #[expect(
                     deprecated,
                     reason = "the aggregation's properties follow from its new input"
@@ -80,7 +84,7 @@ impl PhysicalOptimizerRule for ShortKeysRule {
             }
             if only_counts_rows(aggregate) {
                 return Ok(Transformed::yes(Arc::new(CountByKey {
-                    input,
+                    input: coded.unwrap_or(input),
                     column,
                     schema: aggregate.schema(),
                     properties: aggregate.properties().clone(),
@@ -142,23 +146,56 @@ fn only_counts_rows(aggregate: &AggregateExec) -> bool {
 }
 
 /// Passes on its input's rows except those whose short string in
-/// `column` it has passed on before.
+/// `column` it has passed on before. An input that reads the column as
+/// dictionary codes (see [`crate::provider::read_as_dictionary`]) is
+/// looked at a code at a time: each code's string is looked up once per
+/// dictionary, and the rows passed on carry it as a string view again.
 #[derive(Debug)]
 pub struct DropRepeats {
     input: Arc<dyn ExecutionPlan>,
     column: usize,
+    /// Those of the input with the column as string views.
+    properties: Arc<PlanProperties>,
 }
 
 impl DropRepeats {
     pub fn new(input: Arc<dyn ExecutionPlan>, column: usize) -> Self {
-        Self { input, column }
+        let properties = input.properties().clone();
+        Self {
+            input,
+            column,
+            properties,
+        }
+    }
+
+    /// Over `input`, which reads `column` as dictionary codes where the
+    /// plan it replaces, with `properties`, read string views.
+    pub fn reading(
+        input: Arc<dyn ExecutionPlan>,
+        column: usize,
+        properties: Arc<PlanProperties>,
+    ) -> Self {
+        Self {
+            input,
+            column,
+            properties,
+        }
+    }
+}
+
+/// How a grouping node names its column in a plan: `(codes)` when it
+/// reads dictionary codes.
+fn column_label(input: &Arc<dyn ExecutionPlan>, column: usize) -> String {
+    let field = input.schema().field(column).clone();
+    match field.data_type() {
+        DataType::Dictionary(_, _) => format!("{} (codes)", field.name()),
+        _ => field.name().clone(),
     }
 }
 
 impl DisplayAs for DropRepeats {
     fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let name = self.input.schema().field(self.column).name().clone();
-        write!(f, "DropRepeats: {name}")
+        write!(f, "DropRepeats: {}", column_label(&self.input, self.column))
     }
 }
 
@@ -169,7 +206,7 @@ impl ExecutionPlan for DropRepeats {
 
     fn properties(&self) -> &Arc<PlanProperties> {
         // Dropping rows keeps the input's order, partitioning and schema.
-        self.input.properties()
+        &self.properties
     }
 
     fn apply_expressions(
@@ -191,7 +228,11 @@ impl ExecutionPlan for DropRepeats {
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(Self::new(children.swap_remove(0), self.column)))
+        Ok(Arc::new(Self::reading(
+            children.swap_remove(0),
+            self.column,
+            self.properties.clone(),
+        )))
     }
 
     fn execute(
@@ -202,7 +243,9 @@ impl ExecutionPlan for DropRepeats {
         Ok(Box::pin(DropRepeatsStream {
             input: self.input.execute(partition, context)?,
             column: self.column,
+            schema: self.properties.eq_properties.schema().clone(),
             seen: Seen::default(),
+            codes: Codes::default(),
         }))
     }
 }
@@ -210,7 +253,103 @@ impl ExecutionPlan for DropRepeats {
 struct DropRepeatsStream {
     input: SendableRecordBatchStream,
     column: usize,
+    /// The output's: the column as string views.
+    schema: SchemaRef,
     seen: Seen,
+    codes: Codes,
+}
+
+impl DropRepeatsStream {
+    /// The rows of `batch`, whose column holds dictionary codes, with
+    /// codes not seen before in this dictionary and strings not passed on
+    /// before; the column as string views. `None` when no row is left.
+    fn keep_coded(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let Some(coded) = batch.column(self.column).as_dictionary_opt::<Int32Type>() else {
+            return Err(DataFusionError::Internal(
+                "DropRepeats reads string views or dictionary codes".into(),
+            ));
+        };
+        let Some(values) = coded.values().as_string_opt::<i32>() else {
+            return Err(DataFusionError::Internal(
+                "DropRepeats reads dictionaries of strings".into(),
+            ));
+        };
+        self.codes.follow(coded.values());
+        let keys = coded.keys();
+        let decided = &mut self.codes.decided;
+        let seen = &mut self.seen;
+        let keep = BooleanBuffer::collect_bool(keys.len(), |at| {
+            if keys.is_null(at) {
+                return true;
+            }
+            let code = keys.values()[at] as usize;
+            if decided[code] {
+                return false;
+            }
+            decided[code] = true;
+            if values.is_null(code) {
+                return true;
+            }
+            match inline_view(values.value(code).as_bytes()) {
+                Some(view) => seen.0.find_or_add(view, 0).is_none_or(|(_, new)| new),
+                None => true,
+            }
+        });
+        if keep.count_set_bits() == 0 {
+            return Ok(None);
+        }
+        let kept = filter_record_batch(batch, &BooleanArray::new(keep, None))?;
+        let coded = kept.column(self.column).as_dictionary::<Int32Type>();
+        let strings = take(coded.values().as_ref(), coded.keys(), None)?;
+        let mut columns = kept.columns().to_vec();
+        columns[self.column] = cast(&strings, &DataType::Utf8View)?;
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+}
+
+/// The view of `bytes` when they are short enough to sit in it whole.
+fn inline_view(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 12 {
+        return None;
+    }
+    let mut raw = [0u8; 16];
+    raw[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+    raw[4..4 + bytes.len()].copy_from_slice(bytes);
+    Some(u128::from_le_bytes(raw))
+}
+
+/// Which codes of the dictionary being read were looked at: a file's
+/// row group shares one dictionary across its batches (each batch holds
+/// its own array of it, over the same buffers).
+#[derive(Default)]
+struct Codes {
+    /// Where the dictionary's offsets and bytes are, and its length; the
+    /// dictionary is held so that no other takes its place in memory.
+    held: Option<(usize, usize, usize)>,
+    values: Option<ArrayRef>,
+    decided: Vec<bool>,
+}
+
+impl Codes {
+    /// Follows `values`; starts afresh when they are another dictionary
+    /// (or not strings). Whether they are.
+    fn follow(&mut self, values: &ArrayRef) -> bool {
+        let identity = values.as_string_opt::<i32>().map(|strings| {
+            (
+                strings.offsets().inner().inner().as_ptr() as usize,
+                strings.values().as_ptr() as usize,
+                strings.len(),
+            )
+        });
+        if identity.is_some() && identity == self.held {
+            return false;
+        }
+        self.held = identity;
+        self.values = Some(values.clone());
+        self.decided.clear();
+        self.decided.resize(values.len(), false);
+        true
+    }
 }
 
 impl Stream for DropRepeatsStream {
@@ -225,7 +364,10 @@ impl Stream for DropRepeatsStream {
             let column = self.column;
             let this = &mut *self;
             let Some(views) = batch.column(column).as_string_view_opt() else {
-                return Poll::Ready(Some(Ok(batch)));
+                match this.keep_coded(&batch) {
+                    Ok(None) => continue,
+                    kept => return Poll::Ready(kept.transpose()),
+                }
             };
             let keep = this.seen.keep(views.views(), views.nulls());
             match keep.count_set_bits() {
@@ -242,7 +384,7 @@ impl Stream for DropRepeatsStream {
 
 impl RecordBatchStream for DropRepeatsStream {
     fn schema(&self) -> SchemaRef {
-        self.input.schema()
+        self.schema.clone()
     }
 }
 
@@ -264,8 +406,7 @@ pub struct CountByKey {
 
 impl DisplayAs for CountByKey {
     fn fmt_as(&self, _format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let name = self.input.schema().field(self.column).name().clone();
-        write!(f, "CountByKey: {name}")
+        write!(f, "CountByKey: {}", column_label(&self.input, self.column))
     }
 }
 
@@ -337,6 +478,9 @@ impl ExecutionPlan for CountByKey {
                     }
                     None => {
                         state.done = true;
+                        if let Err(error) = state.counts.settle() {
+                            return Some((Err(error), state));
+                        }
                         if !state.counts.is_empty() {
                             let last = state.counts.take();
                             return Some((last, state));
@@ -359,10 +503,23 @@ enum Key {
     Null,
 }
 
+/// A key to count, as a row holds it.
+enum Lookup<'a> {
+    Short(u128),
+    Long(&'a [u8]),
+    Null,
+}
+
 /// Row counts by key, in the order keys were first seen.
 struct Counts {
     column: usize,
     schema: SchemaRef,
+    /// The dictionary being read, and its rows counted by code (and the
+    /// rows with no code) not yet added to the groups.
+    codes: Codes,
+    coded: Option<ArrayRef>,
+    code_counts: Vec<i64>,
+    null_codes: i64,
     short: ShortKeys,
     long: HashMap<Box<[u8]>, u32>,
     null: Option<u32>,
@@ -377,6 +534,10 @@ impl Counts {
         Self {
             column,
             schema,
+            codes: Codes::default(),
+            coded: None,
+            code_counts: Vec::new(),
+            null_codes: 0,
             short: ShortKeys::default(),
             long: HashMap::new(),
             null: None,
@@ -386,42 +547,86 @@ impl Counts {
         }
     }
 
+    /// Whether no group is held (after [`Counts::settle`]).
     fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// Counts `batch`'s rows. When the groups (short, long and null
     /// together) reach [`SEEN_MAX`] they go to `full` and counting starts
-    /// afresh, so memory stays bounded whatever the column holds.
+    /// afresh, so memory stays bounded whatever the column holds. Rows
+    /// of dictionary codes are counted by code, and the codes' counts
+    /// added to their strings' when the dictionary changes
+    /// ([`Counts::settle`]).
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let Some(strings) = batch.column(self.column).as_string_view_opt() else {
+        let column = batch.column(self.column);
+        if let Some(coded) = column.as_dictionary_opt::<Int32Type>() {
+            if self.codes.follow(coded.values()) {
+                self.settle()?;
+                self.coded = Some(coded.values().clone());
+                self.code_counts.clear();
+                self.code_counts.resize(coded.values().len(), 0);
+            }
+            let keys = coded.keys();
+            match keys.nulls() {
+                None => {
+                    for &code in keys.values() {
+                        self.code_counts[code as usize] += 1;
+                    }
+                }
+                Some(nulls) => {
+                    for (at, &code) in keys.values().iter().enumerate() {
+                        if nulls.is_null(at) {
+                            self.null_codes += 1;
+                        } else {
+                            self.code_counts[code as usize] += 1;
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let Some(strings) = column.as_string_view_opt() else {
             return Err(DataFusionError::Internal(
-                "CountByKey reads a string-view column".into(),
+                "CountByKey reads string views or dictionary codes".into(),
             ));
         };
         for (at, &view) in strings.views().iter().enumerate() {
-            if self.keys.len() == SEEN_MAX {
-                // No room: pass the groups so far on, count afresh.
-                let full = self.take()?;
-                self.full.insert(0, full);
-            }
-            let next = self.keys.len() as u32;
-            let group = if strings.is_null(at) {
-                *self.null.get_or_insert_with(|| {
-                    self.keys.push(Key::Null);
-                    next
-                })
+            let key = if strings.is_null(at) {
+                Lookup::Null
             } else if view as u32 > 12 {
-                let bytes = strings.value(at).as_bytes();
-                match self.long.get(bytes) {
-                    Some(&group) => group,
-                    None => {
-                        self.long.insert(bytes.into(), next);
-                        self.keys.push(Key::Long(bytes.into()));
-                        next
-                    }
-                }
+                Lookup::Long(strings.value(at).as_bytes())
             } else {
+                Lookup::Short(view)
+            };
+            self.count(key, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Adds `n` rows to the group of `key`.
+    #[inline]
+    fn count(&mut self, key: Lookup<'_>, n: i64) -> Result<()> {
+        if self.keys.len() == SEEN_MAX {
+            // No room: pass the groups so far on, count afresh.
+            let full = self.take()?;
+            self.full.insert(0, full);
+        }
+        let next = self.keys.len() as u32;
+        let group = match key {
+            Lookup::Null => *self.null.get_or_insert_with(|| {
+                self.keys.push(Key::Null);
+                next
+            }),
+            Lookup::Long(bytes) => match self.long.get(bytes) {
+                Some(&group) => group,
+                None => {
+                    self.long.insert(bytes.into(), next);
+                    self.keys.push(Key::Long(bytes.into()));
+                    next
+                }
+            },
+            Lookup::Short(view) => {
                 let (group, new) = self
                     .short
                     .find_or_add(view, next)
@@ -430,11 +635,44 @@ impl Counts {
                     self.keys.push(Key::Short(view));
                 }
                 group
-            };
-            match self.counts.get_mut(group as usize) {
-                Some(count) => *count += 1,
-                None => self.counts.push(1),
             }
+        };
+        match self.counts.get_mut(group as usize) {
+            Some(count) => *count += n,
+            None => self.counts.push(n),
+        }
+        Ok(())
+    }
+
+    /// Adds the counts by code of the dictionary read so far to their
+    /// strings' groups.
+    fn settle(&mut self) -> Result<()> {
+        let counts = std::mem::take(&mut self.code_counts);
+        let nulls = std::mem::take(&mut self.null_codes);
+        if let Some(values) = self.coded.take() {
+            let Some(values) = values.as_string_opt::<i32>() else {
+                return Err(DataFusionError::Internal(
+                    "CountByKey reads dictionaries of strings".into(),
+                ));
+            };
+            for (code, &n) in counts.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                let key = if values.is_null(code) {
+                    Lookup::Null
+                } else {
+                    let bytes = values.value(code).as_bytes();
+                    match inline_view(bytes) {
+                        Some(view) => Lookup::Short(view),
+                        None => Lookup::Long(bytes),
+                    }
+                };
+                self.count(key, n)?;
+            }
+        }
+        if nulls > 0 {
+            self.count(Lookup::Null, nulls)?;
         }
         Ok(())
     }

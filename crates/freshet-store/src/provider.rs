@@ -6,24 +6,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+};
+use datafusion::datasource::physical_plan::FileSource;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::extent::ExtentFile;
 use crate::mapped::MappedReaderFactory;
 use crate::spec::{ColumnType, INGESTION_TIME};
 use crate::table::{Snapshot, Table};
@@ -346,6 +352,91 @@ async fn plan_scan(
         }
     }
     Ok(plan)
+}
+
+/// `plan` again, reading the string column at `column` of its output as
+/// dictionary codes (`Dictionary(Int32, Utf8)`: each row group's values
+/// once, then a code a row) instead of a view a row. Only for a scan of
+/// extents that projects plain columns, does not filter by that column,
+/// and whose files hold it dictionary-coded in every page (or not at
+/// all); `None` otherwise. The grouping nodes read such scans.
+pub fn read_as_dictionary(
+    plan: &Arc<dyn ExecutionPlan>,
+    column: usize,
+) -> Option<Arc<dyn ExecutionPlan>> {
+    let exec = plan.downcast_ref::<DataSourceExec>()?;
+    let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
+    let source = config.file_source().downcast_ref::<ParquetSource>()?;
+    if !source.table_schema().table_partition_cols().is_empty() {
+        return None;
+    }
+    let table_schema = source.table_schema().table_schema().clone();
+    let projection: Vec<usize> = match source.projection() {
+        Some(projection) => projection
+            .iter()
+            .map(|expr| {
+                let column = expr.expr.downcast_ref::<Column>()?;
+                (table_schema.fields().get(column.index())?.name() == &expr.alias)
+                    .then_some(column.index())
+            })
+            .collect::<Option<_>>()?,
+        None => (0..table_schema.fields().len()).collect(),
+    };
+    let field = table_schema.field(*projection.get(column)?);
+    if field.data_type() != &DataType::Utf8View {
+        return None;
+    }
+    let name = field.name().clone();
+    let predicate = source.filter();
+    if predicate
+        .as_ref()
+        .is_some_and(|predicate| collect_columns(predicate).iter().any(|c| c.name() == name))
+    {
+        return None;
+    }
+    let coded = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let with_coded = |schema: &Schema| {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name() == &name {
+                true => f.as_ref().clone().with_data_type(coded.clone()),
+                false => f.as_ref().clone(),
+            })
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    };
+    let mut groups = Vec::with_capacity(config.file_groups.len());
+    for group in &config.file_groups {
+        let mut files = Vec::with_capacity(group.len());
+        for file in group.iter() {
+            let layout = file.extension::<Arc<ExtentFile>>()?.layout()?;
+            let file = match layout.schema.field_with_name(&name) {
+                Err(_) => file.clone(),
+                Ok(_) if layout.dictionary_columns.contains(&name) => {
+                    file.clone().with_arrow_schema(with_coded(&layout.schema))
+                }
+                Ok(_) => return None,
+            };
+            files.push(file);
+        }
+        groups.push(FileGroup::new(files));
+    }
+    let mut coded_source = ParquetSource::new(with_coded(&table_schema))
+        .with_table_parquet_options(source.table_parquet_options().clone());
+    if let Some(reader) = source.parquet_file_reader_factory() {
+        coded_source = coded_source.with_parquet_file_reader_factory(reader.clone());
+    }
+    if let Some(predicate) = predicate {
+        coded_source = coded_source.with_predicate(predicate);
+    }
+    let coded_config = FileScanConfigBuilder::new(config.object_store_url.clone(), Arc::new(coded_source))
+        .with_file_groups(groups)
+        .with_limit(config.limit)
+        .with_projection_indices(Some(projection))
+        .ok()?
+        .build();
+    Some(DataSourceExec::from_data_source(coded_config))
 }
 
 /// Slices batches to at most 64 Ki rows so that partitions balance.

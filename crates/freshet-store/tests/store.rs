@@ -339,6 +339,25 @@ fn events_are_queryable_and_answers_match_the_events() {
     assert_eq!(fixture.count(&sql), expected);
     assert_eq!(distinct_answers(&fixture), expected_distinct);
     assert_eq!(table.info().duplicates_dropped, duplicates as u64);
+
+    // And from the extents' Parquet, where the grouping nodes read the
+    // dictionary-coded columns by code.
+    let mut cold = iot_table();
+    cold.hot_ms = Some(1);
+    fixture.store().apply(cold).unwrap();
+    let table = fixture.store().table("telemetry").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    table.refresh_hot_cache().unwrap();
+    assert_eq!(table.info().hot_extents, 0);
+    for sql in [
+        "SELECT count(DISTINCT type) FROM telemetry",
+        "SELECT \"deviceId\" AS k, count(*) AS n FROM telemetry GROUP BY \"deviceId\"",
+    ] {
+        let plan = explained(&fixture, sql);
+        assert!(plan.contains("(codes)"), "{plan}");
+    }
+    assert_eq!(distinct_answers(&fixture), expected_distinct);
+    assert_eq!(fixture.count(&sql), expected);
     fixture.close();
 }
 

@@ -28,6 +28,7 @@ use std::task::{Context, Poll};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringViewBuilder,
 };
+use datafusion::arrow::array::builder::make_view;
 use datafusion::arrow::buffer::{BooleanBuffer, NullBuffer};
 use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, Int32Type, SchemaRef};
@@ -309,13 +310,7 @@ impl DropRepeatsStream {
 
 /// The view of `bytes` when they are short enough to sit in it whole.
 fn inline_view(bytes: &[u8]) -> Option<u128> {
-    if bytes.len() > 12 {
-        return None;
-    }
-    let mut raw = [0u8; 16];
-    raw[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-    raw[4..4 + bytes.len()].copy_from_slice(bytes);
-    Some(u128::from_le_bytes(raw))
+    (bytes.len() <= 12).then(|| make_view(bytes, 0, 0))
 }
 
 /// Which codes of the dictionary being read were looked at: a file's
@@ -331,24 +326,38 @@ struct Codes {
 }
 
 impl Codes {
-    /// Follows `values`; starts afresh when they are another dictionary
-    /// (or not strings). Whether they are.
-    fn follow(&mut self, values: &ArrayRef) -> bool {
-        let identity = values.as_string_opt::<i32>().map(|strings| {
+    fn identity(values: &ArrayRef) -> Option<(usize, usize, usize)> {
+        values.as_string_opt::<i32>().map(|strings| {
             (
                 strings.offsets().inner().inner().as_ptr() as usize,
                 strings.values().as_ptr() as usize,
                 strings.len(),
             )
-        });
-        if identity.is_some() && identity == self.held {
-            return false;
+        })
+    }
+
+    /// Whether `values` are the dictionary followed now.
+    fn holds(&self, values: &ArrayRef) -> bool {
+        let identity = Self::identity(values);
+        identity.is_some() && identity == self.held
+    }
+
+    /// Follows `values`, afresh when they are another dictionary (or not
+    /// strings).
+    fn follow(&mut self, values: &ArrayRef) {
+        if self.holds(values) {
+            return;
         }
-        self.held = identity;
+        self.held = Self::identity(values);
         self.values = Some(values.clone());
         self.decided.clear();
         self.decided.resize(values.len(), false);
-        true
+    }
+
+    /// Stops following the dictionary; returns it.
+    fn release(&mut self) -> Option<ArrayRef> {
+        self.held = None;
+        self.values.take()
     }
 }
 
@@ -517,7 +526,6 @@ struct Counts {
     /// The dictionary being read, and its rows counted by code (and the
     /// rows with no code) not yet added to the groups.
     codes: Codes,
-    coded: Option<ArrayRef>,
     code_counts: Vec<i64>,
     null_codes: i64,
     short: ShortKeys,
@@ -535,7 +543,6 @@ impl Counts {
             column,
             schema,
             codes: Codes::default(),
-            coded: None,
             code_counts: Vec::new(),
             null_codes: 0,
             short: ShortKeys::default(),
@@ -561,9 +568,9 @@ impl Counts {
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
         let column = batch.column(self.column);
         if let Some(coded) = column.as_dictionary_opt::<Int32Type>() {
-            if self.codes.follow(coded.values()) {
+            if !self.codes.holds(coded.values()) {
                 self.settle()?;
-                self.coded = Some(coded.values().clone());
+                self.codes.follow(coded.values());
                 self.code_counts.clear();
                 self.code_counts.resize(coded.values().len(), 0);
             }
@@ -650,7 +657,7 @@ impl Counts {
     fn settle(&mut self) -> Result<()> {
         let counts = std::mem::take(&mut self.code_counts);
         let nulls = std::mem::take(&mut self.null_codes);
-        if let Some(values) = self.coded.take() {
+        if let Some(values) = self.codes.release() {
             let Some(values) = values.as_string_opt::<i32>() else {
                 return Err(DataFusionError::Internal(
                     "CountByKey reads dictionaries of strings".into(),

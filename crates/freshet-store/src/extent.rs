@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
@@ -22,6 +23,7 @@ use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::statistics::Statistics;
 use datafusion::parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 
@@ -235,6 +237,18 @@ pub struct ExtentLayout {
     /// Columns every page of which, in every row group, holds codes into
     /// the row group's dictionary: they can be read as Arrow dictionaries.
     pub dictionary_columns: HashSet<String>,
+    /// Where each row group starts (its first column's first page) and the
+    /// bounds of its top-level 64-bit integer columns, such as timestamps.
+    row_groups: Vec<RowGroupSpan>,
+    /// The file's length in bytes.
+    length: u64,
+}
+
+#[derive(Debug)]
+struct RowGroupSpan {
+    start: u64,
+    /// `(min, max)` by column name, where the statistics give both.
+    bounds: HashMap<String, (i64, i64)>,
 }
 
 impl ExtentLayout {
@@ -246,6 +260,32 @@ impl ExtentLayout {
             file_metadata.key_value_metadata(),
         )
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+        let row_groups = metadata
+            .row_groups()
+            .iter()
+            .map(|group| {
+                let first = group.column(0);
+                let start = first
+                    .dictionary_page_offset()
+                    .unwrap_or_else(|| first.data_page_offset());
+                let bounds = group
+                    .columns()
+                    .iter()
+                    .filter(|chunk| chunk.column_path().parts().len() == 1)
+                    .filter_map(|chunk| match chunk.statistics()? {
+                        Statistics::Int64(stats) => Some((
+                            chunk.column_path().parts()[0].clone(),
+                            (*stats.min_opt()?, *stats.max_opt()?),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                RowGroupSpan {
+                    start: start.max(0) as u64,
+                    bounds,
+                }
+            })
+            .collect();
         let mut dictionary_columns = HashSet::new();
         for (at, column) in file_metadata.schema_descr().columns().iter().enumerate() {
             let coded = metadata.row_groups().iter().all(|group| {
@@ -263,7 +303,34 @@ impl ExtentLayout {
         Ok(Self {
             schema: Arc::new(schema),
             dictionary_columns,
+            row_groups,
+            length: fs::metadata(path).map_err(StoreError::io(path))?.len(),
         })
+    }
+
+    /// The bytes of the file to scan for rows whose 64-bit integer
+    /// `column` may lie in `[min, max]`: from the first row group that can
+    /// hold one to the start of the row group after the last (a scan of a
+    /// byte range reads the row groups whose first page lies in it). `None`
+    /// when no row group can; the whole file when its statistics do not say.
+    /// Scans split by bytes then share the work of the row groups that
+    /// match instead of the whole file's.
+    pub fn span_where(&self, column: &str, min: Option<i64>, max: Option<i64>) -> Option<Range<u64>> {
+        let may_hold = |group: &RowGroupSpan| match group.bounds.get(column) {
+            Some(&(lo, hi)) => min.is_none_or(|min| hi >= min) && max.is_none_or(|max| lo <= max),
+            None => true,
+        };
+        let first = self.row_groups.iter().position(may_hold)?;
+        let last = self.row_groups.iter().rposition(may_hold)?;
+        let end = self
+            .row_groups
+            .get(last + 1)
+            .map_or(self.length, |next| next.start);
+        let start = match first {
+            0 => 0,
+            _ => self.row_groups[first].start,
+        };
+        Some(start..end)
     }
 }
 
@@ -625,6 +692,36 @@ pub(crate) mod tests {
         assert_eq!(sizes, vec![ROW_GROUP_ROWS, 37_856]);
         let read = numbers_of(hot.batches());
         assert_eq!(read, values);
+    }
+
+    /// The span of a range of values covers the row groups that can hold
+    /// them: a byte range holds a row group when its first page lies in it.
+    #[test]
+    fn spans_cover_the_row_groups_a_range_can_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.parquet");
+        let r = ROW_GROUP_ROWS as i64;
+        let values: Vec<i64> = (0..3 * r + 100).collect();
+        let (schema, batch) = numbers(&values);
+        let length = write_parquet(&path, &schema, &[batch], &[]).unwrap();
+        let layout = ExtentLayout::read(&path).unwrap();
+        let starts: Vec<u64> = layout.row_groups.iter().map(|g| g.start).collect();
+        assert_eq!(starts.len(), 4);
+        let held = |span: &Range<u64>| -> Vec<usize> {
+            (0..starts.len())
+                .filter(|&at| span.contains(&starts[at]))
+                .collect()
+        };
+        let span = |min, max| layout.span_where("n", min, max);
+        assert_eq!(held(&span(Some(r + 10), Some(r + 20)).unwrap()), [1]);
+        assert_eq!(span(None, Some(5)).unwrap(), 0..starts[1]);
+        assert_eq!(span(Some(3 * r + 50), None).unwrap(), starts[3]..length);
+        assert_eq!(held(&span(Some(r - 1), Some(2 * r)).unwrap()), [0, 1, 2]);
+        assert_eq!(span(None, None).unwrap(), 0..length);
+        assert!(span(Some(10 * r), None).is_none());
+        assert!(span(None, Some(-1)).is_none());
+        // A column without 64-bit integer statistics says nothing.
+        assert_eq!(layout.span_where("other", Some(0), Some(1)).unwrap(), 0..length);
     }
 
     /// A hot extent keeps the file's row groups and bloom filters: a lookup

@@ -277,7 +277,7 @@ impl DropRepeatsStream {
         };
         self.codes.follow(coded.values());
         let keys = coded.keys();
-        let decided = &mut self.codes.decided;
+        let decided = &mut self.codes.marks;
         let seen = &mut self.seen;
         let keep = BooleanBuffer::collect_bool(keys.len(), |at| {
             if keys.is_null(at) {
@@ -313,16 +313,18 @@ fn inline_view(bytes: &[u8]) -> Option<u128> {
     (bytes.len() <= 12).then(|| make_view(bytes, 0, 0))
 }
 
-/// Which codes of the dictionary being read were looked at: a file's
-/// row group shares one dictionary across its batches (each batch holds
-/// its own array of it, over the same buffers).
+/// The dictionary being read, followed across batches, with a mark per
+/// code (which codes were looked at, which pass a filter): a file's row
+/// group shares one dictionary across its batches (each batch holds its
+/// own array of it, over the same buffers).
 #[derive(Default)]
-struct Codes {
+pub(crate) struct Codes {
     /// Where the dictionary's offsets and bytes are, and its length; the
     /// dictionary is held so that no other takes its place in memory.
     held: Option<(usize, usize, usize)>,
     values: Option<ArrayRef>,
-    decided: Vec<bool>,
+    /// One a code, all `false` when a dictionary is first followed.
+    pub(crate) marks: Vec<bool>,
 }
 
 impl Codes {
@@ -337,21 +339,21 @@ impl Codes {
     }
 
     /// Whether `values` are the dictionary followed now.
-    fn holds(&self, values: &ArrayRef) -> bool {
+    pub(crate) fn holds(&self, values: &ArrayRef) -> bool {
         let identity = Self::identity(values);
         identity.is_some() && identity == self.held
     }
 
     /// Follows `values`, afresh when they are another dictionary (or not
     /// strings).
-    fn follow(&mut self, values: &ArrayRef) {
+    pub(crate) fn follow(&mut self, values: &ArrayRef) {
         if self.holds(values) {
             return;
         }
         self.held = Self::identity(values);
         self.values = Some(values.clone());
-        self.decided.clear();
-        self.decided.resize(values.len(), false);
+        self.marks.clear();
+        self.marks.resize(values.len(), false);
     }
 
     /// Stops following the dictionary; returns it.

@@ -16,6 +16,7 @@
 
 pub mod encode;
 pub mod extent;
+pub mod filtering;
 pub mod functions;
 pub mod grouping;
 pub mod mapped;

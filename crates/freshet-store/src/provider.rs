@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
@@ -23,6 +23,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::{conjunction as physical_conjunction, split_conjunction};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::filter::FilterExec;
@@ -278,17 +279,41 @@ async fn plan_scan(
             scan_projection.clone(),
         )?);
     }
-    if !cold.is_empty() {
+    // Of an extent that a time range cuts, only the bytes of the row groups
+    // that can hold rows in it: scans split by bytes then share those.
+    let time_column = snapshot.spec.time_column.as_deref().filter(|column| {
+        (bounds.min.is_some() || bounds.max.is_some())
+            && schema.field_with_name(column).is_ok_and(|field| {
+                matches!(field.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _))
+            })
+    });
+    let mut files = Vec::with_capacity(cold.len());
+    for extent in &cold {
+        let path = extent.file.path().to_string_lossy().to_string();
+        // The plan holds the extent's file until it has run: a merge
+        // or retention meanwhile does not remove it from under the scan.
+        let file =
+            PartitionedFile::new(path, extent.meta.bytes).with_extension(extent.file.clone());
+        let span = match (time_column, extent.file.layout()) {
+            (Some(column), Some(layout)) => match layout.span_where(column, bounds.min, bounds.max) {
+                Some(span) => Some(span),
+                None => continue,
+            },
+            _ => None,
+        };
+        files.push(match span {
+            Some(span) if span != (0..extent.meta.bytes) => {
+                file.with_range(span.start as i64, span.end as i64)
+            }
+            _ => file,
+        });
+    }
+    if !files.is_empty() {
         let mut groups: Vec<Vec<PartitionedFile>> =
-            vec![Vec::new(); target_partitions.min(cold.len())];
-        for (at, extent) in cold.iter().enumerate() {
+            vec![Vec::new(); target_partitions.min(files.len())];
+        for (at, file) in files.into_iter().enumerate() {
             let count = groups.len();
-            let path = extent.file.path().to_string_lossy().to_string();
-            // The plan holds the extent's file until it has run: a merge
-            // or retention meanwhile does not remove it from under the scan.
-            groups[at % count].push(
-                PartitionedFile::new(path, extent.meta.bytes).with_extension(extent.file.clone()),
-            );
+            groups[at % count].push(file);
         }
         let options = state.table_options().parquet.clone();
         let runtime = state.runtime_env();
@@ -357,9 +382,9 @@ async fn plan_scan(
 /// `plan` again, reading the string column at `column` of its output as
 /// dictionary codes (`Dictionary(Int32, Utf8)`: each row group's values
 /// once, then a code a row) instead of a view a row. Only for a scan of
-/// extents that projects plain columns, does not filter by that column,
-/// and whose files hold it dictionary-coded in every page (or not at
-/// all); `None` otherwise. The grouping nodes read such scans.
+/// extents that projects plain columns and whose files hold it
+/// dictionary-coded in every page (or not at all); `None` otherwise. The
+/// grouping nodes and the coded filter read such scans.
 pub fn read_as_dictionary(
     plan: &Arc<dyn ExecutionPlan>,
     column: usize,
@@ -387,13 +412,20 @@ pub fn read_as_dictionary(
         return None;
     }
     let name = field.name().clone();
-    let predicate = source.filter();
-    if predicate
-        .as_ref()
-        .is_some_and(|predicate| collect_columns(predicate).iter().any(|c| c.name() == name))
-    {
+    // The scan's predicate only prunes (rows are filtered above it, not in
+    // the decoder): what it says of the coded column, typed for views, is
+    // left out; the rest still prunes.
+    if source.table_parquet_options().global.pushdown_filters {
         return None;
     }
+    let predicate = source.filter().and_then(|predicate| {
+        let kept: Vec<_> = split_conjunction(&predicate)
+            .into_iter()
+            .filter(|conjunct| !collect_columns(conjunct).iter().any(|c| c.name() == name))
+            .cloned()
+            .collect();
+        (!kept.is_empty()).then(|| physical_conjunction(kept))
+    });
     let coded = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let with_coded = |schema: &Schema| {
         let fields: Vec<Field> = schema

@@ -187,6 +187,7 @@ impl QueryEngine {
             .with_config(config)
             .with_runtime_env(runtime_env)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::filtering::CodedFilterRule))
             .with_physical_optimizer_rule(Arc::new(crate::grouping::ShortKeysRule))
             .build();
         let context = SessionContext::new_with_state(state);

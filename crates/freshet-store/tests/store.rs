@@ -314,6 +314,81 @@ fn events_are_queryable_and_answers_match_the_events() {
     );
     assert_eq!(distinct_answers(&fixture), expected_distinct);
 
+    // Filters on a string column, alone and beside others, with the
+    // column passed on or not.
+    let kinds: Vec<&str> = {
+        let mut kinds: Vec<&str> = unique.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    let (first_kind, second_kind) = (kinds[0], kinds[1]);
+    let threshold = 50.0;
+    let filtered_sql = [
+        format!("SELECT count(*) FROM telemetry WHERE type = '{first_kind}'"),
+        format!(
+            "SELECT \"deviceId\" AS k, count(*) AS n FROM telemetry \
+             WHERE type <> '{first_kind}' AND value > {threshold} GROUP BY \"deviceId\""
+        ),
+        format!(
+            "SELECT type AS k, count(*) AS n FROM telemetry \
+             WHERE type IN ('{first_kind}', '{second_kind}') AND value <= {threshold} GROUP BY type"
+        ),
+        "SELECT count(*) FROM telemetry WHERE type IS NULL OR type = 'no such type'".to_string(),
+    ];
+    let expected_filtered = {
+        let count_where = |field: &str, keep: &dyn Fn(&serde_json::Value) -> bool| {
+            let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+            for event in unique.iter().filter(|e| keep(e)) {
+                *counts
+                    .entry(event[field].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            counts
+        };
+        let value = |e: &serde_json::Value| e["value"].as_f64().unwrap();
+        (
+            unique.iter().filter(|e| e["type"] == first_kind).count() as i64,
+            count_where("deviceId", &|e| e["type"] != first_kind && value(e) > threshold),
+            count_where("type", &|e| {
+                (e["type"] == first_kind || e["type"] == second_kind) && value(e) <= threshold
+            }),
+            0,
+        )
+    };
+    assert!(
+        !expected_filtered.1.is_empty() && expected_filtered.2.len() == 2,
+        "{expected_filtered:?}"
+    );
+    let filtered_answers = |fixture: &Fixture| {
+        let counts = |sql: &str| {
+            let mut answered = BTreeMap::new();
+            for batch in &fixture.query(sql).batches {
+                let keys = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringViewArray>()
+                    .unwrap();
+                let counts = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                for row in 0..batch.num_rows() {
+                    answered.insert(keys.value(row).to_string(), counts.value(row));
+                }
+            }
+            answered
+        };
+        (
+            fixture.count(&filtered_sql[0]),
+            counts(&filtered_sql[1]),
+            counts(&filtered_sql[2]),
+            fixture.count(&filtered_sql[3]),
+        )
+    };
+    assert_eq!(filtered_answers(&fixture), expected_filtered);
+
     // A time-range filter, checked against the events' own times.
     let first = events[0].event_time_us;
     let from = first + 5_000_000;
@@ -339,6 +414,7 @@ fn events_are_queryable_and_answers_match_the_events() {
     assert_eq!(fixture.count(&sql), expected);
     assert_eq!(distinct_answers(&fixture), expected_distinct);
     assert_eq!(table.info().duplicates_dropped, duplicates as u64);
+    assert_eq!(filtered_answers(&fixture), expected_filtered);
 
     // And from the extents' Parquet, where the grouping nodes read the
     // dictionary-coded columns by code.
@@ -356,7 +432,12 @@ fn events_are_queryable_and_answers_match_the_events() {
         let plan = explained(&fixture, sql);
         assert!(plan.contains("(codes)"), "{plan}");
     }
+    for sql in &filtered_sql {
+        let plan = explained(&fixture, sql);
+        assert!(plan.contains("CodedFilter"), "{plan}");
+    }
     assert_eq!(distinct_answers(&fixture), expected_distinct);
+    assert_eq!(filtered_answers(&fixture), expected_filtered);
     assert_eq!(fixture.count(&sql), expected);
     fixture.close();
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::buffer::BooleanBuffer;
+use datafusion::arrow::buffer::{BooleanBuffer, Buffer};
 use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::common::config::ConfigOptions;
@@ -271,17 +271,31 @@ impl CodedFilterStream {
             }
         }
         let keys = coded.keys();
-        let codes = keys.values();
         let marks = &self.codes.marks;
-        let code_passes = |at: usize| marks.get(codes[at] as usize).copied().unwrap_or(false);
-        let keep = match keys.nulls() {
-            Some(nulls) => BooleanBuffer::collect_bool(keys.len(), |at| match nulls.is_valid(at) {
-                true => code_passes(at),
-                false => self.null_passes,
+        let keep = match marks.len() {
+            // A dictionary of up to 64 values: its marks fit one word.
+            0..=64 => {
+                let word = marks
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |word, (at, &mark)| word | (u64::from(mark) << at));
+                bits_where(keys.values(), |code| (word >> (code as u32 & 63)) & 1 == 1)
+            }
+            _ => bits_where(keys.values(), |code| {
+                marks.get(code as usize).copied().unwrap_or(false)
             }),
-            None => BooleanBuffer::collect_bool(keys.len(), code_passes),
         };
-        let Some(mut kept) = keep_rows(batch, keep)? else {
+        let keep = match keys.nulls() {
+            Some(nulls) if self.null_passes => &keep | &!nulls.inner(),
+            Some(nulls) => &keep & nulls.inner(),
+            None => keep,
+        };
+        // Without other conditions, only the columns passed on are filtered.
+        let (batch, projected) = match (&self.rest, &self.projection) {
+            (None, Some(projection)) => (batch.project(projection)?, None),
+            _ => (batch.clone(), self.projection.as_ref()),
+        };
+        let Some(mut kept) = keep_rows(&batch, keep)? else {
             return Ok(None);
         };
         if let Some(rest) = &self.rest {
@@ -291,9 +305,13 @@ impl CodedFilterStream {
                 None => return Ok(None),
             }
         }
-        let columns: Vec<_> = match &self.projection {
+        let sources: Vec<usize> = match (&self.rest, &self.projection) {
+            (None, Some(projection)) => projection.clone(),
+            _ => (0..batch.num_columns()).collect(),
+        };
+        let columns: Vec<_> = match projected {
             Some(projection) => projection.iter().map(|&at| (at, kept.column(at))).collect(),
-            None => kept.columns().iter().enumerate().collect(),
+            None => sources.iter().copied().zip(kept.columns()).collect(),
         };
         let columns = columns
             .into_iter()
@@ -309,6 +327,19 @@ impl CodedFilterStream {
             &options,
         )?))
     }
+}
+
+/// The bits of the codes that `pass`, a word of 64 at a time.
+fn bits_where(codes: &[i32], pass: impl Fn(i32) -> bool) -> BooleanBuffer {
+    let mut words = Vec::with_capacity(codes.len().div_ceil(64));
+    for chunk in codes.chunks(64) {
+        let word = chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |word, (bit, &code)| word | (u64::from(pass(code)) << bit));
+        words.push(word);
+    }
+    BooleanBuffer::new(Buffer::from_vec(words), 0, codes.len())
 }
 
 /// The rows of `batch` that `keep` marks; `None` when it marks none.
@@ -352,5 +383,20 @@ impl Stream for CodedFilterStream {
 impl RecordBatchStream for CodedFilterStream {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_where_marks_each_code_in_order() {
+        let codes: Vec<i32> = (0..1_000).map(|at| (at * 7 % 131) as i32).collect();
+        let marks: Vec<bool> = (0..131).map(|code| code % 3 == 0).collect();
+        let bits = bits_where(&codes, |code| marks[code as usize]);
+        assert_eq!(bits.len(), codes.len());
+        let expected: Vec<bool> = codes.iter().map(|&code| marks[code as usize]).collect();
+        assert_eq!(bits.iter().collect::<Vec<_>>(), expected);
     }
 }

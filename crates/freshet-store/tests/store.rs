@@ -323,6 +323,14 @@ fn events_are_queryable_and_answers_match_the_events() {
         kinds
     };
     let (first_kind, second_kind) = (kinds[0], kinds[1]);
+    // Every third device: dictionaries of many values.
+    let devices: HashSet<&str> = unique
+        .iter()
+        .map(|e| e["deviceId"].as_str().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .step_by(3)
+        .collect();
     let threshold = 50.0;
     let filtered_sql = [
         format!("SELECT count(*) FROM telemetry WHERE type = '{first_kind}'"),
@@ -335,6 +343,10 @@ fn events_are_queryable_and_answers_match_the_events() {
              WHERE type IN ('{first_kind}', '{second_kind}') AND value <= {threshold} GROUP BY type"
         ),
         "SELECT count(*) FROM telemetry WHERE type IS NULL OR type = 'no such type'".to_string(),
+        format!(
+            "SELECT count(*) FROM telemetry WHERE \"deviceId\" IN ({})",
+            devices.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ")
+        ),
     ];
     let expected_filtered = {
         let count_where = |field: &str, keep: &dyn Fn(&serde_json::Value) -> bool| {
@@ -354,6 +366,10 @@ fn events_are_queryable_and_answers_match_the_events() {
                 (e["type"] == first_kind || e["type"] == second_kind) && value(e) <= threshold
             }),
             0,
+            unique
+                .iter()
+                .filter(|e| devices.contains(e["deviceId"].as_str().unwrap()))
+                .count() as i64,
         )
     };
     assert!(
@@ -385,6 +401,7 @@ fn events_are_queryable_and_answers_match_the_events() {
             counts(&filtered_sql[1]),
             counts(&filtered_sql[2]),
             fixture.count(&filtered_sql[3]),
+            fixture.count(&filtered_sql[4]),
         )
     };
     assert_eq!(filtered_answers(&fixture), expected_filtered);

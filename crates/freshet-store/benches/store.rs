@@ -5,7 +5,9 @@
 //!
 //! Run: `cargo bench -p freshet-store --bench store`
 //! Needs `python3` with `duckdb` and `pytz` (`pip install duckdb pytz`) for the peer column.
-//! Options (environment): `FRESHET_BENCH_DIR` (default the workspace's
+//! Options (environment): `FRESHET_BENCH_ROUNDS` (default 2: rounds of
+//! the queries read from Parquet, each query timed by the store and then by
+//! DuckDB in turn, the best of each kept), `FRESHET_BENCH_DIR` (default the workspace's
 //! `target/bench-store`; it needs about 5 GB and is removed at the end),
 //! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
 //! (events/s of the freshness phase, default 100,000),
@@ -278,10 +280,33 @@ fn main() {
     std::thread::sleep(Duration::from_millis(50));
     cold_table.refresh_hot_cache().unwrap();
     assert_eq!(cold_table.info().hot_extents, 0);
-    let cold: Vec<f64> = queries
+    // Read from Parquet, beside DuckDB on the same files: each query by
+    // both, in turn, for a number of rounds; the best of each.
+    let extents = dir.join("store/auth/extents");
+    let rounds: usize = env("FRESHET_BENCH_ROUNDS", 2);
+    // DuckDB reads the files the table lists (a file a merge replaced may
+    // linger a moment until the last query holding it is done).
+    let files: Vec<PathBuf> = cold_table
+        .snapshot()
+        .extents
         .iter()
-        .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
+        .map(|extent| extent.file.path().to_path_buf())
         .collect();
+    let mut duckdb = DuckDb::start(&files);
+    let mut cold = vec![f64::INFINITY; queries.len()];
+    let mut duck = duckdb.as_ref().map(|_| vec![f64::INFINITY; queries.len()]);
+    for _ in 0..rounds.max(1) {
+        for (at, (_, sql, duck_sql)) in queries.iter().enumerate() {
+            cold[at] = cold[at].min(best_of_3(&runtime, &store, sql));
+            if let (Some(engine), Some(times)) = (duckdb.as_mut(), duck.as_mut()) {
+                match engine.time(duck_sql) {
+                    Some(ms) => times[at] = times[at].min(ms),
+                    None => (duckdb, duck) = (None, None),
+                }
+            }
+        }
+    }
+    drop(duckdb);
     if let Ok(name) = std::env::var("FRESHET_BENCH_PROFILE") {
         let (_, sql, _) = queries
             .iter()
@@ -297,7 +322,6 @@ fn main() {
         }
         println!("  {runs} runs");
     }
-    let extents = dir.join("store/auth/extents");
     // DataFusion alone gets as many threads as the store's query pool.
     let plain_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(store.limits().threads.max(1))
@@ -309,7 +333,6 @@ fn main() {
     if std::env::var_os("FRESHET_BENCH_EXPLAIN").is_some() {
         plain_runtime.block_on(explain(&store, &extents, threads, &queries));
     }
-    let duck = duckdb_times(&extents, &queries);
     println!(
         "\n| query | Freshet hot (ms) | Freshet cold (ms) | DataFusion on Parquet (ms) | DuckDB on Parquet (ms) | hot / DuckDB | cold / DuckDB |"
     );
@@ -524,57 +547,88 @@ async fn explain(
     }
 }
 
-/// DuckDB's best of three (after a warm-up) per query, over the extents'
-/// Parquet files; `None` when python3 or duckdb is missing.
-fn duckdb_times(extents: &Path, queries: &[(&str, String, String)]) -> Option<Vec<f64>> {
-    let script = r#"
+/// DuckDB over the extents' Parquet files, in a `python3` process that
+/// times one query when asked: its timings and the store's are taken side
+/// by side, query by query, rather than minutes apart on a machine whose
+/// speed drifts.
+struct DuckDb {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl DuckDb {
+    /// `None` when python3 or duckdb is missing.
+    fn start(files: &[PathBuf]) -> Option<Self> {
+        let script = r#"
 import json, sys, time
 import duckdb
-glob, queries = sys.argv[1], json.loads(sys.argv[2])
 con = duckdb.connect()
 con.execute("SET TimeZone = 'UTC'")
 con.execute("SET enable_progress_bar = false")
-con.execute(f"CREATE VIEW auth AS SELECT * FROM read_parquet('{glob}')")
-times = []
-for sql in queries:
+files = ", ".join(f"'{path}'" for path in json.loads(sys.argv[1]))
+con.execute(f"CREATE VIEW auth AS SELECT * FROM read_parquet([{files}])")
+print("ready", flush=True)
+for line in sys.stdin:
+    sql = json.loads(line)
     con.execute(sql).fetchall()
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
         con.execute(sql).fetchall()
         best = min(best, time.perf_counter() - started)
-    times.append(best * 1000.0)
-print(json.dumps(times))
+    print(json.dumps(best * 1000.0), flush=True)
 "#;
-    let python = std::env::var("FRESHET_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let sql: Vec<&String> = queries.iter().map(|(_, _, duck)| duck).collect();
-    let output = Command::new(python)
-        .args([
-            "-c",
-            script,
-            &format!("{}/*.parquet", extents.display()),
-            &serde_json::to_string(&sql).unwrap(),
-        ])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        eprintln!(
-            "DuckDB run failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return None;
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or("");
-    match serde_json::from_str(last) {
-        Ok(times) => Some(times),
-        Err(error) => {
-            eprintln!("DuckDB's answer was not read ({error}): {stdout}");
-            None
+        let python = std::env::var("FRESHET_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(python)
+            .args(["-c", script, &serde_json::to_string(files).unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let input = child.stdin.take()?;
+        let output = std::io::BufReader::new(child.stdout.take()?);
+        let mut duck = Self {
+            child,
+            input,
+            output,
+        };
+        match duck.answer().as_deref() {
+            Some("ready") => Some(duck),
+            _ => {
+                eprintln!("DuckDB did not start (is `duckdb` installed for python3?)");
+                None
+            }
         }
+    }
+
+    fn answer(&mut self) -> Option<String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.output.read_line(&mut line) {
+            Ok(read) if read > 0 => Some(line.trim().to_string()),
+            _ => None,
+        }
+    }
+
+    /// Best of three runs after one warm-up, in ms.
+    fn time(&mut self, sql: &str) -> Option<f64> {
+        use std::io::Write;
+        writeln!(self.input, "{}", serde_json::to_string(sql).unwrap()).ok()?;
+        let answer = self.answer()?;
+        match answer.parse() {
+            Ok(ms) => Some(ms),
+            Err(_) => {
+                eprintln!("DuckDB answered {answer:?} to {sql}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for DuckDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

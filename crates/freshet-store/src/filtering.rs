@@ -213,6 +213,7 @@ impl ExecutionPlan for CodedFilter {
             null_passes,
             schema: self.properties.eq_properties.schema().clone(),
             codes: Codes::default(),
+            pass: Pass::Nothing,
             metrics: BaselineMetrics::new(&self.metrics, partition),
         }))
     }
@@ -250,6 +251,7 @@ struct CodedFilterStream {
     schema: SchemaRef,
     /// The dictionary being read; a code is marked when its value passes.
     codes: Codes,
+    pass: Pass,
     metrics: BaselineMetrics,
 }
 
@@ -269,22 +271,10 @@ impl CodedFilterStream {
             for (mark, pass) in self.codes.marks.iter_mut().zip(passing.iter()) {
                 *mark = pass;
             }
+            self.pass = Pass::of(&self.codes.marks);
         }
         let keys = coded.keys();
-        let marks = &self.codes.marks;
-        let keep = match marks.len() {
-            // A dictionary of up to 64 values: its marks fit one word.
-            0..=64 => {
-                let word = marks
-                    .iter()
-                    .enumerate()
-                    .fold(0u64, |word, (at, &mark)| word | (u64::from(mark) << at));
-                bits_where(keys.values(), |code| (word >> (code as u32 & 63)) & 1 == 1)
-            }
-            _ => bits_where(keys.values(), |code| {
-                marks.get(code as usize).copied().unwrap_or(false)
-            }),
-        };
+        let keep = self.pass.bits(keys.values(), &self.codes.marks);
         let keep = match keys.nulls() {
             Some(nulls) if self.null_passes => &keep | &!nulls.inner(),
             Some(nulls) => &keep & nulls.inner(),
@@ -326,6 +316,48 @@ impl CodedFilterStream {
             columns,
             &options,
         )?))
+    }
+}
+
+/// Which codes of a dictionary pass, in the form quickest to test.
+#[derive(Clone, Copy)]
+enum Pass {
+    Nothing,
+    /// One code (an equality).
+    One(i32),
+    /// A bit a code, of a dictionary of at most 64 values.
+    Word(u64),
+    /// As the dictionary's marks say.
+    Marked,
+}
+
+impl Pass {
+    fn of(marks: &[bool]) -> Self {
+        let mut passing = marks.iter().enumerate().filter(|(_, pass)| **pass);
+        match (passing.next(), passing.next()) {
+            (None, _) => Pass::Nothing,
+            (Some((only, _)), None) => Pass::One(only as i32),
+            _ if marks.len() <= 64 => Pass::Word(
+                marks
+                    .iter()
+                    .enumerate()
+                    .fold(0, |word, (at, &mark)| word | (u64::from(mark) << at)),
+            ),
+            _ => Pass::Marked,
+        }
+    }
+
+    /// A bit a code, set where the code passes (`marks` are those this was
+    /// made of).
+    fn bits(self, codes: &[i32], marks: &[bool]) -> BooleanBuffer {
+        match self {
+            Pass::Nothing => BooleanBuffer::new_unset(codes.len()),
+            Pass::One(only) => bits_where(codes, |code| code == only),
+            Pass::Word(word) => bits_where(codes, |code| (word >> (code as u32 & 63)) & 1 == 1),
+            Pass::Marked => bits_where(codes, |code| {
+                marks.get(code as usize).copied().unwrap_or(false)
+            }),
+        }
     }
 }
 
@@ -391,12 +423,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bits_where_marks_each_code_in_order() {
+    fn codes_pass_as_their_marks_say() {
         let codes: Vec<i32> = (0..1_000).map(|at| (at * 7 % 131) as i32).collect();
-        let marks: Vec<bool> = (0..131).map(|code| code % 3 == 0).collect();
-        let bits = bits_where(&codes, |code| marks[code as usize]);
-        assert_eq!(bits.len(), codes.len());
-        let expected: Vec<bool> = codes.iter().map(|&code| marks[code as usize]).collect();
-        assert_eq!(bits.iter().collect::<Vec<_>>(), expected);
+        for marks in [
+            vec![false; 131],
+            (0..131).map(|code| code == 17).collect(),
+            (0..40).map(|code| code % 5 == 1).collect(),
+            (0..131).map(|code| code % 3 == 0).collect(),
+        ] {
+            let codes: Vec<i32> = codes.iter().map(|&c| c % marks.len() as i32).collect();
+            let bits = Pass::of(&marks).bits(&codes, &marks);
+            let expected: Vec<bool> = codes.iter().map(|&code| marks[code as usize]).collect();
+            assert_eq!(bits.iter().collect::<Vec<_>>(), expected);
+        }
     }
 }

@@ -26,6 +26,8 @@ use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
 use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::Partitioning;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{Stream, StreamExt};
@@ -107,9 +109,23 @@ impl CodedFilter {
         let input = filter.input();
         let schema = input.schema();
         let conditions = split_conjunction(filter.predicate());
+        // The scan, or the scan spread over more partitions batch by batch
+        // (beside rows in memory, a table's few extent files are).
+        let coded_input = |column: usize| -> Option<Arc<dyn ExecutionPlan>> {
+            if let Some(coded) = crate::provider::read_as_dictionary(input, column) {
+                return Some(coded);
+            }
+            let spread = input.downcast_ref::<RepartitionExec>()?;
+            let partitioning = spread.partitioning().clone();
+            if !matches!(partitioning, Partitioning::RoundRobinBatch(_)) || spread.preserve_order() {
+                return None;
+            }
+            let coded = crate::provider::read_as_dictionary(spread.input(), column)?;
+            Some(Arc::new(RepartitionExec::try_new(coded, partitioning).ok()?))
+        };
         let Some((column, coded)) = conditions.iter().find_map(|condition| {
             let column = sole_view_column(condition, &schema)?;
-            Some((column, crate::provider::read_as_dictionary(input, column)?))
+            Some((column, coded_input(column)?))
         }) else {
             return Ok(None);
         };

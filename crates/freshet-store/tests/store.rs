@@ -459,6 +459,41 @@ fn events_are_queryable_and_answers_match_the_events() {
     fixture.close();
 }
 
+/// A table with rows in memory beside cold extents filters both: the
+/// extents by dictionary codes, the buffer as before.
+#[test]
+fn filters_read_codes_from_cold_extents_beside_buffered_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = generate(options(Scenario::Iot, 5), 4_000);
+    let fixture = Fixture::open(dir.path(), "iot", 2, Arc::new(SystemClock));
+    let mut spec = iot_table();
+    spec.hot_ms = Some(1);
+    fixture.store().apply(spec).unwrap();
+    produce(&fixture.log, "iot", &events[..3_000]);
+    fixture.wait_for_rows("telemetry", 3_000);
+    let table = fixture.store().table("telemetry").unwrap();
+    table.seal().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    table.refresh_hot_cache().unwrap();
+    assert_eq!(table.info().hot_extents, 0);
+    produce(&fixture.log, "iot", &events[3_000..]);
+    fixture.wait_for_rows("telemetry", 4_000);
+    assert!(table.info().buffered_rows > 0);
+    let of = |e: &Generated| serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap();
+    let unique: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|e| e.injection != Injection::Duplicate)
+        .map(of)
+        .collect();
+    let temperatures = unique.iter().filter(|e| e["type"] == "TEMP").count() as i64;
+    assert!(temperatures > 0);
+    let sql = "SELECT count(*) FROM telemetry WHERE type = 'TEMP'";
+    let plan = explained(&fixture, sql);
+    assert!(plan.contains("CodedFilter") && plan.contains("UnionExec"), "{plan}");
+    assert_eq!(fixture.count(sql), temperatures);
+    fixture.close();
+}
+
 #[test]
 fn a_restart_resumes_from_committed_positions_without_loss_or_repeats() {
     let dir = tempfile::tempdir().unwrap();

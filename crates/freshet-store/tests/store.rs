@@ -68,6 +68,27 @@ fn explained(fixture: &Fixture, sql: &str) -> String {
         .to_string()
 }
 
+/// The answer of a query whose rows are (string key, count), by key.
+fn counts_by_key(fixture: &Fixture, sql: &str) -> BTreeMap<String, i64> {
+    let mut answered = BTreeMap::new();
+    for batch in &fixture.query(sql).batches {
+        let keys = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringViewArray>()
+            .unwrap();
+        let counts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        for row in 0..batch.num_rows() {
+            answered.insert(keys.value(row).to_string(), counts.value(row));
+        }
+    }
+    answered
+}
+
 fn column(name: &str, path: &str, kind: ColumnType) -> ColumnSpec {
     ColumnSpec::at_path(name, path, kind)
 }
@@ -278,23 +299,7 @@ fn events_are_queryable_and_answers_match_the_events() {
             );
             let plan = explained(fixture, &sql);
             assert!(plan.contains("CountByKey"), "{plan}");
-            let mut answered = BTreeMap::new();
-            for batch in &fixture.query(&sql).batches {
-                let keys = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringViewArray>()
-                    .unwrap();
-                let counts = batch
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap();
-                for row in 0..batch.num_rows() {
-                    answered.insert(keys.value(row).to_string(), counts.value(row));
-                }
-            }
-            answered
+            counts_by_key(fixture, &sql)
         };
         assert_eq!(counts("type"), counts_of("type"));
         assert_eq!(counts("deviceId"), counts_of("deviceId"));
@@ -377,25 +382,7 @@ fn events_are_queryable_and_answers_match_the_events() {
         "{expected_filtered:?}"
     );
     let filtered_answers = |fixture: &Fixture| {
-        let counts = |sql: &str| {
-            let mut answered = BTreeMap::new();
-            for batch in &fixture.query(sql).batches {
-                let keys = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<StringViewArray>()
-                    .unwrap();
-                let counts = batch
-                    .column(1)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap();
-                for row in 0..batch.num_rows() {
-                    answered.insert(keys.value(row).to_string(), counts.value(row));
-                }
-            }
-            answered
-        };
+        let counts = |sql: &str| counts_by_key(fixture, sql);
         (
             fixture.count(&filtered_sql[0]),
             counts(&filtered_sql[1]),

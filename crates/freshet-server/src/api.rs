@@ -96,7 +96,7 @@ pub(super) struct QueryRequest {
     kql: Option<String>,
 }
 
-/// `POST /api/v1/query` with `{"sql": …}`: JSON by default, CSV for
+/// `POST /api/v1/query` with `{"sql": …}` or `{"kql": …}`: JSON by default, CSV for
 /// `Accept: text/csv`, an Arrow IPC stream for
 /// `Accept: application/vnd.apache.arrow.stream`.
 pub(super) async fn query(
@@ -108,25 +108,20 @@ pub(super) async fn query(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("the body must be {{\"sql\": \"…\"}}: {e}"),
+            format!("the body must be {{\"sql\": \"…\"}} or {{\"kql\": \"…\"}}: {e}"),
         )
     })?;
-    if request.kql.is_some() {
-        // TODO(issue 5): the KQL subset of product.md is not translated yet.
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            "KQL queries are not supported yet; send {\"sql\": …}",
-        ));
-    }
-    let Some(sql) = request.sql.filter(|s| !s.trim().is_empty()) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body must be {\"sql\": \"…\"} with a query",
-        ));
+    let result = match (request.sql, request.kql) {
+        (Some(sql), None) if !sql.trim().is_empty() => state.store.query(&sql).await?,
+        (None, Some(kql)) if !kql.trim().is_empty() => state.store.query_kql(&kql).await?,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body must be {\"sql\": \"…\"} or {\"kql\": \"…\"}, one of them, with a query",
+            ));
+        }
     };
-    let result = state.store.query(&sql).await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -135,6 +130,14 @@ pub(super) async fn query(
     let common = [
         ("x-freshet-elapsed-ms", elapsed),
         ("x-freshet-truncated", result.truncated.to_string()),
+        // KQL's `render`: how to draw the rows (`table` unless asked).
+        (
+            "x-freshet-render",
+            result
+                .render
+                .as_ref()
+                .map_or("table".to_string(), |r| r.kind.clone()),
+        ),
     ];
     if accept.contains("application/vnd.apache.arrow.stream") {
         let body = tokio::task::spawn_blocking(move || encode::to_arrow_ipc(&result))

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 
 use crate::query::QueryResult;
 
-/// `{"columns": [{"name", "type"}], "rows": [[…]], "row_count", "truncated", "elapsed_ms"}`;
+/// `{"columns": [{"name", "type"}], "rows": [[…]], "row_count", "truncated", "elapsed_ms"}`,
+/// and `"render": {"kind", "properties"}` when a KQL query asked for a chart;
 /// timestamps as ISO-8601 UTC text.
 pub fn to_json(result: &QueryResult) -> Value {
     let columns: Vec<Value> = result
@@ -17,13 +18,17 @@ pub fn to_json(result: &QueryResult) -> Value {
         .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
         .collect();
     let rows = rows_as_arrays(&result.schema, &result.batches);
-    json!({
+    let mut answer = json!({
         "columns": columns,
         "rows": rows,
         "row_count": result.rows,
         "truncated": result.truncated,
         "elapsed_ms": result.elapsed.as_secs_f64() * 1000.0,
-    })
+    });
+    if let Some(render) = &result.render {
+        answer["render"] = json!(render);
+    }
+    answer
 }
 
 /// Each row as an array of JSON values in column order.

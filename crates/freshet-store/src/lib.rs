@@ -19,6 +19,7 @@ pub mod extent;
 pub mod filtering;
 pub mod functions;
 pub mod grouping;
+pub mod kql;
 pub mod mapped;
 pub mod mapping;
 pub mod provider;
@@ -289,6 +290,11 @@ impl Store {
 
     pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
         self.engine.execute(sql).await
+    }
+
+    /// A query in the KQL subset (see [`kql`]).
+    pub async fn query_kql(&self, kql: &str) -> Result<QueryResult, QueryError> {
+        self.engine.execute_kql(kql).await
     }
 
     /// Stops every table without sealing, as a crash would (for crash

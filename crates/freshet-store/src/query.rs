@@ -16,6 +16,7 @@ use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::kql::{self, Render};
 use crate::provider::StoreTable;
 use crate::stats::QueryStats;
 use crate::table::Table;
@@ -115,6 +116,17 @@ impl QueryError {
     }
 }
 
+impl QueryError {
+    fn from_kql(code: &'static str) -> impl Fn(kql::KqlError) -> Self {
+        move |error| Self {
+            code,
+            message: format!("{} (at {})", error.message, error.pos),
+            line: Some(error.pos.line),
+            column: Some(error.pos.column),
+        }
+    }
+}
+
 /// Line and column (1-based) just past the last non-blank character.
 fn end_position(sql: &str) -> (u64, u64) {
     let text = sql.trim_end();
@@ -141,6 +153,8 @@ pub struct QueryResult {
     /// More rows matched than `max_rows`; the rest were cut.
     pub truncated: bool,
     pub elapsed: Duration,
+    /// How a KQL query's `render` asked to draw the result.
+    pub render: Option<Render>,
 }
 
 pub struct QueryEngine {
@@ -231,9 +245,18 @@ impl QueryEngine {
 
     /// Plans and runs `sql` on the query runtime.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.run(Language::Sql, sql).await
+    }
+
+    /// Plans and runs a query in the KQL subset on the query runtime.
+    pub async fn execute_kql(&self, kql: &str) -> Result<QueryResult, QueryError> {
+        self.run(Language::Kql, kql).await
+    }
+
+    async fn run(&self, language: Language, text: &str) -> Result<QueryResult, QueryError> {
         let context = self.context.clone();
         let limits = self.limits;
-        let sql = sql.to_string();
+        let text = text.to_string();
         let stats = self.stats.clone();
         let task = self
             .runtime
@@ -242,34 +265,28 @@ impl QueryEngine {
             .spawn(async move {
                 let started = Instant::now();
                 let run = async {
-                    let options = SQLOptions::new()
-                        .with_allow_ddl(false)
-                        .with_allow_dml(false)
-                        .with_allow_statements(false);
-                    let frame = context.sql_with_options(&sql, options).await?;
-                    let mut stream = frame.execute_stream().await?;
-                    let schema = stream.schema();
-                    let mut batches = Vec::new();
-                    let mut rows = 0;
-                    let mut truncated = false;
-                    while let Some(batch) = stream.next().await {
-                        let batch = batch?;
-                        if rows + batch.num_rows() > limits.max_rows {
-                            batches.push(batch.slice(0, limits.max_rows - rows));
-                            rows = limits.max_rows;
-                            truncated = true;
-                            break;
+                    let (frame, render) = match language {
+                        Language::Sql => {
+                            let options = SQLOptions::new()
+                                .with_allow_ddl(false)
+                                .with_allow_dml(false)
+                                .with_allow_statements(false);
+                            let frame = context
+                                .sql_with_options(&text, options)
+                                .await
+                                .map_err(|e| QueryError::from_datafusion(&e, &text))?;
+                            (frame, None)
                         }
-                        rows += batch.num_rows();
-                        batches.push(batch);
-                    }
-                    Ok::<_, DataFusionError>(QueryResult {
-                        schema,
-                        batches,
-                        rows,
-                        truncated,
-                        elapsed: Duration::ZERO,
-                    })
+                        Language::Kql => {
+                            let query = kql::parse(&text).map_err(QueryError::from_kql("syntax"))?;
+                            kql::plan(&context, &query)
+                                .await
+                                .map_err(QueryError::from_kql("plan"))?
+                        }
+                    };
+                    collect(frame, limits.max_rows, render)
+                        .await
+                        .map_err(|e| QueryError::from_datafusion(&e, &text))
                 };
                 match tokio::time::timeout(limits.timeout, run).await {
                     Err(_) => Err(QueryError {
@@ -281,7 +298,7 @@ impl QueryEngine {
                         line: None,
                         column: None,
                     }),
-                    Ok(Err(error)) => Err(QueryError::from_datafusion(&error, &sql)),
+                    Ok(Err(error)) => Err(error),
                     Ok(Ok(mut result)) => {
                         result.elapsed = started.elapsed();
                         stats.durations.observe(result.elapsed.as_millis() as u64);
@@ -304,6 +321,44 @@ impl QueryEngine {
         }
         result
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Language {
+    Sql,
+    Kql,
+}
+
+/// Runs a planned query, keeping at most `max_rows` rows.
+async fn collect(
+    frame: datafusion::dataframe::DataFrame,
+    max_rows: usize,
+    render: Option<Render>,
+) -> Result<QueryResult, DataFusionError> {
+    let mut stream = frame.execute_stream().await?;
+    let schema = stream.schema();
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    let mut truncated = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if rows + batch.num_rows() > max_rows {
+            batches.push(batch.slice(0, max_rows - rows));
+            rows = max_rows;
+            truncated = true;
+            break;
+        }
+        rows += batch.num_rows();
+        batches.push(batch);
+    }
+    Ok(QueryResult {
+        schema,
+        batches,
+        rows,
+        truncated,
+        elapsed: Duration::ZERO,
+        render,
+    })
 }
 
 /// Query threads run at nice 10, below ingestion and the hot path (nice

@@ -1,4 +1,4 @@
-//! `freshet query`: SQL against the store of a running server, over the
+//! `freshet query`: SQL or KQL against the store of a running server, over the
 //! HTTP API, printed as a table (or passed through as JSON or CSV).
 
 use std::io::Write;
@@ -10,15 +10,17 @@ use freshet_store::arrow::util::pretty::pretty_format_batches;
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The SQL query (DataFusion dialect), e.g. "SELECT count(*) FROM auth".
-    sql: String,
+    /// The query: SQL (DataFusion dialect), e.g. "SELECT count(*) FROM auth",
+    /// or with --kql a query in the KQL subset, e.g. "auth | summarize count() by BIN".
+    #[arg(value_name = "QUERY")]
+    query: String,
     /// The server's HTTP address.
     #[arg(long, env = "FRESHET_HTTP", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// The query is KQL, not SQL.
+    /// The query is KQL (Data Explorer's query language), not SQL.
     #[arg(long)]
     kql: bool,
 }
@@ -38,9 +40,9 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
         Format::Csv => "text/csv",
     };
     let body = if args.kql {
-        serde_json::json!({ "kql": args.sql })
+        serde_json::json!({ "kql": args.query })
     } else {
-        serde_json::json!({ "sql": args.sql })
+        serde_json::json!({ "sql": args.query })
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -72,7 +74,7 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
             error["error"]["line"].as_u64(),
             error["error"]["column"].as_u64(),
         ) {
-            text.push_str(&point_at(&args.sql, line, column));
+            text.push_str(&point_at(&args.query, line, column));
         }
         bail!(text);
     }

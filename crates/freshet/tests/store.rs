@@ -191,6 +191,44 @@ fn simulator_events_become_rows_queryable_by_sql() {
         "an Arrow IPC stream starts with a continuation marker"
     );
 
+    // KQL: the same answers as SQL, Data Explorer's names and defaults
+    // (sort descending), the render hint, views by name.
+    let kql = |text: &str| {
+        let (status, body) = post(
+            &format!("http://{}/api/v1/query", freshet.http),
+            &json!({ "kql": text }),
+            "application/json",
+        );
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        (status, body)
+    };
+    let (status, body) = kql("telemetry | summarize n = count() by type | sort by n");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["rows"],
+        query(
+            &freshet,
+            "SELECT type, count(*) AS n FROM telemetry GROUP BY type ORDER BY n DESC"
+        )["rows"]
+    );
+    let (_, body) = kql("per_device | count");
+    assert_eq!(body["columns"][0]["name"], "Count");
+    assert_eq!(body["rows"][0][0], 51);
+    let (_, body) =
+        kql("telemetry | summarize count() by bin(createdAt, 1h) | render timechart");
+    assert_eq!(body["render"]["kind"], "timechart", "{body}");
+    assert_eq!(body["columns"][1]["name"], "count_");
+    let (status, body) = kql("telemetry\n| where nope > 1");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "plan");
+    assert_eq!((body["error"]["line"].as_i64(), body["error"]["column"].as_i64()), (Some(2), Some(9)));
+    let (status, _) = post(
+        &format!("http://{}/api/v1/query", freshet.http),
+        &json!({"sql": "SELECT 1", "kql": "telemetry | count"}),
+        "application/json",
+    );
+    assert_eq!(status, 400, "one language per query");
+
     // `freshet query` prints a table.
     let http = format!("http://{}", freshet.http);
     let printed = freshet.client(
@@ -204,6 +242,15 @@ fn simulator_events_become_rows_queryable_by_sql() {
     );
     assert!(
         printed.contains(&(unique + 10).to_string()) && printed.contains("| n"),
+        "{printed}"
+    );
+
+    let printed = freshet.client(
+        &["query", "--server", &http, "--kql", "telemetry | count"],
+        "",
+    );
+    assert!(
+        printed.contains(&(unique + 10).to_string()) && printed.contains("| Count"),
         "{printed}"
     );
 

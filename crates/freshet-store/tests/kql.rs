@@ -281,6 +281,41 @@ fn render_is_returned_and_errors_point_into_the_query() {
     assert_eq!(render.properties["title"], "Events");
     assert!(fixture.kql("telemetry | take 1").render.is_none());
 
+    // Every operator, function and aggregate the subset lists plans and runs.
+    for kql in [
+        "telemetry | project-away md0, seq | project-rename device = deviceId | take 1",
+        "telemetry | distinct type, deviceId | count",
+        "telemetry | distinct * | take 1",
+        "telemetry | where createdAt between (datetime(2025-01-01) .. datetime(2027-01-01)) | count",
+        "telemetry | where createdAt > ago(3650d) and createdAt < now(1h) | count",
+        "telemetry | where value !between (10 .. 20) and seq in (1, 2, 3) | count",
+        "telemetry | where deviceId matches regex '[0-9]+$' | count",
+        "telemetry | where deviceId has_cs 'device' and deviceId !has 'nothing' | count",
+        "telemetry | where deviceId startswith 'CONTOSO' and deviceId !startswith 'x' | count",
+        "telemetry | where deviceId endswith_cs '1' or deviceId !contains 'x' | count",
+        "telemetry | where type !~ 'co2' and not(isnull(value)) and isnotnull(seq) | count",
+        "telemetry | where isnotempty(type) and not(isempty(deviceId)) and isempty(md0) == false | count",
+        "telemetry | extend a = bin(value, 2.5), b = floor(seq, 10), c = bin(createdAt, 1d) | take 3",
+        "telemetry | extend s = strcat(type, '-', tostring(seq)), l = strlen(deviceId), u = toupper(type), w = tolower(type) | take 3",
+        "telemetry | extend sub = substring(deviceId, 0, 7), r = replace_string(deviceId, 'contoso', 'x') | take 3",
+        "telemetry | extend i = iff(value > 50, 'high', 'low'), j = iif(seq % 2 == 0, 1, 0), k = case(value > 90, 'a', value > 50, 'b', 'c') | take 3",
+        "telemetry | extend n = toint(value), m = tolong(value), d = todouble(seq), e = toreal(seq), t = tobool(1), dt = todatetime('2026-01-01T00:00:00Z') | take 3",
+        "telemetry | extend x = abs(-value), y = sqrt(value), z = exp(1.0), l = log(value + 1), l10 = log10(value + 1), l2 = log2(value + 1), p = pow(value, 2), r = round(value, 1), c = ceiling(value) | take 3",
+        "telemetry | extend d = startofday(createdAt), m = startofmonth(createdAt), y = startofyear(createdAt), h = hourofday(createdAt), dm = dayofmonth(createdAt), gm = getmonth(createdAt), gy = getyear(createdAt) | take 3",
+        "telemetry | extend c = coalesce(md0, value, 0.0), t = timespan(00:01:00) | take 3",
+        "telemetry | summarize sumif(value, type == 'TEMP'), stdev(value), variance(value), take_any(type), min(createdAt), max(seq), percentile(value, 95) by type",
+        "telemetry | summarize arg_min(value, *) by type",
+        "telemetry | sort by type asc nulls last, value desc nulls first | take 2",
+        "telemetry | join kind=rightouter (telemetry | summarize by deviceId) on deviceId | count",
+        "telemetry | summarize by deviceId | join kind=fullouter (telemetry | summarize by deviceId) on deviceId | count",
+        "telemetry | summarize by deviceId | join kind=rightsemi (telemetry | where value > 99) on deviceId | count",
+        "telemetry | summarize by deviceId | join kind=rightanti telemetry on deviceId | count",
+        "(telemetry | where value > 1) | limit 2",
+        "telemetry // a comment\n| take 1;",
+    ] {
+        fixture.kql(kql);
+    }
+
     let error = fixture.kql_error("telemetry\n| where Value > 1");
     assert_eq!((error.code, error.line, error.column), ("plan", Some(2), Some(9)));
     assert!(

@@ -203,6 +203,9 @@ struct RawTable {
     seal_rows: Option<usize>,
     /// …or when its oldest row is this old.
     seal_interval: Option<String>,
+    /// Row-level security: a SQL condition over the columns; queries and
+    /// views see only the rows it holds true for.
+    row_level_security: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -800,6 +803,7 @@ fn table_spec(raw: RawTable) -> Result<TableSpec, String> {
         spec.group = group;
     }
     spec.time_column = raw.time_column;
+    spec.row_level_security = raw.row_level_security;
     spec.dedup = match (raw.dedup_key, period("dedup_window", &raw.dedup_window)?) {
         (Some(column), window) => Some(DedupSpec {
             column,

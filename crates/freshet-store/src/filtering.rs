@@ -305,6 +305,9 @@ impl CodedFilterStream {
             return Ok(None);
         };
         if let Some(rest) = &self.rest {
+            // Other conditions may read the coded column too (`type = 'a'
+            // AND (type = 'b' OR value < 10)`): they see it as strings.
+            kept = views_at(&kept, self.column)?;
             let keep = passes(rest, &kept)?;
             match keep_rows(&kept, keep)? {
                 Some(more) => kept = more,
@@ -333,6 +336,20 @@ impl CodedFilterStream {
             &options,
         )?))
     }
+}
+
+/// `batch` with its dictionary-coded column `at` as string views.
+fn views_at(batch: &RecordBatch, at: usize) -> Result<RecordBatch> {
+    let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+    fields[at] = Arc::new(fields[at].as_ref().clone().with_data_type(DataType::Utf8View));
+    let mut columns = batch.columns().to_vec();
+    columns[at] = cast(&columns[at], &DataType::Utf8View)?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+        &options,
+    )?)
 }
 
 /// Which codes of a dictionary pass, in the form quickest to test.

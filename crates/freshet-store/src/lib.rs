@@ -24,6 +24,7 @@ pub mod mapped;
 pub mod mapping;
 pub mod provider;
 pub mod query;
+pub mod security;
 pub mod source;
 pub mod spec;
 pub mod stats;
@@ -143,6 +144,11 @@ impl Store {
     pub fn apply(&self, spec: TableSpec) -> Result<Applied, StoreError> {
         spec.validate()
             .map_err(|e| StoreError::Invalid(format!("table '{}': {e}", spec.name)))?;
+        if let Some(text) = &spec.row_level_security {
+            security::predicate(text, &spec.name, &spec.schema()).map_err(|e| {
+                StoreError::Invalid(format!("table '{}': row_level_security {e}", spec.name))
+            })?;
+        }
         let mut tables = self.tables.write().expect("tables lock");
         let existing = tables
             .get(&spec.name)
@@ -327,10 +333,14 @@ impl Drop for Store {
     }
 }
 
-fn table_schemas(tables: &BTreeMap<String, Running>) -> Vec<(String, arrow::datatypes::SchemaRef)> {
+fn table_schemas(tables: &BTreeMap<String, Running>) -> Vec<view::ViewSource> {
     tables
         .iter()
-        .map(|(name, running)| (name.clone(), running.table.schema().clone()))
+        .map(|(name, running)| view::ViewSource {
+            table: name.clone(),
+            schema: running.table.schema().clone(),
+            row_level_security: running.table.spec().row_level_security.clone(),
+        })
         .collect()
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::datasource::TableProvider;
+use datafusion::datasource::{TableProvider, provider_as_source};
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
@@ -222,9 +223,31 @@ impl QueryEngine {
         &self.stats
     }
 
+    /// Registers a table under its name; with row-level security, as the
+    /// table filtered by its predicate, so no query reaches other rows.
     pub fn register(&self, table: Arc<Table>) {
         let name = table.name().to_string();
-        self.register_provider(&name, Arc::new(StoreTable::new(table)));
+        let security = table.spec().row_level_security.clone();
+        let schema = table.schema().clone();
+        let provider = Arc::new(StoreTable::new(table));
+        let Some(text) = security else {
+            self.register_provider(&name, provider);
+            return;
+        };
+        // Checked when the table was applied; if it no longer plans, no
+        // row is shown rather than every row.
+        let predicate = crate::security::predicate(&text, &name, &schema).unwrap_or_else(|error| {
+            tracing::error!(table = %name, %error, "row_level_security does not plan; the table shows no rows");
+            datafusion::logical_expr::lit(false)
+        });
+        let plan = LogicalPlanBuilder::scan(name.as_str(), provider_as_source(provider), None)
+            .and_then(|scan| scan.filter(predicate))
+            .and_then(|filtered| filtered.build())
+            .expect("a filter over a scan of the table plans");
+        self.register_provider(&name, Arc::new(datafusion::catalog::view::ViewTable::new(
+            plan,
+            Some(text),
+        )));
     }
 
     pub fn register_view(&self, table: Arc<Table>, view: Arc<ViewPlan>) {

@@ -128,6 +128,9 @@ pub struct TableSpec {
     /// Where events that cannot be mapped go, with the reason.
     pub dead_letter_topic: String,
     pub seal: SealPolicy,
+    /// Row-level security: a SQL condition over the table's columns; only
+    /// rows it holds true for are visible, to every query and every view.
+    pub row_level_security: Option<String>,
 }
 
 /// When the in-memory buffer becomes an immutable Parquet extent, and
@@ -182,6 +185,7 @@ impl TableSpec {
             extent_span_ms: 24 * 3_600_000,
             dead_letter_topic: format!("{topic}.deadletter"),
             seal: SealPolicy::default(),
+            row_level_security: None,
         }
     }
 

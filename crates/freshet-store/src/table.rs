@@ -117,6 +117,9 @@ pub struct TableInfo {
     pub dedup_max_keys: Option<usize>,
     pub retention_ms: Option<i64>,
     pub hot_ms: Option<i64>,
+    /// The row-level security predicate queries and views see rows through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_level_security: Option<String>,
     pub dead_letter_topic: String,
     pub ingested_rows: u64,
     pub duplicates_dropped: u64,
@@ -283,6 +286,7 @@ impl Table {
             dedup_max_keys: spec.dedup.as_ref().map(|d| d.max_keys),
             retention_ms: spec.retention_ms,
             hot_ms: spec.hot_ms,
+            row_level_security: spec.row_level_security.clone(),
             dead_letter_topic: spec.dead_letter_topic.clone(),
             ingested_rows: self.stats.rows_ingested.load(Ordering::Relaxed),
             duplicates_dropped: self.stats.duplicates_dropped.load(Ordering::Relaxed),

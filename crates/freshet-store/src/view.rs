@@ -100,25 +100,41 @@ impl fmt::Debug for ViewPlan {
     }
 }
 
+/// A table a view may read: its columns and its row-level security.
+#[derive(Debug, Clone)]
+pub struct ViewSource {
+    pub table: String,
+    pub schema: SchemaRef,
+    pub row_level_security: Option<String>,
+}
+
 impl ViewPlan {
     /// Plans the view's query against the tables' schemas. Errors say why
     /// a query cannot be a view, with its position where there is one.
-    pub fn compile(spec: ViewSpec, tables: &[(String, SchemaRef)]) -> Result<Self, StoreError> {
+    pub fn compile(spec: ViewSpec, tables: &[ViewSource]) -> Result<Self, StoreError> {
         let invalid =
             |message: String| StoreError::Invalid(format!("view '{}': {message}", spec.name));
         let context = planning_context().map_err(|e| invalid(e.to_string()))?;
-        for (name, schema) in tables {
-            let input = ViewInputTable {
-                schema: schema.clone(),
+        for input in tables {
+            let provider = ViewInputTable {
+                schema: input.schema.clone(),
             };
             context
-                .register_table(name.as_str(), Arc::new(input))
+                .register_table(input.table.as_str(), Arc::new(provider))
                 .map_err(|e| invalid(e.to_string()))?;
         }
         let state = context.state();
         let planned = futures::executor::block_on(async {
-            let logical = state.create_logical_plan(&spec.query).await?;
+            let mut logical = state.create_logical_plan(&spec.query).await?;
             let table = source_table(&logical)?;
+            // A view aggregates only the rows its table's security shows.
+            if let Some(input) = tables.iter().find(|t| t.table == table)
+                && let Some(text) = &input.row_level_security
+            {
+                let predicate = crate::security::predicate(text, &table, &input.schema)
+                    .map_err(DataFusionError::Plan)?;
+                logical = crate::security::restrict(logical, &table, &predicate)?;
+            }
             let physical = state.create_physical_plan(&logical).await?;
             Ok::<_, DataFusionError>((table, physical))
         });
@@ -126,8 +142,8 @@ impl ViewPlan {
             planned.map_err(|e| invalid(QueryError::from_datafusion(&e, &spec.query).message))?;
         let table_schema = tables
             .iter()
-            .find(|(name, _)| *name == table)
-            .map(|(_, s)| s.clone())
+            .find(|t| t.table == table)
+            .map(|t| t.schema.clone())
             .ok_or_else(|| invalid(format!("no table '{table}'")))?;
 
         let mut above = Vec::new();
@@ -320,7 +336,7 @@ fn shape_error() -> String {
 
 /// A session like the query engine's (same functions and identifier rules),
 /// planning on one partition.
-fn planning_context() -> Result<SessionContext> {
+pub(crate) fn planning_context() -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_default_catalog_and_schema("freshet", "public");

@@ -173,6 +173,11 @@ fn events_are_queryable_and_answers_match_the_events() {
             "SELECT count(*) FROM telemetry WHERE \"deviceId\" IN ({})",
             devices.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ")
         ),
+        // The coded column read again by a condition on two columns.
+        format!(
+            "SELECT count(*) FROM telemetry \
+             WHERE type = '{first_kind}' AND (type = '{second_kind}' OR value <= {threshold})"
+        ),
     ];
     let expected_filtered = {
         let count_where = |field: &str, keep: &dyn Fn(&serde_json::Value) -> bool| {
@@ -196,6 +201,10 @@ fn events_are_queryable_and_answers_match_the_events() {
                 .iter()
                 .filter(|e| devices.contains(e["deviceId"].as_str().unwrap()))
                 .count() as i64,
+            unique
+                .iter()
+                .filter(|e| e["type"] == first_kind && value(e) <= threshold)
+                .count() as i64,
         )
     };
     assert!(
@@ -210,6 +219,7 @@ fn events_are_queryable_and_answers_match_the_events() {
             counts(&filtered_sql[2]),
             fixture.count(&filtered_sql[3]),
             fixture.count(&filtered_sql[4]),
+            fixture.count(&filtered_sql[5]),
         )
     };
     assert_eq!(filtered_answers(&fixture), expected_filtered);

@@ -276,7 +276,23 @@ fn simulator_events_become_rows_queryable_by_sql() {
 #[test]
 fn events_posted_over_http_land_in_the_table() {
     let dir = tempfile::tempdir().unwrap();
-    let freshet = Freshet::start(dir.path(), CONFIG);
+    // A second table over the same topic shows only the rows its
+    // row-level security lets through.
+    let config = format!(
+        "{CONFIG}\n{}",
+        r#"
+[[table]]
+name = "secured"
+topic = "iot"
+row_level_security = "value >= 25 AND deviceId <> 'd0'"
+columns = [
+  { name = "eventId", type = "string", required = true },
+  { name = "deviceId", type = "string" },
+  { name = "value", type = "real" },
+]
+"#
+    );
+    let freshet = Freshet::start(dir.path(), &config);
     let events: Vec<Value> = (0..50)
         .map(|i| json!({"eventId": format!("e{i}"), "deviceId": format!("d{}", i % 5), "type": "CO2", "value": i, "createdAt": "2026-11-22T10:00:00Z"}))
         .collect();
@@ -295,6 +311,31 @@ fn events_posted_over_http_land_in_the_table() {
     assert_eq!(
         scalar(&freshet, "SELECT CAST(sum(value) AS BIGINT) FROM telemetry"),
         (0..50).sum::<i64>()
+    );
+    let visible = (25..50).filter(|i| i % 5 != 0).count() as i64;
+    wait_for(|| (scalar(&freshet, "SELECT count(*) FROM secured") == visible).then_some(()));
+    assert_eq!(
+        scalar(&freshet, "SELECT count(*) FROM secured WHERE value < 25 OR deviceId = 'd0'"),
+        0
+    );
+    let (status, body) = post(
+        &format!("http://{}/api/v1/query", freshet.http),
+        &json!({"kql": "secured | summarize n = count() by deviceId | count"}),
+        "application/json",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["rows"][0][0], 4, "d1..d4 only");
+    let tables: Value = api_get(&freshet, "tables");
+    let secured = tables["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "secured")
+        .unwrap();
+    assert_eq!(
+        secured["row_level_security"],
+        "value >= 25 AND deviceId <> 'd0'"
     );
     let (status, body) = post(
         &format!("http://{}/api/v1/topics/nope/events", freshet.http),

@@ -68,6 +68,14 @@ title = "Hits per page (view)"
 kind = "table"
 query = "SELECT page, hits FROM hits_per_page ORDER BY hits DESC"
 refresh = "1s"
+
+[[dashboard.tile]]
+title = "Slowest pages (KQL)"
+kind = "top"
+kql = "clicks | summarize slowest = max(ms) by page | top 5 by slowest"
+key = "page"
+value = "slowest"
+refresh = "1s"
 `;
 
 let freshet;
@@ -111,7 +119,8 @@ test('the API answers what the UI asks, and unknown paths get JSON errors', asyn
   }
   const { dashboards } = await (await fetch(`${freshet.base}/api/v1/dashboards`)).json();
   assert.deepEqual(dashboards.map((d) => d.name), ['web']);
-  assert.deepEqual(dashboards[0].tiles.map((t) => t.kind), ['value', 'top', 'alerts', 'timeseries', 'table']);
+  assert.deepEqual(dashboards[0].tiles.map((t) => t.kind), ['value', 'top', 'alerts', 'timeseries', 'table', 'top']);
+  assert.equal(dashboards[0].tiles[5].kql, 'clicks | summarize slowest = max(ms) by page | top 5 by slowest');
   assert.equal(dashboards[0].tiles[3].refresh_ms, 1000);
   const openapi = await (await fetch(`${freshet.base}/api/v1/openapi.json`)).json();
   for (const path of ['/api/v1/query', '/api/v1/outputs/{output}/stream', '/api/v1/dashboards', '/metrics']) {
@@ -152,10 +161,11 @@ test('a live tile updates within seconds of events being produced', async () => 
   const produced = Date.now();
   await produceClicks(30);
   // 30 events: 10 on /home, 20 on /checkout, in one one-second window.
-  await page.locator('.tile-top li', { hasText: '/checkout' }).waitFor({ timeout: 10_000 });
+  const liveTop = page.locator('.tile-top', { hasText: 'Top pages' });
+  await liveTop.locator('li', { hasText: '/checkout' }).waitFor({ timeout: 10_000 });
   const seconds = (Date.now() - produced) / 1000;
   assert.ok(seconds < 10, `the tile updated ${seconds} s after the events`);
-  const top = await page.locator('.tile-top li').allInnerTexts();
+  const top = await liveTop.locator('li').allInnerTexts();
   assert.match(top[0], /\/checkout\s+20/);
   assert.match(top[1], /\/home\s+10/);
   await page.locator('.tile-alerts li').first().waitFor();
@@ -163,6 +173,8 @@ test('a live tile updates within seconds of events being produced', async () => 
   // Query tiles: the chart over the table and the view's rows.
   await page.waitForFunction(() => Number(document.querySelector('.tile-timeseries .chart')?.dataset.points) > 0, null, { timeout: 10_000 });
   await page.locator('.tile-table td', { hasText: '/checkout' }).waitFor({ timeout: 10_000 });
+  const kqlTile = page.locator('.tile-top', { hasText: 'Slowest pages (KQL)' });
+  await kqlTile.locator('li', { hasText: '/checkout' }).waitFor({ timeout: 10_000 });
   await browser.screenshot('live');
   assert.deepEqual(browser.problems, []);
 });
@@ -170,7 +182,7 @@ test('a live tile updates within seconds of events being produced', async () => 
 test('Explore renders a table and a chart, and shows bad SQL in place', async () => {
   await visit('explore');
   const { page } = browser;
-  const editor = page.getByLabel('SQL');
+  const editor = page.getByLabel('Query');
   await editor.fill("SELECT date_bin(INTERVAL '1 second', ts) AS t, page, count(*) AS clicks\nFROM clicks GROUP BY t, page ORDER BY t");
   await page.getByRole('button', { name: 'Run' }).click();
   await page.locator('.result table.rows tbody tr').first().waitFor({ timeout: 10_000 });
@@ -189,8 +201,24 @@ test('Explore renders a table and a chart, and shows bad SQL in place', async ()
   await editor.fill('SELECT nope FROM clicks');
   await page.getByRole('button', { name: 'Run' }).click();
   await page.locator('.sql-error', { hasText: 'nope' }).waitFor({ timeout: 10_000 });
+
+  // KQL: a table by default, a chart when render asks, errors in place.
+  await page.getByLabel('Language').selectOption('kql');
+  await editor.fill('clicks\n| summarize clicks = count() by page\n| sort by clicks');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.locator('.result table.rows th', { hasText: 'clicks' }).waitFor({ timeout: 10_000 });
+  assert.match(await page.locator('.result table.rows tbody').innerText(), /\/checkout/);
+  assert.equal(await page.locator('.result .chart').count(), 0);
+  await editor.fill('clicks\n| summarize clicks = count() by bin(ts, 1s), page\n| render timechart');
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.waitForFunction(() => Number(document.querySelector('.result .chart')?.dataset.points) > 0, null, { timeout: 10_000 });
+  await editor.fill('clicks\n| where nope > 1');
+  await page.getByRole('button', { name: 'Run' }).click();
+  const kqlError = page.locator('.sql-error', { hasText: 'nope' });
+  await kqlError.waitFor({ timeout: 10_000 });
+  assert.match(await kqlError.innerText(), /line 2, column 9/);
   // The browser logs each refused query's status; nothing else may appear.
-  assert.deepEqual(browser.problems, Array(2).fill('console error: Failed to load resource: the server responded with a status of 400 (Bad Request)'));
+  assert.deepEqual(browser.problems, Array(3).fill('console error: Failed to load resource: the server responded with a status of 400 (Bad Request)'));
 });
 
 test('Operations shows the numbers of /metrics', async () => {

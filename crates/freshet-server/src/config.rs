@@ -62,6 +62,8 @@ struct RawTile {
     output: Option<String>,
     /// Store SQL, re-run every `refresh`.
     query: Option<String>,
+    /// Or a store query in KQL.
+    kql: Option<String>,
     refresh: Option<String>,
     /// Time field of a time series (default: the first time-valued field).
     x: Option<String>,
@@ -247,9 +249,12 @@ pub struct TileSpec {
     /// Set for live tiles: the job output they follow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    /// Set for query tiles, with their refresh interval.
+    /// Set for query tiles (SQL in `query` or KQL in `kql`), with their
+    /// refresh interval.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kql: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -587,7 +592,13 @@ fn tile_spec(raw: RawTile, jobs: &[JobSpec]) -> Result<TileSpec, String> {
             ));
         }
     };
-    let refresh_ms = match (&raw.output, &raw.query) {
+    let store_query = match (&raw.query, &raw.kql) {
+        (Some(_), Some(_)) => {
+            return Err("set one of 'query' (SQL) or 'kql', not both".into());
+        }
+        (query, kql) => query.as_ref().or(kql.as_ref()),
+    };
+    let refresh_ms = match (&raw.output, store_query) {
         (Some(output), None) => {
             if raw.refresh.is_some() {
                 return Err(
@@ -616,7 +627,10 @@ fn tile_spec(raw: RawTile, jobs: &[JobSpec]) -> Result<TileSpec, String> {
             Some(period as u64)
         }
         _ => {
-            return Err("set exactly one of 'output' (a job output) or 'query' (store SQL)".into());
+            return Err(
+                "set exactly one of 'output' (a job output), 'query' (store SQL) or 'kql' (store KQL)"
+                    .into(),
+            );
         }
     };
     if kind == TileKind::Top && raw.key.is_none() {
@@ -630,6 +644,7 @@ fn tile_spec(raw: RawTile, jobs: &[JobSpec]) -> Result<TileSpec, String> {
         kind,
         output: raw.output,
         query: raw.query,
+        kql: raw.kql,
         refresh_ms,
         x: raw.x,
         y: raw.y,

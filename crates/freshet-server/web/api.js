@@ -29,12 +29,13 @@ export async function getJSON(path, signal) {
   return answer(await fetch(path, { headers: { accept: 'application/json' }, signal }));
 }
 
-/** Runs store SQL; rows come back as objects keyed by column name. */
-export async function query(sql, signal) {
+/** Runs a store query (`language` 'sql' or 'kql'); rows come back as
+ * objects keyed by column name. */
+export async function query(text, signal, language = 'sql') {
   const response = await fetch('/api/v1/query', {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
-    body: JSON.stringify({ sql }),
+    body: JSON.stringify({ [language]: text }),
     signal,
   });
   const result = await answer(response);

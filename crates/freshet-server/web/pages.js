@@ -221,17 +221,27 @@ function resultChart(container, result) {
   return chart;
 }
 
+/** KQL's `render` kinds drawn as lines over time. */
+const LINE_RENDERS = ['timechart', 'linechart', 'areachart', 'stackedareachart'];
+
 export function explore(main) {
   const editor = element('textarea', 'sql');
   editor.spellcheck = false;
-  editor.setAttribute('aria-label', 'SQL');
+  editor.setAttribute('aria-label', 'Query');
+  const language = element('select');
+  language.setAttribute('aria-label', 'Language');
+  for (const [value, label] of [['sql', 'SQL'], ['kql', 'KQL']]) {
+    const option = element('option', '', label);
+    option.value = value;
+    language.append(option);
+  }
   const run = element('button', 'primary', 'Run');
   run.title = 'Ctrl+Enter';
   const info = element('span', 'muted');
   const output = element('div', 'result');
   const schema = element('aside', 'schema');
   const bar = element('div', 'toolbar');
-  bar.append(run, info);
+  bar.append(language, run, info);
   const work = element('div', 'work');
   work.append(editor, bar, output);
   const layout = element('div', 'explore');
@@ -275,10 +285,12 @@ export function explore(main) {
     if (chart) chart.destroy();
     chart = null;
     try {
-      const result = await query(sql, controller.signal);
+      const result = await query(sql, controller.signal, language.value);
       info.textContent = `${result.row_count} rows${result.truncated ? ' (truncated)' : ''} · ${Math.round(result.elapsed_ms)} ms`;
       output.replaceChildren();
-      chart = resultChart(output, result);
+      // SQL answers over time are charted; KQL ones when `render` asks.
+      const drawn = language.value === 'sql' || LINE_RENDERS.includes(result.render?.kind);
+      chart = drawn ? resultChart(output, result) : null;
       const shown = result.objects.slice(0, 1000);
       output.append(rowsTable(shown, result.columns.map((column) => column.name)));
       if (result.objects.length > shown.length) output.append(element('p', 'muted', `first ${shown.length} rows shown`));

@@ -105,7 +105,9 @@ export class Tile {
     const run = async () => {
       this.controller = new AbortController();
       try {
-        const result = await query(this.spec.query, this.controller.signal);
+        const result = this.spec.kql
+          ? await query(this.spec.kql, this.controller.signal, 'kql')
+          : await query(this.spec.query, this.controller.signal);
         this.rows = result.objects;
         this.setStatus(`${result.row_count} rows · ${Math.round(result.elapsed_ms)} ms`);
         this.node.classList.remove('failed');

@@ -1,13 +1,14 @@
 //! The store, measured in one run: ingestion rows/s from the log,
 //! freshness under a steady 100 k events/s, and ten analytical queries over
 //! the simulator's payments events, timed next to DuckDB and to DataFusion
-//! alone (a listing table) querying the table's own Parquet extents.
+//! alone (a listing table) querying the table's own Parquet extents, and
+//! three queries in KQL beside their SQL.
 //!
 //! Run: `cargo bench -p freshet-store --bench store`
 //! Needs `python3` with `duckdb` and `pytz` (`pip install duckdb pytz`) for the peer column.
 //! Options (environment): `FRESHET_BENCH_ROUNDS` (default 2: rounds of
-//! the queries read from Parquet, each query timed by the store and then by
-//! DuckDB in turn, the best of each kept), `FRESHET_BENCH_DIR` (default the workspace's
+//! the queries, from memory and then from Parquet, each query timed by the
+//! store and then by DuckDB in turn, the best of each kept), `FRESHET_BENCH_DIR` (default the workspace's
 //! `target/bench-store`; it needs about 5 GB and is removed at the end),
 //! `FRESHET_BENCH_EVENTS` (default 20,000,000), `FRESHET_BENCH_LIVE_RATE`
 //! (events/s of the freshness phase, default 100,000),
@@ -267,12 +268,16 @@ fn main() {
         "top BINs by declines: from the view {from_view:.1} ms, from the raw rows {from_raw:.1} ms"
     );
 
-    // Queries: hot (in memory), cold (from the extents' Parquet), DuckDB on the same files.
+    // Queries: hot (in memory), then cold (from the extents' Parquet), each
+    // beside DuckDB on the same files: each query by both, in turn, for a
+    // number of rounds; the best of each. DuckDB's figure is its best over
+    // both phases.
     let queries = queries(&point_id);
-    let hot: Vec<f64> = queries
-        .iter()
-        .map(|(_, sql, _)| best_of_3(&runtime, &store, sql))
-        .collect();
+    let rounds: usize = env("FRESHET_BENCH_ROUNDS", 2);
+    let mut duck: Option<Vec<f64>> = Some(vec![f64::INFINITY; queries.len()]);
+    let table = store.table("auth").unwrap();
+    let hot = side_by_side(&runtime, &store, &table, &queries, rounds, &mut duck);
+    let kql = kql_beside_sql(&runtime, &store);
     let mut cold_spec = payments_table("auth", "auth-events");
     cold_spec.hot_ms = Some(1);
     store.apply(cold_spec).unwrap();
@@ -280,33 +285,8 @@ fn main() {
     std::thread::sleep(Duration::from_millis(50));
     cold_table.refresh_hot_cache().unwrap();
     assert_eq!(cold_table.info().hot_extents, 0);
-    // Read from Parquet, beside DuckDB on the same files: each query by
-    // both, in turn, for a number of rounds; the best of each.
     let extents = dir.join("store/auth/extents");
-    let rounds: usize = env("FRESHET_BENCH_ROUNDS", 2);
-    // DuckDB reads the files the table lists (a file a merge replaced may
-    // linger a moment until the last query holding it is done).
-    let files: Vec<PathBuf> = cold_table
-        .snapshot()
-        .extents
-        .iter()
-        .map(|extent| extent.file.path().to_path_buf())
-        .collect();
-    let mut duckdb = DuckDb::start(&files);
-    let mut cold = vec![f64::INFINITY; queries.len()];
-    let mut duck = duckdb.as_ref().map(|_| vec![f64::INFINITY; queries.len()]);
-    for _ in 0..rounds.max(1) {
-        for (at, (_, sql, duck_sql)) in queries.iter().enumerate() {
-            cold[at] = cold[at].min(best_of_3(&runtime, &store, sql));
-            if let (Some(engine), Some(times)) = (duckdb.as_mut(), duck.as_mut()) {
-                match engine.time(duck_sql) {
-                    Some(ms) => times[at] = times[at].min(ms),
-                    None => (duckdb, duck) = (None, None),
-                }
-            }
-        }
-    }
-    drop(duckdb);
+    let cold = side_by_side(&runtime, &store, &cold_table, &queries, rounds, &mut duck);
     if let Ok(name) = std::env::var("FRESHET_BENCH_PROFILE") {
         let (_, sql, _) = queries
             .iter()
@@ -349,6 +329,11 @@ fn main() {
             ratio(hot[at]),
             ratio(cold[at])
         );
+    }
+    println!("\n| query (hot) | SQL (ms) | KQL (ms) | KQL / SQL |");
+    println!("|---|---:|---:|---:|");
+    for (name, sql_ms, kql_ms) in &kql {
+        println!("| {name} | {sql_ms:.1} | {kql_ms:.1} | {:.2} |", kql_ms / sql_ms);
     }
     if let Some(duck) = &duck {
         let geo = |ours: &[f64]| {
@@ -418,15 +403,93 @@ fn cores() -> usize {
 
 /// Best of three runs after one warm-up, in ms (ClickBench's "hot" figure).
 fn best_of_3(runtime: &tokio::runtime::Runtime, store: &Store, sql: &str) -> f64 {
+    best_of_3_in(runtime, store, sql, false)
+}
+
+fn best_of_3_in(runtime: &tokio::runtime::Runtime, store: &Store, text: &str, kql: bool) -> f64 {
     let run = || {
         let started = Instant::now();
-        runtime
-            .block_on(store.query(sql))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let answer = if kql {
+            runtime.block_on(store.query_kql(text))
+        } else {
+            runtime.block_on(store.query(text))
+        };
+        answer.unwrap_or_else(|e| panic!("{text}: {e}"));
         started.elapsed().as_secs_f64() * 1000.0
     };
     run();
     (0..3).map(|_| run()).fold(f64::INFINITY, f64::min)
+}
+
+/// Our best time per query, each query timed beside DuckDB reading the
+/// files the table lists now (a file a merge replaced may linger a moment
+/// until the last query holding it is done); `duck` keeps DuckDB's best,
+/// and becomes `None` when DuckDB is not there.
+fn side_by_side(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    table: &freshet_store::Table,
+    queries: &[(&'static str, String, String)],
+    rounds: usize,
+    duck: &mut Option<Vec<f64>>,
+) -> Vec<f64> {
+    let files: Vec<PathBuf> = table
+        .snapshot()
+        .extents
+        .iter()
+        .map(|extent| extent.file.path().to_path_buf())
+        .collect();
+    let mut duckdb = duck.as_ref().and_then(|_| DuckDb::start(&files));
+    if duckdb.is_none() {
+        *duck = None;
+    }
+    let mut ours = vec![f64::INFINITY; queries.len()];
+    for _ in 0..rounds.max(1) {
+        for (at, (_, sql, duck_sql)) in queries.iter().enumerate() {
+            ours[at] = ours[at].min(best_of_3(runtime, store, sql));
+            if let (Some(engine), Some(times)) = (duckdb.as_mut(), duck.as_mut()) {
+                match engine.time(duck_sql) {
+                    Some(ms) => times[at] = times[at].min(ms),
+                    None => (duckdb, *duck) = (None, None),
+                }
+            }
+        }
+    }
+    ours
+}
+
+/// KQL and SQL forms of the same queries, timed in turn: KQL is planned
+/// onto the same session, so it should cost what SQL does.
+fn kql_beside_sql(runtime: &tokio::runtime::Runtime, store: &Store) -> Vec<(&'static str, f64, f64)> {
+    let pairs = [
+        (
+            "filtered count",
+            "SELECT count(*) FROM auth WHERE Result = 'DECLINE'",
+            "auth | where Result == 'DECLINE' | count",
+        ),
+        (
+            "top BINs",
+            "SELECT BIN, count(*) AS n FROM auth GROUP BY BIN ORDER BY n DESC LIMIT 10",
+            "auth | summarize n = count() by BIN | top 10 by n",
+        ),
+        (
+            "decline share by minute",
+            "SELECT date_bin(INTERVAL '1 minute', EventTime) AS EventTime, \
+             100.0 * countif(Result = 'DECLINE') / count(*) AS share FROM auth GROUP BY 1",
+            "auth | summarize share = 100.0 * countif(Result == 'DECLINE') / count() by bin(EventTime, 1m)",
+        ),
+    ];
+    pairs
+        .iter()
+        .map(|(name, sql, kql)| {
+            let mut best = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..2 {
+                best.0 = best.0.min(best_of_3_in(runtime, store, sql, false));
+                best.1 = best.1.min(best_of_3_in(runtime, store, kql, true));
+            }
+            (*name, best.0, best.1)
+        })
+        .collect()
 }
 
 /// Appends `rate` events per second for `seconds`, stamped with the time

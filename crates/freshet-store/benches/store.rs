@@ -293,7 +293,10 @@ fn main() {
             .find(|(n, _, _)| *n == name)
             .unwrap_or_else(|| panic!("no query named {name:?}"));
         let seconds: u64 = env("FRESHET_BENCH_PROFILE_SECONDS", 30);
-        println!("profiling {name:?} for {seconds} s: pid {}", std::process::id());
+        println!(
+            "profiling {name:?} for {seconds} s: pid {}",
+            std::process::id()
+        );
         let until = Instant::now() + Duration::from_secs(seconds);
         let mut runs = 0u32;
         while Instant::now() < until {
@@ -333,7 +336,10 @@ fn main() {
     println!("\n| query (hot) | SQL (ms) | KQL (ms) | KQL / SQL |");
     println!("|---|---:|---:|---:|");
     for (name, sql_ms, kql_ms) in &kql {
-        println!("| {name} | {sql_ms:.1} | {kql_ms:.1} | {:.2} |", kql_ms / sql_ms);
+        println!(
+            "| {name} | {sql_ms:.1} | {kql_ms:.1} | {:.2} |",
+            kql_ms / sql_ms
+        );
     }
     if let Some(duck) = &duck {
         let geo = |ours: &[f64]| {
@@ -460,7 +466,10 @@ fn side_by_side(
 
 /// KQL and SQL forms of the same queries, timed in turn: KQL is planned
 /// onto the same session, so it should cost what SQL does.
-fn kql_beside_sql(runtime: &tokio::runtime::Runtime, store: &Store) -> Vec<(&'static str, f64, f64)> {
+fn kql_beside_sql(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+) -> Vec<(&'static str, f64, f64)> {
     let pairs = [
         (
             "filtered count",

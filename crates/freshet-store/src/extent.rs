@@ -17,8 +17,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringViewArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::parquet::arrow::{ArrowWriter, parquet_to_arrow_schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::{ArrowWriter, parquet_to_arrow_schema};
 use datafusion::parquet::basic::{Compression, Encoding};
 use datafusion::parquet::bloom_filter::Sbbf;
 use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
@@ -315,7 +315,12 @@ impl ExtentLayout {
     /// when no row group can; the whole file when its statistics do not say.
     /// Scans split by bytes then share the work of the row groups that
     /// match instead of the whole file's.
-    pub fn span_where(&self, column: &str, min: Option<i64>, max: Option<i64>) -> Option<Range<u64>> {
+    pub fn span_where(
+        &self,
+        column: &str,
+        min: Option<i64>,
+        max: Option<i64>,
+    ) -> Option<Range<u64>> {
         let may_hold = |group: &RowGroupSpan| match group.bounds.get(column) {
             Some(&(lo, hi)) => min.is_none_or(|min| hi >= min) && max.is_none_or(|max| lo <= max),
             None => true,
@@ -721,7 +726,10 @@ pub(crate) mod tests {
         assert!(span(Some(10 * r), None).is_none());
         assert!(span(None, Some(-1)).is_none());
         // A column without 64-bit integer statistics says nothing.
-        assert_eq!(layout.span_where("other", Some(0), Some(1)).unwrap(), 0..length);
+        assert_eq!(
+            layout.span_where("other", Some(0), Some(1)).unwrap(),
+            0..length
+        );
     }
 
     /// A hot extent keeps the file's row groups and bloom filters: a lookup

@@ -25,10 +25,10 @@ use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
 use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::Partitioning;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{Stream, StreamExt};
 
@@ -117,11 +117,14 @@ impl CodedFilter {
             }
             let spread = input.downcast_ref::<RepartitionExec>()?;
             let partitioning = spread.partitioning().clone();
-            if !matches!(partitioning, Partitioning::RoundRobinBatch(_)) || spread.preserve_order() {
+            if !matches!(partitioning, Partitioning::RoundRobinBatch(_)) || spread.preserve_order()
+            {
                 return None;
             }
             let coded = crate::provider::read_as_dictionary(spread.input(), column)?;
-            Some(Arc::new(RepartitionExec::try_new(coded, partitioning).ok()?))
+            Some(Arc::new(
+                RepartitionExec::try_new(coded, partitioning).ok()?,
+            ))
         };
         let Some((column, coded)) = conditions.iter().find_map(|condition| {
             let column = sole_view_column(condition, &schema)?;
@@ -212,11 +215,18 @@ impl ExecutionPlan for CodedFilter {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let name = self.input.schema().field(self.column).name().clone();
-        let values = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8View, true)]));
+        let values = Arc::new(Schema::new(vec![Field::new(
+            name,
+            DataType::Utf8View,
+            true,
+        )]));
         // What the conditions say of a missing value (`IS NULL` passes it).
         let null = RecordBatch::try_new(
             values.clone(),
-            vec![datafusion::arrow::array::new_null_array(&DataType::Utf8View, 1)],
+            vec![datafusion::arrow::array::new_null_array(
+                &DataType::Utf8View,
+                1,
+            )],
         )?;
         let null_passes = passes(&self.on_codes, &null)?.value(0);
         Ok(Box::pin(CodedFilterStream {
@@ -341,7 +351,12 @@ impl CodedFilterStream {
 /// `batch` with its dictionary-coded column `at` as string views.
 fn views_at(batch: &RecordBatch, at: usize) -> Result<RecordBatch> {
     let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
-    fields[at] = Arc::new(fields[at].as_ref().clone().with_data_type(DataType::Utf8View));
+    fields[at] = Arc::new(
+        fields[at]
+            .as_ref()
+            .clone()
+            .with_data_type(DataType::Utf8View),
+    );
     let mut columns = batch.columns().to_vec();
     columns[at] = cast(&columns[at], &DataType::Utf8View)?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
@@ -398,10 +413,9 @@ impl Pass {
 fn bits_where(codes: &[i32], pass: impl Fn(i32) -> bool) -> BooleanBuffer {
     let mut words = Vec::with_capacity(codes.len().div_ceil(64));
     for chunk in codes.chunks(64) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u64, |word, (bit, &code)| word | (u64::from(pass(code)) << bit));
+        let word = chunk.iter().enumerate().fold(0u64, |word, (bit, &code)| {
+            word | (u64::from(pass(code)) << bit)
+        });
         words.push(word);
     }
     BooleanBuffer::new(Buffer::from_vec(words), 0, codes.len())
@@ -457,7 +471,7 @@ mod tests {
 
     #[test]
     fn codes_pass_as_their_marks_say() {
-        let codes: Vec<i32> = (0..1_000).map(|at| (at * 7 % 131) as i32).collect();
+        let codes: Vec<i32> = (0..1_000).map(|at| at * 7 % 131).collect();
         for marks in [
             vec![false; 131],
             (0..131).map(|code| code == 17).collect(),

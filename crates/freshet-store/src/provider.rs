@@ -11,10 +11,10 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::FileSource;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
 };
-use datafusion::datasource::physical_plan::FileSource;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
@@ -284,7 +284,10 @@ async fn plan_scan(
     let time_column = snapshot.spec.time_column.as_deref().filter(|column| {
         (bounds.min.is_some() || bounds.max.is_some())
             && schema.field_with_name(column).is_ok_and(|field| {
-                matches!(field.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _))
+                matches!(
+                    field.data_type(),
+                    DataType::Timestamp(TimeUnit::Microsecond, _)
+                )
             })
     });
     let mut files = Vec::with_capacity(cold.len());
@@ -295,7 +298,8 @@ async fn plan_scan(
         let file =
             PartitionedFile::new(path, extent.meta.bytes).with_extension(extent.file.clone());
         let span = match (time_column, extent.file.layout()) {
-            (Some(column), Some(layout)) => match layout.span_where(column, bounds.min, bounds.max) {
+            (Some(column), Some(layout)) => match layout.span_where(column, bounds.min, bounds.max)
+            {
                 Some(span) => Some(span),
                 None => continue,
             },
@@ -462,12 +466,13 @@ pub fn read_as_dictionary(
     if let Some(predicate) = predicate {
         coded_source = coded_source.with_predicate(predicate);
     }
-    let coded_config = FileScanConfigBuilder::new(config.object_store_url.clone(), Arc::new(coded_source))
-        .with_file_groups(groups)
-        .with_limit(config.limit)
-        .with_projection_indices(Some(projection))
-        .ok()?
-        .build();
+    let coded_config =
+        FileScanConfigBuilder::new(config.object_store_url.clone(), Arc::new(coded_source))
+            .with_file_groups(groups)
+            .with_limit(config.limit)
+            .with_projection_indices(Some(projection))
+            .ok()?
+            .build();
     Some(DataSourceExec::from_data_source(coded_config))
 }
 

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::{TableProvider, provider_as_source};
-use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -174,11 +174,18 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
+/// The stack of each query thread.
+const QUERY_STACK_BYTES: usize = 16 << 20;
+
 impl QueryEngine {
     pub fn new(limits: QueryLimits) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(limits.threads.max(1))
             .thread_name("freshet-query")
+            // DataFusion's analyzer and optimizer walk a plan's expressions
+            // recursively: a long chain of `or` needs more than the default
+            // 2 MiB.
+            .thread_stack_size(QUERY_STACK_BYTES)
             .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
@@ -244,10 +251,10 @@ impl QueryEngine {
             .and_then(|scan| scan.filter(predicate))
             .and_then(|filtered| filtered.build())
             .expect("a filter over a scan of the table plans");
-        self.register_provider(&name, Arc::new(datafusion::catalog::view::ViewTable::new(
-            plan,
-            Some(text),
-        )));
+        self.register_provider(
+            &name,
+            Arc::new(datafusion::catalog::view::ViewTable::new(plan, Some(text))),
+        );
     }
 
     pub fn register_view(&self, table: Arc<Table>, view: Arc<ViewPlan>) {
@@ -301,7 +308,8 @@ impl QueryEngine {
                             (frame, None)
                         }
                         Language::Kql => {
-                            let query = kql::parse(&text).map_err(QueryError::from_kql("syntax"))?;
+                            let query =
+                                kql::parse(&text).map_err(QueryError::from_kql("syntax"))?;
                             kql::plan(&context, &query)
                                 .await
                                 .map_err(QueryError::from_kql("plan"))?

@@ -15,7 +15,8 @@ use datafusion::logical_expr::{Expr, ExprSchemable, Filter, LogicalPlan};
 /// reads only them, with no aggregate, window or subquery.
 pub fn predicate(text: &str, table: &str, schema: &SchemaRef) -> Result<Expr, String> {
     let context = crate::view::planning_context().map_err(|e| e.to_string())?;
-    let df_schema = DFSchema::try_from_qualified_schema(table, schema).map_err(|e| e.to_string())?;
+    let df_schema =
+        DFSchema::try_from_qualified_schema(table, schema).map_err(|e| e.to_string())?;
     let expr = context
         .state()
         .create_logical_expr(text, &df_schema)

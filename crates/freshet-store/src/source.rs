@@ -136,7 +136,7 @@ impl Source for EmbeddedSource {
             }
             Err(error) => return Err(SourceError::Other(error.to_string())),
         };
-        let mut bytes = Bytes::from(read.bytes);
+        let mut bytes = read.bytes;
         while !bytes.is_empty() {
             let set = RecordBatchDecoder::decode(&mut bytes).map_err(|error| {
                 SourceError::Other(format!("partition {partition}: undecodable batch: {error}"))
@@ -254,7 +254,7 @@ impl DeadLetterSink for EmbeddedDeadLetters {
             let read = partition
                 .read(offset, 4 << 20)
                 .map_err(|e| SourceError::Other(e.to_string()))?;
-            let mut bytes = Bytes::from(read.bytes);
+            let mut bytes = read.bytes;
             while !bytes.is_empty() {
                 let set = RecordBatchDecoder::decode(&mut bytes)
                     .map_err(|e| SourceError::Other(e.to_string()))?;

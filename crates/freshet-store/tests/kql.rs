@@ -115,13 +115,22 @@ fn kql_answers_match_the_events() {
     }
 
     // top N by a column: descending unless told.
-    let mut values: Vec<f64> = events.iter().map(|e| e["value"].as_f64().unwrap()).collect();
+    let mut values: Vec<f64> = events
+        .iter()
+        .map(|e| e["value"].as_f64().unwrap())
+        .collect();
     values.sort_by(|a, b| b.total_cmp(a));
     let result = fixture.kql("telemetry | top 3 by value | project value");
-    let top: Vec<f64> = rows(&result).iter().map(|r| r[0].as_f64().unwrap()).collect();
+    let top: Vec<f64> = rows(&result)
+        .iter()
+        .map(|r| r[0].as_f64().unwrap())
+        .collect();
     assert_eq!(top, values[..3]);
     let result = fixture.kql("telemetry | top 2 by value asc | project value");
-    let bottom: Vec<f64> = rows(&result).iter().map(|r| r[0].as_f64().unwrap()).collect();
+    let bottom: Vec<f64> = rows(&result)
+        .iter()
+        .map(|r| r[0].as_f64().unwrap())
+        .collect();
     assert_eq!(bottom, [values[values.len() - 1], values[values.len() - 2]]);
 
     // extend, project, take; a computed column without a name.
@@ -129,13 +138,16 @@ fn kql_answers_match_the_events() {
         "telemetry | extend doubled = value * 2, tripled = doubled / 2 * 3 \
          | project deviceId, doubled, tripled, strlen(type) | take 5",
     );
-    assert_eq!(names(&result), ["deviceId", "doubled", "tripled", "Column4"]);
+    assert_eq!(
+        names(&result),
+        ["deviceId", "doubled", "tripled", "Column4"]
+    );
     let answered = rows(&result);
     assert_eq!(answered.len(), 5);
     for row in &answered {
         let doubled = row[1].as_f64().unwrap();
         assert!((row[2].as_f64().unwrap() - doubled * 1.5).abs() < 1e-9);
-        assert!(row[3] == Value::from(4) || row[3] == Value::from(3));
+        assert!(row[3] == 4 || row[3] == 3);
     }
 
     // arg_max: the row where seq is largest, per device.
@@ -162,7 +174,10 @@ fn kql_answers_match_the_events() {
 
     // percentiles: Data Explorer's names, DataFusion's t-digest values.
     let result = fixture.kql("telemetry | summarize percentiles(value, 50, 99)");
-    assert_eq!(names(&result), ["percentile_value_50", "percentile_value_99"]);
+    assert_eq!(
+        names(&result),
+        ["percentile_value_50", "percentile_value_99"]
+    );
     let sql = fixture.query(
         "SELECT approx_percentile_cont(value, 0.5), approx_percentile_cont(value, 0.99) FROM telemetry",
     );
@@ -171,28 +186,49 @@ fn kql_answers_match_the_events() {
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
     let answered = rows(&result)[0][0].as_f64().unwrap();
-    assert!((answered - median).abs() < 2.0, "median {answered} vs {median}");
+    assert!(
+        (answered - median).abs() < 2.0,
+        "median {answered} vs {median}"
+    );
 
     // String operators: has matches whole terms, contains any substring.
     let count = |kql: &str| rows(&fixture.kql(kql))[0][0].as_i64().unwrap();
     let total = events.len() as i64;
-    assert_eq!(count("telemetry | where deviceId has 'DEVICE' | count"), total);
+    assert_eq!(
+        count("telemetry | where deviceId has 'DEVICE' | count"),
+        total
+    );
     assert_eq!(count("telemetry | where deviceId has 'evice' | count"), 0);
-    assert_eq!(count("telemetry | where deviceId contains 'EVICE' | count"), total);
-    assert_eq!(count("telemetry | where deviceId contains_cs 'EVICE' | count"), 0);
+    assert_eq!(
+        count("telemetry | where deviceId contains 'EVICE' | count"),
+        total
+    );
+    assert_eq!(
+        count("telemetry | where deviceId contains_cs 'EVICE' | count"),
+        0
+    );
     let ending = events
         .iter()
         .filter(|e| e["deviceId"].as_str().unwrap().ends_with("-7"))
         .count() as i64;
-    assert_eq!(count("telemetry | where deviceId endswith '-7' | count"), ending);
+    assert_eq!(
+        count("telemetry | where deviceId endswith '-7' | count"),
+        ending
+    );
     assert_eq!(
         count("telemetry | where deviceId !endswith '-7' | count"),
         total - ending
     );
     let temps = by_type["TEMP"].0;
     assert_eq!(count("telemetry | where type =~ 'temp' | count"), temps);
-    assert_eq!(count("telemetry | where type in~ ('temp', 'x') | count"), temps);
-    assert_eq!(count("telemetry | where type !in ('TEMP') | count"), total - temps);
+    assert_eq!(
+        count("telemetry | where type in~ ('temp', 'x') | count"),
+        temps
+    );
+    assert_eq!(
+        count("telemetry | where type !in ('TEMP') | count"),
+        total - temps
+    );
     fixture.close();
 }
 
@@ -232,7 +268,9 @@ fn joins_follow_data_explorer_kinds_and_names() {
         per_device.len() as i64
     );
     assert_eq!(
-        count("telemetry | join kind=inner (telemetry | summarize by deviceId) on deviceId | count"),
+        count(
+            "telemetry | join kind=inner (telemetry | summarize by deviceId) on deviceId | count"
+        ),
         events.len() as i64
     );
 
@@ -317,7 +355,10 @@ fn render_is_returned_and_errors_point_into_the_query() {
     }
 
     let error = fixture.kql_error("telemetry\n| where Value > 1");
-    assert_eq!((error.code, error.line, error.column), ("plan", Some(2), Some(9)));
+    assert_eq!(
+        (error.code, error.line, error.column),
+        ("plan", Some(2), Some(9))
+    );
     assert!(
         error.message.contains("did you mean 'value'") && error.message.contains("deviceId"),
         "{}",
@@ -333,8 +374,87 @@ fn render_is_returned_and_errors_point_into_the_query() {
     let error = fixture.kql_error("telemetry | render timechart | take 1");
     assert!(error.message.contains("last"), "{}", error.message);
     let error = fixture.kql_error("telemetry | summarize value by type");
-    assert!(error.message.contains("take_any(value)"), "{}", error.message);
+    assert!(
+        error.message.contains("take_any(value)"),
+        "{}",
+        error.message
+    );
     let error = fixture.kql_error("telemetry | where value");
     assert!(error.message.contains("bool"), "{}", error.message);
+    fixture.close();
+}
+
+#[test]
+fn edge_cases_behave_as_data_explorer_or_say_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fixture, events) = filled(dir.path());
+
+    // Conversions that fail give null, not a failed query.
+    let result = fixture
+        .kql("telemetry | extend n = toint('abc'), d = todouble(type) | project n, d | take 1");
+    assert_eq!(rows(&result), vec![vec![Value::Null, Value::Null]]);
+
+    // Week bins start on Mondays, counted as Data Explorer counts them.
+    let result = fixture.kql("telemetry | summarize count() by w = bin(createdAt, 7d)");
+    let total: i64 = rows(&result)
+        .iter()
+        .map(|row| row[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, events.len() as i64);
+    for row in rows(&result) {
+        let days = micros(&row[0]).div_euclid(86_400_000_000);
+        assert_eq!(days.rem_euclid(7), 4, "{row:?} is not a Monday");
+    }
+
+    // A long chain of alternatives plans and runs; bracketed names are names.
+    let chain = (0..250)
+        .map(|i| format!("seq == {i}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let expected = events
+        .iter()
+        .filter(|e| e["deviceSequenceNumber"].as_i64().unwrap() < 250)
+        .count();
+    let result = fixture.kql(&format!("telemetry | where {chain} | count"));
+    assert_eq!(rows(&result), vec![vec![Value::from(expected)]]);
+    let result = fixture.kql("telemetry | project ['deviceId'] | take 1");
+    assert_eq!(names(&result), ["deviceId"]);
+
+    // Names that look like the planner's own are only column names.
+    let error = fixture.kql_error("telemetry | where __kql_part_0 == 1");
+    assert!(
+        error.message.contains("no column named"),
+        "{}",
+        error.message
+    );
+    let error = fixture.kql_error("telemetry | summarize n = count() + __kql_part_0");
+    assert!(
+        error.message.contains("no column named"),
+        "{}",
+        error.message
+    );
+    let error = fixture.kql_error("telemetry | where deviceId has type");
+    assert!(
+        error.message.contains("string literal"),
+        "{}",
+        error.message
+    );
+    for kql in [
+        "telemetry | extend b = bin(value, 0)",
+        "telemetry | extend b = bin(seq, -5)",
+    ] {
+        let error = fixture.kql_error(kql);
+        assert!(
+            error.message.contains("positive"),
+            "{kql}: {}",
+            error.message
+        );
+    }
+    let error = fixture.kql_error(&format!(
+        "telemetry | where {}1{} == 1",
+        "(".repeat(5_000),
+        ")".repeat(5_000)
+    ));
+    assert!(error.message.contains("nests deeper"), "{}", error.message);
     fixture.close();
 }

@@ -12,13 +12,13 @@ use freshet_core::{ManualClock, SystemClock};
 use freshet_log::batch::{self};
 use freshet_sim::generator::{Generated, Injection, Options};
 use freshet_sim::scenario::Scenario;
-use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringViewArray};
 use freshet_store::ColumnType;
+use freshet_store::arrow::array::{Array, Float64Array, Int64Array, StringViewArray};
 use serde_json::Value;
 
 use common::{
-    Fixture, assert_same_rows, counts_by_key, explained, generate, iot_table, options,
-    produce, rows,
+    Fixture, assert_same_rows, counts_by_key, explained, generate, iot_table, options, produce,
+    rows,
 };
 
 #[test]
@@ -171,7 +171,11 @@ fn events_are_queryable_and_answers_match_the_events() {
         "SELECT count(*) FROM telemetry WHERE type IS NULL OR type = 'no such type'".to_string(),
         format!(
             "SELECT count(*) FROM telemetry WHERE \"deviceId\" IN ({})",
-            devices.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(", ")
+            devices
+                .iter()
+                .map(|d| format!("'{d}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         // The coded column read again by a condition on two columns.
         format!(
@@ -192,7 +196,9 @@ fn events_are_queryable_and_answers_match_the_events() {
         let value = |e: &serde_json::Value| e["value"].as_f64().unwrap();
         (
             unique.iter().filter(|e| e["type"] == first_kind).count() as i64,
-            count_where("deviceId", &|e| e["type"] != first_kind && value(e) > threshold),
+            count_where("deviceId", &|e| {
+                e["type"] != first_kind && value(e) > threshold
+            }),
             count_where("type", &|e| {
                 (e["type"] == first_kind || e["type"] == second_kind) && value(e) <= threshold
             }),
@@ -307,7 +313,10 @@ fn filters_read_codes_from_cold_extents_beside_buffered_rows() {
     assert!(temperatures > 0);
     let sql = "SELECT count(*) FROM telemetry WHERE type = 'TEMP'";
     let plan = explained(&fixture, sql);
-    assert!(plan.contains("CodedFilter") && plan.contains("UnionExec"), "{plan}");
+    assert!(
+        plan.contains("CodedFilter") && plan.contains("UnionExec"),
+        "{plan}"
+    );
     assert_eq!(fixture.count(sql), temperatures);
     fixture.close();
 }

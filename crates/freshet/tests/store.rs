@@ -214,14 +214,19 @@ fn simulator_events_become_rows_queryable_by_sql() {
     let (_, body) = kql("per_device | count");
     assert_eq!(body["columns"][0]["name"], "Count");
     assert_eq!(body["rows"][0][0], 51);
-    let (_, body) =
-        kql("telemetry | summarize count() by bin(createdAt, 1h) | render timechart");
+    let (_, body) = kql("telemetry | summarize count() by bin(createdAt, 1h) | render timechart");
     assert_eq!(body["render"]["kind"], "timechart", "{body}");
     assert_eq!(body["columns"][1]["name"], "count_");
     let (status, body) = kql("telemetry\n| where nope > 1");
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "plan");
-    assert_eq!((body["error"]["line"].as_i64(), body["error"]["column"].as_i64()), (Some(2), Some(9)));
+    assert_eq!(
+        (
+            body["error"]["line"].as_i64(),
+            body["error"]["column"].as_i64()
+        ),
+        (Some(2), Some(9))
+    );
     let (status, _) = post(
         &format!("http://{}/api/v1/query", freshet.http),
         &json!({"sql": "SELECT 1", "kql": "telemetry | count"}),
@@ -315,7 +320,10 @@ columns = [
     let visible = (25..50).filter(|i| i % 5 != 0).count() as i64;
     wait_for(|| (scalar(&freshet, "SELECT count(*) FROM secured") == visible).then_some(()));
     assert_eq!(
-        scalar(&freshet, "SELECT count(*) FROM secured WHERE value < 25 OR deviceId = 'd0'"),
+        scalar(
+            &freshet,
+            "SELECT count(*) FROM secured WHERE value < 25 OR deviceId = 'd0'"
+        ),
         0
     );
     let (status, body) = post(

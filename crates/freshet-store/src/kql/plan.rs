@@ -20,7 +20,7 @@ use datafusion::functions_aggregate::approx_percentile_cont::approx_percentile_c
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{
     Expr as DfExpr, ExprFunctionExt, ExprSchemable, Operator as DfOp, SortExpr, binary_expr, cast,
-    lit, when,
+    lit, try_cast, when,
 };
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
@@ -140,12 +140,22 @@ fn column_names(schema: &DFSchema) -> Vec<String> {
     schema.fields().iter().map(|f| f.name().clone()).collect()
 }
 
+/// `micros` as an interval; timespan literals are bounded so that their
+/// nanoseconds fit.
 fn micros_interval(micros: i64) -> DfExpr {
-    lit(ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
-        0,
-        0,
-        micros * 1000,
-    ))))
+    lit(ScalarValue::IntervalMonthDayNano(Some(
+        IntervalMonthDayNano::new(0, 0, micros.saturating_mul(1000)),
+    )))
+}
+
+/// Data Explorer counts datetime bins from 0001-01-01, 719,162 days
+/// before the Unix epoch: the origin `date_bin` needs for a bin of
+/// `micros` to fall where Data Explorer's does (1d bins start at
+/// midnight either way; 7d bins start on Mondays, not Thursdays).
+fn bin_origin_micros(micros: i64) -> i64 {
+    const DAYS_BEFORE_EPOCH: i128 = 719_162;
+    let before = DAYS_BEFORE_EPOCH * 86_400_000_000;
+    -((before % i128::from(micros)) as i64)
 }
 
 /// Picks `base`, or `base1`, `base2`, … when taken.
@@ -297,12 +307,18 @@ impl Planner<'_> {
             } => self.summarize(frame, aggregates, by, *pos),
             Operator::Count => {
                 let count = self.aggregate("count", vec![lit(1i64)], Pos::default())?;
-                let frame = at(Pos::default(), frame.aggregate(vec![], vec![count.alias("Count")]))?;
+                let frame = at(
+                    Pos::default(),
+                    frame.aggregate(vec![], vec![count.alias("Count")]),
+                )?;
                 Ok(frame)
             }
             Operator::Distinct(names) => {
                 let exprs: Vec<DfExpr> = if names.is_empty() {
-                    column_names(frame.schema()).iter().map(|c| column(c)).collect()
+                    column_names(frame.schema())
+                        .iter()
+                        .map(|c| column(c))
+                        .collect()
                 } else {
                     let mut exprs = Vec::new();
                     for name in names {
@@ -427,7 +443,9 @@ impl Planner<'_> {
                 if args.len() < 2 {
                     return Err(KqlError::new(
                         pos,
-                        format!("{function}(x, column, …) or {function}(x, *): the row where x is extreme"),
+                        format!(
+                            "{function}(x, column, …) or {function}(x, *): the row where x is extreme"
+                        ),
                     ));
                 }
                 let extreme = self.expr(&args[0], schema)?;
@@ -460,7 +478,8 @@ impl Planner<'_> {
                     }
                 }
                 for name in picked {
-                    let value = self.aggregate(function, vec![extreme.clone(), column(&name)], pos)?;
+                    let value =
+                        self.aggregate(function, vec![extreme.clone(), column(&name)], pos)?;
                     columns.push((name, hide(value, hidden)));
                 }
                 Ok(Some(columns))
@@ -629,15 +648,16 @@ impl Planner<'_> {
         self.expr_with(expr, schema, &[])
     }
 
-    /// `aggregated` holds what `__kql_part_{i}` placeholders stand for.
+    /// `aggregated` holds what each `ExprKind::Part` stands for.
     fn expr_with(&self, expr: &Expr, schema: &DFSchema, aggregated: &[DfExpr]) -> Result<DfExpr> {
         let pos = expr.pos;
         let recurse = |e: &Expr| self.expr_with(e, schema, aggregated);
         Ok(match &expr.kind {
+            ExprKind::Part(index) => aggregated
+                .get(*index)
+                .cloned()
+                .ok_or_else(|| KqlError::new(pos, "an aggregate used outside summarize"))?,
             ExprKind::Column(name) => {
-                if let Some(index) = name.strip_prefix("__kql_part_") {
-                    return Ok(aggregated[index.parse::<usize>().expect("placeholder index")].clone());
-                }
                 self.check_column(name, pos, schema)?;
                 column(name)
             }
@@ -761,8 +781,13 @@ impl Planner<'_> {
                         ],
                         pos,
                     )?,
-                    None if op == TextOp::Has => position(lower(value)?, lower(pattern)?)?,
-                    None => position(value, pattern)?,
+                    None => {
+                        return Err(KqlError::new(
+                            pos,
+                            "has takes a string literal on its right (a whole term to look for); \
+                             to search for another column's text use contains",
+                        ));
+                    }
                 }
             }
             TextOp::Contains => match like("%", "%", true) {
@@ -799,8 +824,10 @@ impl Planner<'_> {
                 let data_type = at(pos, values[0].get_type(schema))?;
                 let size = values.pop().expect("two arguments");
                 let value = values.pop().expect("two arguments");
-                if matches!(data_type, DataType::Timestamp(..) | DataType::Date32 | DataType::Date64)
-                {
+                if matches!(
+                    data_type,
+                    DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+                ) {
                     let ExprKind::Literal(Literal::Timespan(micros)) = args[1].kind else {
                         return Err(KqlError::new(
                             args[1].pos,
@@ -810,7 +837,26 @@ impl Planner<'_> {
                     if micros <= 0 {
                         return Err(KqlError::new(args[1].pos, "the bin size must be positive"));
                     }
-                    self.function("date_bin", vec![micros_interval(micros), value], pos)?
+                    let mut arguments = vec![micros_interval(micros), value];
+                    let origin = bin_origin_micros(micros);
+                    if let (DataType::Timestamp(_, zone), true) = (&data_type, origin != 0) {
+                        arguments.push(cast(
+                            lit(ScalarValue::TimestampMicrosecond(
+                                Some(origin),
+                                zone.clone(),
+                            )),
+                            data_type.clone(),
+                        ));
+                    }
+                    self.function("date_bin", arguments, pos)?
+                } else if matches!(
+                    args[1].kind,
+                    ExprKind::Literal(Literal::Long(n)) if n <= 0
+                ) || matches!(
+                    args[1].kind,
+                    ExprKind::Literal(Literal::Real(n)) if n.is_nan() || n <= 0.0
+                ) {
+                    return Err(KqlError::new(args[1].pos, "the bin size must be positive"));
                 } else if data_type.is_integer() {
                     // Toward negative infinity, as Data Explorer bins.
                     let remainder = binary_expr(
@@ -849,31 +895,34 @@ impl Planner<'_> {
             }
             "todatetime" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), timestamp_type())
+                try_cast(values.pop().expect("one argument"), timestamp_type())
             }
             "tostring" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), DataType::Utf8)
+                try_cast(values.pop().expect("one argument"), DataType::Utf8)
             }
             "toint" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), DataType::Int32)
+                try_cast(values.pop().expect("one argument"), DataType::Int32)
             }
             "tolong" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), DataType::Int64)
+                try_cast(values.pop().expect("one argument"), DataType::Int64)
             }
             "todouble" | "toreal" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), DataType::Float64)
+                try_cast(values.pop().expect("one argument"), DataType::Float64)
             }
             "tobool" | "toboolean" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
-                cast(values.pop().expect("one argument"), DataType::Boolean)
+                try_cast(values.pop().expect("one argument"), DataType::Boolean)
             }
             "tolower" => self.unary(function, "lower", values, pos)?,
             "toupper" => self.unary(function, "upper", values, pos)?,
-            "strlen" => cast(self.unary(function, "character_length", values, pos)?, DataType::Int64),
+            "strlen" => cast(
+                self.unary(function, "character_length", values, pos)?,
+                DataType::Int64,
+            ),
             "strcat" => {
                 if values.is_empty() {
                     return Err(KqlError::new(pos, "strcat() takes at least one argument"));
@@ -893,7 +942,9 @@ impl Planner<'_> {
             "trim" | "trim_start" | "trim_end" => {
                 return Err(KqlError::new(
                     pos,
-                    format!("{function}() takes a regular expression, which is not supported; use replace_string()"),
+                    format!(
+                        "{function}() takes a regular expression, which is not supported; use replace_string()"
+                    ),
                 ));
             }
             "iff" | "iif" => {
@@ -904,7 +955,7 @@ impl Planner<'_> {
                 at(pos, when(condition, then).otherwise(otherwise))?
             }
             "case" => {
-                if values.len() < 3 || values.len() % 2 == 0 {
+                if values.len() < 3 || values.len().is_multiple_of(2) {
                     return Err(KqlError::new(
                         pos,
                         "case(condition1, value1, condition2, value2, …, else) takes an odd number of arguments",
@@ -939,14 +990,20 @@ impl Planner<'_> {
                 } else {
                     value.is_null()
                 };
-                if function == "isempty" { empty } else { empty.not() }
+                if function == "isempty" {
+                    empty
+                } else {
+                    empty.not()
+                }
             }
             "not" => {
                 check_arity(function, values.len(), 1..=1, pos)?;
                 values.pop().expect("one argument").not()
             }
             "coalesce" => self.function("coalesce", values, pos)?,
-            "abs" | "sqrt" | "exp" | "log10" | "log2" => self.unary(function, function, values, pos)?,
+            "abs" | "sqrt" | "exp" | "log10" | "log2" => {
+                self.unary(function, function, values, pos)?
+            }
             "log" => self.unary(function, "ln", values, pos)?,
             "pow" => {
                 check_arity(function, values.len(), 2..=2, pos)?;
@@ -979,7 +1036,9 @@ impl Planner<'_> {
             other => {
                 return Err(KqlError::new(
                     pos,
-                    format!("'{other}' is not a function this store knows; see docs/store.md for the KQL functions"),
+                    format!(
+                        "'{other}' is not a function this store knows; see docs/store.md for the KQL functions"
+                    ),
                 ));
             }
         })
@@ -1018,7 +1077,10 @@ impl Planner<'_> {
             )?;
             let left = at(pos, left.window(vec![numbered]))?;
             let left = at(pos, left.filter(column("__kql_row").eq(lit(1u64))))?;
-            at(pos, left.select(left_names.iter().map(|c| column(c)).collect::<Vec<_>>()))?
+            at(
+                pos,
+                left.select(left_names.iter().map(|c| column(c)).collect::<Vec<_>>()),
+            )?
         } else {
             left
         };
@@ -1086,13 +1148,13 @@ fn check_arity(
     ))
 }
 
-/// Replaces each aggregate call in `expr` by a placeholder column
-/// `__kql_part_{i}` and collects the calls.
+/// Replaces each aggregate call in `expr` by its `ExprKind::Part` and
+/// collects the calls.
 fn replace_aggregates(expr: &Expr, parts: &mut Vec<Expr>) -> Expr {
     let kind = match &expr.kind {
         ExprKind::Call(function, _) if is_aggregate(function) => {
             parts.push(expr.clone());
-            ExprKind::Column(format!("__kql_part_{}", parts.len() - 1))
+            ExprKind::Part(parts.len() - 1)
         }
         ExprKind::Negate(inner) => ExprKind::Negate(Box::new(replace_aggregates(inner, parts))),
         ExprKind::Binary(l, op, r) => ExprKind::Binary(
@@ -1169,7 +1231,11 @@ fn item_name(item: &Item, index: usize) -> String {
                 percentage(p).map_or(String::new(), |p| p.to_string().replace('.', "_"))
             ),
             (function, [value, ..]) if is_aggregate(function) => {
-                let function = if function == "any" { "take_any" } else { function };
+                let function = if function == "any" {
+                    "take_any"
+                } else {
+                    function
+                };
                 format!("{function}_{}", argument_name(value))
             }
             (function, []) if is_aggregate(function) => format!("{function}_"),

@@ -140,6 +140,9 @@ pub enum ExprKind {
         negated: bool,
     },
     Call(String, Vec<Expr>),
+    /// The `i`th aggregate of a `summarize` expression, once the planner
+    /// has taken the aggregates out of it; never written by a user.
+    Part(usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,10 +240,27 @@ impl fmt::Display for Token {
 }
 
 /// Longest first, so `==` is not read as `=` `=`.
-const SYMBOLS: [&str; 23] = [
+const SYMBOLS: [&str; 24] = [
     "..", "==", "!=", "<>", "<=", ">=", "=~", "!~", "|", ",", "(", ")", "=", "<", ">", "+", "-",
-    "*", "/", "%", ";", ".", "[",
+    "*", "/", "%", ";", ".", "[", "]",
 ];
+
+/// How deep a query may nest: each parenthesis, call, sign and subquery
+/// costs `NESTING` of it, each further term an operator joins in a row
+/// (`a or b or c` leans two deep) costs one. Parsing and planning walk
+/// expressions recursively, so their depth must stay bounded.
+const MAX_DEPTH: usize = 256;
+const NESTING: usize = 4;
+
+/// A timespan's bound, in microseconds: about ±106,751 days, the span
+/// that nanoseconds in 64 bits hold, as the planner's intervals need.
+const MAX_TIMESPAN_MICROS: f64 = (i64::MAX / 1000) as f64;
+
+/// `value` of a unit worth `micros`, in microseconds, if it is in bounds.
+fn timespan_micros(value: f64, micros: i64) -> Option<i64> {
+    let total = (value * micros as f64).round();
+    (total.is_finite() && total.abs() <= MAX_TIMESPAN_MICROS).then_some(total as i64)
+}
 
 /// Operator names written with a dash.
 const DASHED: [&str; 2] = ["project-away", "project-rename"];
@@ -360,13 +380,20 @@ fn tokenize(text: &str) -> Result<Vec<(Token, Pos)>> {
                         format!("'{number}{unit}': timespan units are d, h, m, s, ms, microsecond"),
                     )
                 })?;
-                Token::Timespan((value * micros as f64).round() as i64)
+                Token::Timespan(timespan_micros(value, micros).ok_or_else(|| {
+                    KqlError::new(
+                        pos,
+                        format!("'{number}{unit}' is out of range: timespans reach ±106,751 days"),
+                    )
+                })?)
             } else if real {
                 Token::Real(value)
             } else {
-                Token::Long(number.parse().map_err(|_| {
-                    KqlError::new(pos, format!("{number} does not fit in a long"))
-                })?)
+                Token::Long(
+                    number.parse().map_err(|_| {
+                        KqlError::new(pos, format!("{number} does not fit in a long"))
+                    })?,
+                )
             };
             tokens.push((token, pos));
             continue;
@@ -447,13 +474,34 @@ fn unit_micros(unit: &str) -> Option<i64> {
     })
 }
 
-/// `1h`, `30 s`, or `hh:mm:ss` inside `timespan(…)`.
+/// `1h`, `30 s`, `[-][d.]hh:mm[:ss[.fff]]` inside `timespan(…)`, in
+/// microseconds; `None` if it is not one or is out of range.
 fn parse_timespan_text(text: &str) -> Option<i64> {
-    if let Some((hours, rest)) = text.split_once(':') {
+    let text = text.trim();
+    if text.contains(':') {
+        let (negative, text) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (hours, rest) = text.split_once(':')?;
+        let (days, hours) = hours.split_once('.').unwrap_or(("0", hours));
         let (minutes, seconds) = rest.split_once(':').unwrap_or((rest, "0"));
-        let seconds: f64 = seconds.parse().ok()?;
-        let total = hours.parse::<i64>().ok()? * 3600 + minutes.parse::<i64>().ok()? * 60;
-        return Some(total * 1_000_000 + (seconds * 1e6).round() as i64);
+        let whole = |part: &str| -> Option<f64> {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<f64>().ok())
+                .flatten()
+        };
+        let seconds: f64 = match seconds.split_once('.') {
+            Some((s, fraction)) if fraction.bytes().all(|b| b.is_ascii_digit()) => {
+                whole(s)? + format!("0.{fraction}").parse::<f64>().ok()?
+            }
+            Some(_) => return None,
+            None => whole(seconds)?,
+        };
+        let total =
+            ((whole(days)? * 24.0 + whole(hours)?) * 60.0 + whole(minutes)?) * 60.0 + seconds;
+        let micros = timespan_micros(total, 1_000_000)?;
+        return Some(if negative { -micros } else { micros });
     }
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -461,8 +509,12 @@ fn parse_timespan_text(text: &str) -> Option<i64> {
     let (number, unit) = text.split_at(split);
     let value: f64 = number.parse().ok()?;
     let unit = unit.trim();
-    let micros = if unit.is_empty() { 86_400_000_000 } else { unit_micros(unit)? };
-    Some((value * micros as f64).round() as i64)
+    let micros = if unit.is_empty() {
+        86_400_000_000
+    } else {
+        unit_micros(unit)?
+    };
+    timespan_micros(value, micros)
 }
 
 /// Parses a whole query: one tabular expression, optionally ended by `;`.
@@ -470,6 +522,7 @@ pub fn parse(text: &str) -> Result<Query> {
     let mut parser = Parser {
         tokens: tokenize(text)?,
         at: 0,
+        depth: 0,
     };
     let query = parser.query()?;
     parser.eat_symbol(";");
@@ -482,9 +535,37 @@ pub fn parse(text: &str) -> Result<Query> {
 struct Parser {
     tokens: Vec<(Token, Pos)>,
     at: usize,
+    /// How deep the parse is nested now (see `MAX_DEPTH`).
+    depth: usize,
 }
 
 impl Parser {
+    /// Goes one nesting level deeper, refusing to go past `MAX_DEPTH`. A
+    /// failed parse is abandoned, so only a successful level calls `leave`.
+    fn enter(&mut self) -> Result<()> {
+        self.deeper(NESTING)
+    }
+
+    fn leave(&mut self) {
+        self.depth -= NESTING;
+    }
+
+    fn deeper(&mut self, cost: usize) -> Result<()> {
+        self.depth += cost;
+        if self.depth > MAX_DEPTH {
+            return Err(KqlError::new(
+                self.pos(),
+                format!(
+                    "the query nests deeper than the planner allows here (at most {} levels of \
+                     parentheses, calls and signs, or {MAX_DEPTH} terms joined in a row); for \
+                     many alternatives use in (…)",
+                    MAX_DEPTH / NESTING
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> &Token {
         &self.tokens[self.at].0
     }
@@ -583,7 +664,9 @@ impl Parser {
 
     fn query(&mut self) -> Result<Query> {
         let source = if self.eat_symbol("(") {
+            self.enter()?;
             let inner = self.query()?;
+            self.leave();
             self.expect_symbol(")")?;
             Source::Nested(Box::new(inner))
         } else {
@@ -873,6 +956,8 @@ impl Parser {
         } else {
             self.binary(level + 1)?
         };
+        // Each term joined makes the tree one deeper (it leans left).
+        let mut terms = 0;
         loop {
             let pos = self.pos();
             let op = match (level, self.peek()) {
@@ -883,8 +968,13 @@ impl Parser {
                 (4, Token::Symbol("*")) => BinaryOp::Multiply,
                 (4, Token::Symbol("/")) => BinaryOp::Divide,
                 (4, Token::Symbol("%")) => BinaryOp::Modulo,
-                _ => return Ok(left),
+                _ => {
+                    self.depth -= terms;
+                    return Ok(left);
+                }
             };
+            self.deeper(1)?;
+            terms += 1;
             self.next();
             let right = if level == 4 {
                 self.unary()?
@@ -998,7 +1088,9 @@ impl Parser {
     fn unary(&mut self) -> Result<Expr> {
         let pos = self.pos();
         if self.eat_symbol("-") {
+            self.enter()?;
             let inner = self.unary()?;
+            self.leave();
             return Ok(Expr {
                 kind: match inner.kind {
                     ExprKind::Literal(Literal::Long(n)) => ExprKind::Literal(Literal::Long(-n)),
@@ -1021,11 +1113,13 @@ impl Parser {
             Token::Real(n) => ExprKind::Literal(Literal::Real(n)),
             Token::Timespan(n) => ExprKind::Literal(Literal::Timespan(n)),
             Token::String(s) => ExprKind::Literal(Literal::String(s)),
-            Token::Datetime(text) => ExprKind::Literal(Literal::Datetime(parse_datetime(
-                &text, pos,
-            )?)),
+            Token::Datetime(text) => {
+                ExprKind::Literal(Literal::Datetime(parse_datetime(&text, pos)?))
+            }
             Token::Symbol("(") => {
+                self.enter()?;
                 let inner = self.expr()?;
+                self.leave();
                 self.expect_symbol(")")?;
                 return Ok(inner);
             }
@@ -1040,6 +1134,7 @@ impl Parser {
             }
             Token::Word(word) if !word.starts_with('!') => {
                 if self.eat_symbol("(") {
+                    self.enter()?;
                     let mut args = Vec::new();
                     if !self.eat_symbol(")") {
                         args.push(self.expr()?);
@@ -1048,6 +1143,7 @@ impl Parser {
                         }
                         self.expect_symbol(")")?;
                     }
+                    self.leave();
                     ExprKind::Call(word, args)
                 } else {
                     ExprKind::Column(word)
@@ -1068,13 +1164,20 @@ fn parse_datetime(text: &str, pos: Pos) -> Result<Option<i64>> {
     if text == "null" {
         return Ok(None);
     }
-    let normalized = if text.len() == 10 {
+    let mut normalized = if text.len() == 10 {
         format!("{text}T00:00:00Z")
     } else {
         text.replace(' ', "T")
     };
-    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(&normalized)
-        .map(|nanos| Some(nanos.div_euclid(1000)))
+    // `2026-12-01T10:00`: minutes without seconds.
+    if normalized.len() == 16 && normalized.as_bytes()[13] == b':' {
+        normalized.push_str(":00");
+    }
+    // Through chrono rather than nanoseconds, so that 0001-01-01 and
+    // 9999-12-31 (the usual sentinels) are datetimes too.
+    let utc: datafusion::arrow::array::timezone::Tz = "+00:00".parse().expect("UTC is a zone");
+    datafusion::arrow::compute::kernels::cast_utils::string_to_datetime(&utc, &normalized)
+        .map(|datetime| Some(datetime.timestamp_micros()))
         .map_err(|_| {
             KqlError::new(
                 pos,
@@ -1141,7 +1244,10 @@ mod tests {
         let ExprKind::Binary(_, BinaryOp::Plus, product) = &sum.kind else {
             panic!()
         };
-        assert!(matches!(product.kind, ExprKind::Binary(_, BinaryOp::Multiply, _)));
+        assert!(matches!(
+            product.kind,
+            ExprKind::Binary(_, BinaryOp::Multiply, _)
+        ));
     }
 
     #[test]
@@ -1164,7 +1270,10 @@ mod tests {
     fn joins_take_kinds_and_side_columns() {
         let query =
             parse("a | join kind=leftouter (b | where x > 1) on $left.k == $right.id, z").unwrap();
-        let Operator::Join { kind, on, right, .. } = &query.operators[0] else {
+        let Operator::Join {
+            kind, on, right, ..
+        } = &query.operators[0]
+        else {
             panic!()
         };
         assert_eq!(*kind, JoinKind::LeftOuter);
@@ -1181,14 +1290,30 @@ mod tests {
     #[test]
     fn errors_point_at_the_token() {
         let error = parse("t\n| where a = 1").unwrap_err();
-        assert_eq!(error.pos, Pos { line: 2, column: 11 });
+        assert_eq!(
+            error.pos,
+            Pos {
+                line: 2,
+                column: 11
+            }
+        );
         assert!(error.message.contains("'=='"), "{}", error.message);
         let error = parse("t | frobnicate").unwrap_err();
         assert_eq!(error.pos, Pos { line: 1, column: 5 });
         let error = parse("t | take").unwrap_err();
-        assert!(error.message.contains("the end of the query"), "{}", error.message);
+        assert!(
+            error.message.contains("the end of the query"),
+            "{}",
+            error.message
+        );
         let error = parse("t | where s == 'open").unwrap_err();
-        assert_eq!(error.pos, Pos { line: 1, column: 16 });
+        assert_eq!(
+            error.pos,
+            Pos {
+                line: 1,
+                column: 16
+            }
+        );
     }
 
     #[test]
@@ -1202,5 +1327,73 @@ mod tests {
         };
         assert_eq!(kind, "timechart");
         assert_eq!(properties[0], ("title".to_string(), "Declines".to_string()));
+    }
+
+    #[test]
+    fn timespans_and_datetimes_keep_to_their_ranges() {
+        assert_eq!(parse_timespan_text("1:30:00"), Some(5_400_000_000));
+        assert_eq!(parse_timespan_text("-1:30:00"), Some(-5_400_000_000));
+        assert_eq!(parse_timespan_text("2.01:00:00.5"), Some(176_400_500_000));
+        assert_eq!(parse_timespan_text("99999999999999:00:00"), None);
+        assert_eq!(parse_timespan_text("1:00:1e300"), None);
+        assert_eq!(parse_timespan_text("1:x:00"), None);
+        assert_eq!(parse_timespan_text("90s"), Some(90_000_000));
+        assert!(parse("t | where ts > ago(106000d)").is_ok());
+        for text in ["t | where ts > ago(200000d)", "t | where d < 100000000000d"] {
+            let error = parse(text).unwrap_err();
+            assert!(error.message.contains("out of range"), "{}", error.message);
+        }
+        let text = format!(
+            "{:?}",
+            parse("t | where a > datetime(0001-01-01) and b < datetime(9999-12-31) and c == datetime(2026-12-01 10:30)")
+                .unwrap()
+                .operators[0]
+        );
+        assert!(
+            text.contains("Datetime(Some(-62135596800000000))"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Datetime(Some(253402214400000000))"),
+            "{text}"
+        );
+        assert!(text.contains("Datetime(Some(1796121000000000))"), "{text}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_crash() {
+        let parens = format!(
+            "t | where {}1{} == 1",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        let signs = format!("t | where {}1 == 1", "-".repeat(100_000));
+        let calls = format!(
+            "t | where {}1{} == 1",
+            "abs(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        let tables = format!("{}t{}", "(".repeat(10_000), ")".repeat(10_000));
+        let chain = format!("t | where x == 1{}", " or x == 1".repeat(300_000));
+        for text in [parens, signs, calls, tables, chain] {
+            let error = parse(&text).unwrap_err();
+            assert!(error.message.contains("nests deeper"), "{}", error.message);
+        }
+        let fine = format!("t | where x == 0{}", " or x == 1".repeat(100));
+        assert!(parse(&fine).is_ok());
+        let fine = format!("t | where {}x{} == 1", "(".repeat(60), ")".repeat(60));
+        assert!(parse(&fine).is_ok());
+        let fine = format!("t | where {}x{} == 1", "abs(".repeat(60), ")".repeat(60));
+        assert!(parse(&fine).is_ok());
+    }
+
+    #[test]
+    fn bracketed_names_are_names() {
+        let query = parse("t | project ['my col'], [\"other one\"]").unwrap();
+        let text = format!("{:?}", query.operators[0]);
+        assert!(
+            text.contains("my col") && text.contains("other one"),
+            "{text}"
+        );
     }
 }

@@ -266,4 +266,3 @@ pub fn assert_same_rows(view: &[Vec<Value>], raw: &[Vec<Value>], loose: &[usize]
         }
     }
 }
-

@@ -295,19 +295,15 @@ pub(super) async fn output_stream(
             Ok::<_, std::convert::Infallible>(Event::default().event("row").data(&*row))
         }));
     let live = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(row) => return Some((Ok(Event::default().event("row").data(&*row)), receiver)),
-                // A slow reader skips what it missed and says so.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    return Some((
-                        Ok(Event::default().event("lagged").data(missed.to_string())),
-                        receiver,
-                    ));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        let event = match receiver.recv().await {
+            Ok(row) => Event::default().event("row").data(&*row),
+            // A slow reader skips what it missed and says so.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(missed.to_string())
             }
-        }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), receiver))
     });
     use futures_util::StreamExt;
     Ok(Sse::new(recent.chain(live))

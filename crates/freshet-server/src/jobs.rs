@@ -209,12 +209,14 @@ struct Checkpoint {
     pending: Vec<PendingBatch>,
 }
 
+/// A row for an output topic: (record timestamp ms, JSON row, headers).
+type TopicRow = (i64, String, Vec<(String, String)>);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PendingBatch {
     topic: String,
     base_sequence: i32,
-    /// (record timestamp ms, JSON row, headers).
-    rows: Vec<(i64, String, Vec<(String, String)>)>,
+    rows: Vec<TopicRow>,
 }
 
 struct Runner {
@@ -236,7 +238,7 @@ struct Runner {
     producer_id: i64,
     sequences: BTreeMap<String, i32>,
     /// Rows for topics since the last checkpoint, per topic.
-    unsent: BTreeMap<String, Vec<(i64, String, Vec<(String, String)>)>>,
+    unsent: BTreeMap<String, Vec<TopicRow>>,
     checkpoint_id: u64,
     dirty: bool,
     /// Mirrors the checkpointed positions into the job's consumer group.
@@ -621,11 +623,7 @@ impl Runner {
         Ok(())
     }
 
-    fn batch(
-        &mut self,
-        topic: &str,
-        rows: Vec<(i64, String, Vec<(String, String)>)>,
-    ) -> PendingBatch {
+    fn batch(&mut self, topic: &str, rows: Vec<TopicRow>) -> PendingBatch {
         let sequence = self.sequences.entry(topic.to_string()).or_insert(0);
         let base_sequence = *sequence;
         // Sequences wrap at i32::MAX, as Kafka's do.

@@ -380,7 +380,6 @@ impl Collector for StoreCollector {
                 .encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(sum_ms as f64 / 1e3, count, &buckets, None)?;
         }
-        drop(freshness);
         let views = self.store.views();
         let mut delta = encoder.encode_descriptor(
             "freshet_store_view_delta_rows",
@@ -392,7 +391,6 @@ impl Collector for StoreCollector {
             ConstGauge::new(view.delta_rows as i64)
                 .encode(delta.encode_family(&[("view", view.name.clone())])?)?;
         }
-        drop(delta);
         let stats = self.store.query_stats();
         let (counts, sum_ms, count) = stats.durations.read();
         let buckets = seconds_buckets(&counts);
@@ -478,7 +476,6 @@ impl Collector for JobCollector {
                 ])?)?;
             }
         }
-        drop(late);
         let now_micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
@@ -496,7 +493,6 @@ impl Collector for JobCollector {
             ConstGauge::new((now_micros - watermark) as f64 / 1e6)
                 .encode(delay.encode_family(&[("job", job.spec.name.clone())])?)?;
         }
-        drop(delay);
         let mut state = encoder.encode_descriptor(
             "freshet_job_state_rows",
             "Groups, buffered events and join rows the job holds",
@@ -507,7 +503,6 @@ impl Collector for JobCollector {
             ConstGauge::new(job.stats.state_rows.load(Relaxed) as i64)
                 .encode(state.encode_family(&[("job", job.spec.name.clone())])?)?;
         }
-        drop(state);
         let mut checkpoint = encoder.encode_descriptor(
             "freshet_job_checkpoint_duration",
             "Time to write a checkpoint and commit its topic outputs",

@@ -66,6 +66,10 @@ fn nexmark_queries() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A case: its name, its query and the events it reads (event time µs,
+/// the JSON payload).
+type Case<'a> = (&'a str, String, &'a [(i64, Bytes)]);
+
 fn events(scenario: Scenario, count: usize, rate_per_s: u64) -> Vec<(i64, Bytes)> {
     let mut generator = Generator::new(Options::plain(
         scenario,
@@ -167,7 +171,7 @@ fn main() {
     );
     let payments = events(Scenario::Payments, count, 10_000);
     let nexmark = events(Scenario::Nexmark, count, 10_000);
-    let mut cases: Vec<(&str, String, &[(i64, Bytes)])> = vec![
+    let mut cases: Vec<Case> = vec![
         ("seed decline-rate", SEED.to_string(), &payments),
         ("seed, sliding 30 s", SEED_SLIDING.to_string(), &payments),
     ];

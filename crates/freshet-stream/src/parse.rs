@@ -262,16 +262,16 @@ fn clause_body(tokens: &[&TokenWithSpan], start: usize) -> (Option<(Location, Lo
             Token::RParen if depth == 0 => break,
             Token::RParen => depth -= 1,
             Token::SemiColon | Token::EOF if depth == 0 => break,
+            // `BY` after PARTITION/TIMESTAMP only counts as an end when it
+            // starts one of those clauses.
             Token::Word(word)
-                if depth == 0 && word.quote_style.is_none() && ENDS.contains(&word.keyword) =>
+                if depth == 0
+                    && word.quote_style.is_none()
+                    && ENDS.contains(&word.keyword)
+                    && (!matches!(word.keyword, Keyword::PARTITION | Keyword::TIMESTAMP)
+                        || is_keyword(tokens, index + 1, Keyword::BY)) =>
             {
-                // `BY` after PARTITION/TIMESTAMP only counts as an end when
-                // it starts one of those clauses.
-                if !matches!(word.keyword, Keyword::PARTITION | Keyword::TIMESTAMP)
-                    || is_keyword(tokens, index + 1, Keyword::BY)
-                {
-                    break;
-                }
+                break;
             }
             _ => {}
         }

@@ -30,7 +30,12 @@ fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerCont
         .set("acks", acks)
         .set(
             "enable.idempotence",
-            if acks == "all" { "true" } else { "false" },
+            if acks == "all" && std::env::var("FRESHET_BENCH_IDEMPOTENCE").as_deref() != Ok("false")
+            {
+                "true"
+            } else {
+                "false"
+            },
         )
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
@@ -79,10 +84,20 @@ fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) 
     started.elapsed().as_secs_f64()
 }
 
+/// What one consume phase took.
+struct Consumed {
+    /// From creating the consumers to the last record.
+    seconds: f64,
+    /// From the first record any consumer got to the last record: the
+    /// rate once records flow, without the consumers' start-up (connect,
+    /// metadata, end offsets, assignment, first fetch).
+    streaming_seconds: f64,
+    bytes: usize,
+}
+
 /// Reads `count` records from the start with one consumer thread per
-/// partition, each up to its partition's end; returns (seconds, payload
-/// bytes).
-fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
+/// partition, each up to its partition's end.
+fn consume(bootstrap: &str, topic: &str, count: usize) -> Consumed {
     let started = Instant::now();
     let threads: Vec<_> = (0..PARTITIONS)
         .map(|partition| {
@@ -108,8 +123,10 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
                 consumer.assign(&assignment).unwrap();
                 let (mut records, mut bytes) = (0usize, 0usize);
                 let mut next = 0;
+                let mut first = None;
                 while next < end {
                     if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+                        first.get_or_insert_with(Instant::now);
                         records += 1;
                         bytes += message.payload().map_or(0, |p| p.len());
                         next = message.offset() + 1;
@@ -119,16 +136,27 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> (f64, usize) {
                         "consume stalled"
                     );
                 }
-                (records, bytes)
+                (records, bytes, first)
             })
         })
         .collect();
-    let (records, bytes) = threads
-        .into_iter()
-        .map(|t| t.join().expect("consumer thread"))
-        .fold((0, 0), |(r, b), (tr, tb)| (r + tr, b + tb));
+    let (mut records, mut bytes, mut first) = (0, 0, None::<Instant>);
+    for thread in threads {
+        let (thread_records, thread_bytes, thread_first) = thread.join().expect("consumer thread");
+        records += thread_records;
+        bytes += thread_bytes;
+        first = match (first, thread_first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     assert_eq!(records, count, "every produced record is read once");
-    (started.elapsed().as_secs_f64(), bytes)
+    let ended = Instant::now();
+    Consumed {
+        seconds: (ended - started).as_secs_f64(),
+        streaming_seconds: (ended - first.unwrap_or(started)).as_secs_f64(),
+        bytes,
+    }
 }
 
 /// Sends `rate` records/s for `seconds` with acks=all and measures the time
@@ -228,6 +256,55 @@ fn iperf3_mb_s() -> Option<f64> {
     Some(json["end"]["sum_received"]["bits_per_second"].as_f64()? / 8e6)
 }
 
+/// What the server's `/metrics` says of produce requests and fsyncs.
+#[derive(Debug, Default)]
+struct GroupCommits {
+    produce_requests: f64,
+    produce_seconds: f64,
+    fsyncs: f64,
+    fsync_seconds: f64,
+}
+
+impl GroupCommits {
+    fn read(http: &str) -> Self {
+        let text = http_get(http, "/metrics");
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|line| line.starts_with(prefix))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Self {
+            produce_requests: sum("freshet_kafka_request_duration_seconds_count{api=\"Produce\""),
+            produce_seconds: sum("freshet_kafka_request_duration_seconds_sum{api=\"Produce\""),
+            fsyncs: sum("freshet_log_fsync_duration_seconds_count"),
+            fsync_seconds: sum("freshet_log_fsync_duration_seconds_sum"),
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            produce_requests: self.produce_requests - before.produce_requests,
+            produce_seconds: self.produce_seconds - before.produce_seconds,
+            fsyncs: self.fsyncs - before.fsyncs,
+            fsync_seconds: self.fsync_seconds - before.fsync_seconds,
+        }
+    }
+}
+
+/// A plain HTTP/1.0 GET of `path` (the body only).
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(address).expect("connect to the server's HTTP port");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
 fn main() {
     let dir = PathBuf::from(
         std::env::var("FRESHET_BENCH_DIR").unwrap_or_else(|_| "target/bench-kafka".into()),
@@ -249,12 +326,17 @@ fn main() {
     drop(admin);
 
     println!(
-        "| case | records | produce s | records/s | MB/s | consume MB/s | server cores (produce / consume) | MB per server CPU second (produce / consume) |"
+        "| case | records | produce s | records/s | MB/s | consume MB/s (all / streaming) | server cores (produce / consume) | MB per server CPU second (produce / consume) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
+    let only = std::env::var("FRESHET_BENCH_ONLY").unwrap_or_default();
+    let mut commits = Vec::new();
     for size in [100usize, 1024] {
         for acks in ["1", "all"] {
+            if !format!("{size} B, acks={acks}").contains(&only) {
+                continue;
+            }
             let topic = format!("bench-{size}-{acks}");
             let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
                 .args([
@@ -275,9 +357,17 @@ fn main() {
             );
             let count = (mib << 20) / size;
             let cpu_before = server.cpu_seconds();
+            let commits_before = GroupCommits::read(&server.http);
             let seconds = produce(&server.kafka, &topic, acks, size, count);
             let cpu_produced = server.cpu_seconds();
-            let (consume_seconds, consumed_bytes) = consume(&server.kafka, &topic, count);
+            commits.push((
+                size,
+                acks,
+                (count * size) as f64,
+                GroupCommits::read(&server.http).since(&commits_before),
+            ));
+            let consumed = consume(&server.kafka, &topic, count);
+            let (consume_seconds, consumed_bytes) = (consumed.seconds, consumed.bytes);
             let cpu_consumed = server.cpu_seconds();
             let produce_mb_s = (count * size) as f64 / 1e6 / seconds;
             let consume_mb_s = consumed_bytes as f64 / 1e6 / consume_seconds;
@@ -286,8 +376,9 @@ fn main() {
             let (produce_cpu, consume_cpu) =
                 (cpu_produced - cpu_before, cpu_consumed - cpu_produced);
             println!(
-                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
+                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} / {:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
                 count as f64 / seconds,
+                consumed_bytes as f64 / 1e6 / consumed.streaming_seconds,
                 produce_cpu / seconds,
                 consume_cpu / consume_seconds,
                 (count * size) as f64 / 1e6 / produce_cpu,
@@ -295,6 +386,22 @@ fn main() {
             );
             rows.push((size, acks, produce_mb_s, consume_mb_s));
         }
+    }
+    println!();
+    println!(
+        "| case | produce requests | mean request | mean request time | fsyncs | mean fsync | bytes per fsync |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (size, acks, bytes, commits) in commits {
+        println!(
+            "| {size} B, acks={acks} | {:.0} | {:.0} KB | {:.2} ms | {:.0} | {:.2} ms | {:.0} KB |",
+            commits.produce_requests,
+            bytes / commits.produce_requests.max(1.0) / 1e3,
+            commits.produce_seconds / commits.produce_requests.max(1.0) * 1e3,
+            commits.fsyncs,
+            commits.fsync_seconds / commits.fsyncs.max(1.0) * 1e3,
+            bytes / commits.fsyncs.max(1.0) / 1e3,
+        );
     }
     let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
         .args([

@@ -6,7 +6,11 @@
 //! Run: `cargo bench -p freshet --bench kafka`
 //! Options (environment): `FRESHET_BENCH_DIR` (data directory, default
 //! `target/bench-kafka`), `FRESHET_BENCH_MIB` (data per throughput case,
-//! default 512).
+//! default 512), `FRESHET_BENCH_ONLY` (only the cases whose name, such as
+//! "1024 B, acks=all", holds this text), `FRESHET_BENCH_IDEMPOTENCE=false`
+//! (acks=all producers without idempotence), `FRESHET_BENCH_CONSUME_ROUNDS`
+//! (read each case's records this many times, default 1; the table shows
+//! the last).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -331,6 +335,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     let only = std::env::var("FRESHET_BENCH_ONLY").unwrap_or_default();
+    let consume_rounds: usize = std::env::var("FRESHET_BENCH_CONSUME_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(1);
     let mut commits = Vec::new();
     for size in [100usize, 1024] {
         for acks in ["1", "all"] {
@@ -366,6 +374,19 @@ fn main() {
                 (count * size) as f64,
                 GroupCommits::read(&server.http).since(&commits_before),
             ));
+            // FRESHET_BENCH_CONSUME_ROUNDS: extra reads of the same
+            // records from page cache before the one the table shows.
+            for round in 1..consume_rounds {
+                let cpu_start = server.cpu_seconds();
+                let consumed = consume(&server.kafka, &topic, count);
+                println!(
+                    "{size} B, acks={acks}: consume round {round}: {:.0} MB/s (streaming {:.0}), server cores {:.2}",
+                    consumed.bytes as f64 / 1e6 / consumed.seconds,
+                    consumed.bytes as f64 / 1e6 / consumed.streaming_seconds,
+                    (server.cpu_seconds() - cpu_start) / consumed.seconds
+                );
+            }
+            let cpu_consume_start = server.cpu_seconds();
             let consumed = consume(&server.kafka, &topic, count);
             let (consume_seconds, consumed_bytes) = (consumed.seconds, consumed.bytes);
             let cpu_consumed = server.cpu_seconds();
@@ -374,7 +395,7 @@ fn main() {
             // The server's share of the two cores, and what it would move
             // per second of its own CPU time.
             let (produce_cpu, consume_cpu) =
-                (cpu_produced - cpu_before, cpu_consumed - cpu_produced);
+                (cpu_produced - cpu_before, cpu_consumed - cpu_consume_start);
             println!(
                 "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} / {:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
                 count as f64 / seconds,

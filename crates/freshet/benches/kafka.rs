@@ -149,10 +149,7 @@ fn consume(bootstrap: &str, topic: &str, count: usize) -> Consumed {
         let (thread_records, thread_bytes, thread_first) = thread.join().expect("consumer thread");
         records += thread_records;
         bytes += thread_bytes;
-        first = match (first, thread_first) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        first = first.into_iter().chain(thread_first).min();
     }
     assert_eq!(records, count, "every produced record is read once");
     let ended = Instant::now();
@@ -271,7 +268,12 @@ struct GroupCommits {
 
 impl GroupCommits {
     fn read(http: &str) -> Self {
-        let text = http_get(http, "/metrics");
+        let text = ureq::get(&format!("http://{http}/metrics"))
+            .call()
+            .expect("the server's /metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("the metrics text");
         let sum = |prefix: &str| -> f64 {
             text.lines()
                 .filter(|line| line.starts_with(prefix))
@@ -294,19 +296,6 @@ impl GroupCommits {
             fsync_seconds: self.fsync_seconds - before.fsync_seconds,
         }
     }
-}
-
-/// A plain HTTP/1.0 GET of `path` (the body only).
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect(address).expect("connect to the server's HTTP port");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 fn main() {

@@ -1,5 +1,5 @@
 //! Kafka produce and consume throughput and end-to-end latency against the
-//! real `freshet` binary with librdkafka (the `rdkafka` crate: two producer
+//! real `freshet` binary with librdkafka (the `rdkafka` crate: producer
 //! threads, one consumer thread per partition), next to the disk (`fio`)
 //! and loopback (`iperf3`) limits measured in the same run.
 //!
@@ -10,7 +10,7 @@
 //! "1024 B, acks=all", holds this text), `FRESHET_BENCH_IDEMPOTENCE=false`
 //! (acks=all producers without idempotence), `FRESHET_BENCH_CONSUME_ROUNDS`
 //! (read each case's records this many times, default 1; the table shows
-//! the last).
+//! the last), `FRESHET_BENCH_PRODUCERS` (producer threads, default 2).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -50,23 +50,31 @@ fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerCont
         .expect("producer")
 }
 
-/// Producer threads, each with its own librdkafka producer.
-const PRODUCERS: usize = 2;
+/// Producer threads, each with its own librdkafka producer
+/// (`FRESHET_BENCH_PRODUCERS`, default 2).
+fn producers() -> usize {
+    std::env::var("FRESHET_BENCH_PRODUCERS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .filter(|&count| count > 0)
+        .unwrap_or(2)
+}
 
-/// Produces `count` records of `size` bytes from `PRODUCERS` threads;
+/// Produces `count` records of `size` bytes from `producers()` threads;
 /// returns the seconds taken until every one is acknowledged.
 fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) -> f64 {
+    let producers = producers();
     let started = Instant::now();
-    let threads: Vec<_> = (0..PRODUCERS)
+    let threads: Vec<_> = (0..producers)
         .map(|thread| {
             let (bootstrap, topic, acks) =
                 (bootstrap.to_string(), topic.to_string(), acks.to_string());
-            let share = count / PRODUCERS + usize::from(thread < count % PRODUCERS);
+            let share = count / producers + usize::from(thread < count % producers);
             std::thread::spawn(move || {
                 let producer = producer(&bootstrap, &acks);
                 let payload = vec![b'x'; size];
                 for i in 0..share {
-                    let key = ((i * PRODUCERS + thread) as u32 % 1024).to_be_bytes();
+                    let key = ((i * producers + thread) as u32 % 1024).to_be_bytes();
                     let mut record = BaseRecord::to(&topic).payload(&payload[..]).key(&key[..]);
                     loop {
                         match producer.send(record) {

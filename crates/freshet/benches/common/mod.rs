@@ -18,15 +18,35 @@ impl Server {
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
             .expect("read the server's /proc stat");
-        // Fields after the command name (which is in parentheses);
-        // utime and stime are the 14th and 15th fields overall.
-        let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf only reads a system setting.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks as f64 / per_second
+        stat_cpu_seconds(&stat)
     }
+
+    /// CPU time (user and system, seconds) of the server's thread named
+    /// `name` (as `/proc` shows it: at most 15 bytes), if there is one.
+    #[allow(dead_code)] // not every benchmark reads it
+    pub fn thread_cpu_seconds(&self, name: &str) -> Option<f64> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                return Some(stat_cpu_seconds(&stat));
+            }
+        }
+        None
+    }
+}
+
+/// User plus system time of a `/proc/.../stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
+    // Fields after the command name (which is in parentheses); utime and
+    // stime are the 14th and 15th fields overall.
+    let after_name = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a system setting.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / per_second
 }
 
 impl Drop for Server {
@@ -41,6 +61,8 @@ impl Drop for Server {
 /// config text.
 pub fn start_server(dir: &Path, config: Option<&str>) -> Server {
     let ports = dir.join("ports.json");
+    // A server started here before left its ports behind.
+    let _ = std::fs::remove_file(&ports);
     let mut command = Command::new(env!("CARGO_BIN_EXE_freshet"));
     command.args([
         "serve",

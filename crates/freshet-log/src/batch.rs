@@ -242,7 +242,22 @@ pub fn encode(records: &[Record], producer: ProducerStamp) -> Vec<u8> {
         .map(|r| r.timestamp)
         .max()
         .expect("non-empty");
-    let mut out = vec![0u8; HEADER_BYTES];
+    // At most 10 bytes per varint: the batch grows no more once started.
+    let capacity = HEADER_BYTES
+        + records
+            .iter()
+            .map(|record| {
+                60 + record.key.as_ref().map_or(0, Vec::len)
+                    + record.value.as_ref().map_or(0, Vec::len)
+                    + record
+                        .headers
+                        .iter()
+                        .map(|(key, value)| 20 + key.len() + value.as_ref().map_or(0, Vec::len))
+                        .sum::<usize>()
+            })
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(capacity);
+    out.resize(HEADER_BYTES, 0);
     let mut body = Vec::new();
     for (delta, record) in records.iter().enumerate() {
         body.clear();

@@ -210,6 +210,18 @@ struct Checkpoint {
 }
 
 /// A row for an output topic: (record timestamp ms, JSON row, headers).
+/// A checkpoint as written: the same fields as `Checkpoint`, borrowed.
+#[derive(Serialize)]
+struct CheckpointRef<'a, E: Serialize> {
+    query: &'a str,
+    id: u64,
+    engine: &'a E,
+    positions: BTreeMap<&'a str, &'a BTreeMap<u32, i64>>,
+    producer_id: i64,
+    sequences: &'a BTreeMap<String, i32>,
+    pending: &'a [PendingBatch],
+}
+
 type TopicRow = (i64, String, Vec<(String, String)>);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -578,41 +590,48 @@ impl Runner {
     /// Writes the checkpoint file, then appends its rows to their topics.
     fn checkpoint(&mut self) -> anyhow::Result<()> {
         let mut pending = Vec::new();
-        for (topic, rows) in std::mem::take(&mut self.unsent) {
+        // The queues keep their capacity from one checkpoint to the next.
+        for (topic, rows) in &mut self.unsent {
             let mut batch_rows = Vec::new();
             let mut batch_bytes = 0;
-            for row in rows {
+            for row in rows.drain(..) {
                 let size = row.1.len() + 64;
                 if !batch_rows.is_empty() && batch_bytes + size > OUTPUT_BATCH_BYTES_MAX {
-                    pending.push(self.batch(&topic, std::mem::take(&mut batch_rows)));
+                    pending.push(batch(
+                        &mut self.sequences,
+                        topic,
+                        std::mem::take(&mut batch_rows),
+                    ));
                     batch_bytes = 0;
                 }
                 batch_bytes += size;
                 batch_rows.push(row);
             }
             if !batch_rows.is_empty() {
-                pending.push(self.batch(&topic, batch_rows));
+                pending.push(batch(&mut self.sequences, topic, batch_rows));
             }
         }
         self.checkpoint_id += 1;
-        let checkpoint = Checkpoint {
-            query: self.job.spec.query.clone(),
+        let checkpoint = CheckpointRef {
+            query: &self.job.spec.query,
             id: self.checkpoint_id,
-            engine: serde_json::from_slice(&self.engine.checkpoint())?,
+            engine: self.engine.checkpoint_state(),
             positions: self
                 .job
                 .plan
                 .inputs
                 .iter()
                 .zip(&self.positions)
-                .map(|(input, positions)| (input.name.clone(), positions.clone()))
+                .map(|(input, positions)| (input.name.as_str(), positions))
                 .collect(),
             producer_id: self.producer_id,
-            sequences: self.sequences.clone(),
-            pending,
+            sequences: &self.sequences,
+            pending: &pending,
         };
-        write_atomically(&self.file, &serde_json::to_vec(&checkpoint)?)?;
-        self.append(&checkpoint.pending)?;
+        write_atomically(&self.file, |file| {
+            serde_json::to_writer(file, &checkpoint).map_err(Into::into)
+        })?;
+        self.append(&pending)?;
         self.dirty = false;
         if let Some(offsets) = &self.offsets {
             let group = self.job.spec.group();
@@ -621,18 +640,6 @@ impl Runner {
             }
         }
         Ok(())
-    }
-
-    fn batch(&mut self, topic: &str, rows: Vec<TopicRow>) -> PendingBatch {
-        let sequence = self.sequences.entry(topic.to_string()).or_insert(0);
-        let base_sequence = *sequence;
-        // Sequences wrap at i32::MAX, as Kafka's do.
-        *sequence = ((i64::from(*sequence) + rows.len() as i64) % (i64::from(i32::MAX) + 1)) as i32;
-        PendingBatch {
-            topic: topic.to_string(),
-            base_sequence,
-            rows,
-        }
     }
 
     /// Appends batches as this job's idempotent producer and waits until
@@ -666,20 +673,39 @@ impl Runner {
     }
 }
 
+/// The next batch of `topic`'s rows, numbered after the ones before it.
+fn batch(sequences: &mut BTreeMap<String, i32>, topic: &str, rows: Vec<TopicRow>) -> PendingBatch {
+    let sequence = sequences.entry(topic.to_string()).or_insert(0);
+    let base_sequence = *sequence;
+    // Sequences wrap at i32::MAX, as Kafka's do.
+    *sequence = ((i64::from(*sequence) + rows.len() as i64) % (i64::from(i32::MAX) + 1)) as i32;
+    PendingBatch {
+        topic: topic.to_string(),
+        base_sequence,
+        rows,
+    }
+}
+
 fn file_version(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.modified().ok()?, metadata.len()))
 }
 
-/// Replaces `path` with `bytes` so that a crash leaves the old file or the
-/// new one, never a mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Replaces `path` with what `write` writes so that a crash leaves the old
+/// file or the new one, never a mix.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)
+    let file = std::fs::File::create(&temporary)
         .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    write(&mut writer)?;
+    writer.flush()?;
+    writer.get_ref().sync_all()?;
+    drop(writer);
     std::fs::rename(&temporary, path)?;
     if let Some(folder) = path.parent() {
         std::fs::File::open(folder)?.sync_all()?;
@@ -729,10 +755,9 @@ mod tests {
         };
         let folder = dir.path().join("jobs").join("j");
         std::fs::create_dir_all(&folder).unwrap();
-        write_atomically(
-            &folder.join("checkpoint.json"),
-            &serde_json::to_vec(&checkpoint).unwrap(),
-        )
+        write_atomically(&folder.join("checkpoint.json"), |file| {
+            serde_json::to_writer(file, &checkpoint).map_err(Into::into)
+        })
         .unwrap();
         let alerts = log.partition("alerts", 0).unwrap();
         for _ in 0..3 {

@@ -344,6 +344,12 @@ impl Engine {
         serde_json::to_vec(&self.state).expect("engine state always serializes")
     }
 
+    /// The state `checkpoint` serializes, for writing it inside a larger
+    /// document without an intermediate copy; `restore` reads it back.
+    pub fn checkpoint_state(&self) -> &impl serde::Serialize {
+        &self.state
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.state.counters
     }

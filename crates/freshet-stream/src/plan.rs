@@ -1537,7 +1537,8 @@ fn compile_function(
 ) -> Result<Expr, QueryError> {
     let name = name_parts(&function.name).join(".");
     if function.over.is_some() {
-        // TODO(issue 6): analytic functions (LAG, LAST, ISFIRST) and anomaly detection.
+        // Analytic functions (LAG, LAST, ISFIRST) and anomaly detection are
+        // outside the hot path's first scope; they are refused clearly.
         return Err(error_at(
             expr,
             format!("{name}(…) OVER (…) is not supported yet"),

@@ -27,10 +27,15 @@ use common::{Server, start_server};
 
 const NEXMARK_TIME: &str = "TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime, person.dateTime)";
 
+const Q0: &str = "SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price AS price, bid.dateTime AS dateTime INTO rows FROM events {NEXMARK_TIME} WHERE type = 'bid'";
+
 struct Case {
     name: &'static str,
     scenario: Scenario,
     query: String,
+    /// Whether the rows also go to a topic (committed with each
+    /// checkpoint) or only to the job's live stream.
+    to_topic: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -41,13 +46,19 @@ fn cases() -> Vec<Case> {
             query: freshet_stream::SEED_DECLINE_RATE_QUERY
                 .replace("[auth-events]", "events")
                 .replace("[powerbi-live]", "rows"),
+            to_topic: true,
         },
         Case {
             name: "nexmark q0 (pass-through)",
             scenario: Scenario::Nexmark,
-            query: format!(
-                "SELECT bid.auction AS auction, bid.bidder AS bidder, bid.price AS price, bid.dateTime AS dateTime INTO rows FROM events {NEXMARK_TIME} WHERE type = 'bid'"
-            ),
+            query: Q0.replace("{NEXMARK_TIME}", NEXMARK_TIME),
+            to_topic: true,
+        },
+        Case {
+            name: "nexmark q0, live stream only",
+            scenario: Scenario::Nexmark,
+            query: Q0.replace("{NEXMARK_TIME}", NEXMARK_TIME),
+            to_topic: false,
         },
         Case {
             name: "nexmark q2 (filter)",
@@ -55,6 +66,7 @@ fn cases() -> Vec<Case> {
             query: format!(
                 "SELECT bid.auction AS auction, bid.price AS price INTO rows FROM events {NEXMARK_TIME} WHERE type = 'bid' AND bid.auction % 123 = 0"
             ),
+            to_topic: true,
         },
         Case {
             name: "nexmark q7 (highest bid)",
@@ -67,6 +79,7 @@ fn cases() -> Vec<Case> {
                 SELECT b.auction AS auction, b.price AS price, b.bidder AS bidder INTO rows
                 FROM bids b JOIN maxes m ON b.price = m.maxprice AND DATEDIFF(second, b, m) BETWEEN 0 AND 10"
             ),
+            to_topic: true,
         },
     ]
 }
@@ -170,8 +183,9 @@ fn main() {
         let config = format!(
             "{TOPIC_CONFIG}\n[[topic]]\nname = \"out\"\npartitions = 1\n\n\
              [[job]]\nname = \"bench\"\nquery = '''\n{}\n'''\nlate_arrival = \"1000d\"\n\n\
-             [[job.output]]\nname = \"rows\"\ntopic = \"out\"\n",
-            case.query
+             [[job.output]]\nname = \"rows\"\n{}",
+            case.query,
+            if case.to_topic { "topic = \"out\"\n" } else { "" }
         );
         let server = start_server(&dir, Some(&config));
         let started = Instant::now();

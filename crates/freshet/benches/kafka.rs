@@ -10,7 +10,10 @@
 //! "1024 B, acks=all", holds this text), `FRESHET_BENCH_IDEMPOTENCE=false`
 //! (acks=all producers without idempotence), `FRESHET_BENCH_CONSUME_ROUNDS`
 //! (read each case's records this many times, default 1; the table shows
-//! the last), `FRESHET_BENCH_PRODUCERS` (producer threads, default 2).
+//! the last), `FRESHET_BENCH_PRODUCERS` (producer threads, default 2),
+//! `FRESHET_BENCH_BATCH_BYTES` (the producers' `batch.size`, default
+//! 1,000,000), `FRESHET_BENCH_CLIENT_NICE` (run the producers at this nice
+//! value).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,12 +45,36 @@ fn producer(bootstrap: &str, acks: &str) -> ThreadedProducer<DefaultProducerCont
             },
         )
         .set("linger.ms", "5")
-        .set("batch.size", "1000000")
+        .set("batch.size", batch_bytes().to_string())
+        .set("message.max.bytes", (batch_bytes() + 65_536).to_string())
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2097151")
         .set("compression.type", "none")
         .create()
         .expect("producer")
+}
+
+/// The producers' batch size (`FRESHET_BENCH_BATCH_BYTES`, default
+/// 1,000,000); topics allow batches this large.
+fn batch_bytes() -> usize {
+    std::env::var("FRESHET_BENCH_BATCH_BYTES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// With `FRESHET_BENCH_CLIENT_NICE=n`, the calling thread (and the
+/// librdkafka threads it starts, which inherit it) runs at nice `n`, so
+/// that the server is not starved by clients sharing its cores.
+fn lower_priority() {
+    if let Some(nice) = std::env::var("FRESHET_BENCH_CLIENT_NICE")
+        .ok()
+        .and_then(|text| text.parse::<i32>().ok())
+    {
+        // SAFETY: changes the scheduling priority of this thread only.
+        let tid = unsafe { libc::gettid() };
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    }
 }
 
 /// Producer threads, each with its own librdkafka producer
@@ -71,6 +98,7 @@ fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) 
                 (bootstrap.to_string(), topic.to_string(), acks.to_string());
             let share = count / producers + usize::from(thread < count % producers);
             std::thread::spawn(move || {
+                lower_priority();
                 let producer = producer(&bootstrap, &acks);
                 let payload = vec![b'x'; size];
                 for i in 0..share {
@@ -350,6 +378,8 @@ fn main() {
                     &topic,
                     "-p",
                     &PARTITIONS.to_string(),
+                    "-c",
+                    &format!("max.message.bytes={}", batch_bytes().max(1_048_588)),
                     "-b",
                     &server.kafka,
                 ])

@@ -23,7 +23,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Server, start_server};
+use common::{Server, send_waiting, start_server};
 
 const NEXMARK_TIME: &str = "TIMESTAMP BY COALESCE(bid.dateTime, auction.dateTime, person.dateTime)";
 
@@ -109,16 +109,10 @@ fn fill(bootstrap: &str, scenario: Scenario, count: usize) -> usize {
     for _ in 0..count {
         let event = generator.next_event();
         bytes += event.payload.len();
-        let mut record = BaseRecord::<(), [u8]>::to("events").payload(&event.payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
-        }
+        send_waiting(
+            &producer,
+            BaseRecord::<(), [u8]>::to("events").payload(&event.payload[..]),
+        );
     }
     producer.flush(Duration::from_secs(300)).expect("flush");
     bytes

@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::start_server;
+use common::{send_waiting, start_server};
 
 const PARTITIONS: i32 = 4;
 
@@ -103,16 +103,10 @@ fn produce(bootstrap: &str, topic: &str, acks: &str, size: usize, count: usize) 
                 let payload = vec![b'x'; size];
                 for i in 0..share {
                     let key = ((i * producers + thread) as u32 % 1024).to_be_bytes();
-                    let mut record = BaseRecord::to(&topic).payload(&payload[..]).key(&key[..]);
-                    loop {
-                        match producer.send(record) {
-                            Ok(()) => break,
-                            Err((_, returned)) => {
-                                record = returned;
-                                std::thread::sleep(Duration::from_micros(200));
-                            }
-                        }
-                    }
+                    send_waiting(
+                        &producer,
+                        BaseRecord::to(&topic).payload(&payload[..]).key(&key[..]),
+                    );
                 }
                 producer.flush(Duration::from_secs(300)).expect("flush");
             })

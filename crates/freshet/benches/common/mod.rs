@@ -103,3 +103,23 @@ pub fn start_server(dir: &Path, config: Option<&str>) -> Server {
         http: ports["http"].as_str().unwrap().to_string(),
     }
 }
+
+/// Queues `record` on `producer`, waiting while librdkafka's queue is full.
+#[allow(dead_code)] // not every benchmark produces
+pub fn send_waiting<K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, returned)) => {
+                record = returned;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}

@@ -209,7 +209,6 @@ struct Checkpoint {
     pending: Vec<PendingBatch>,
 }
 
-/// A row for an output topic: (record timestamp ms, JSON row, headers).
 /// A checkpoint as written: the same fields as `Checkpoint`, borrowed.
 #[derive(Serialize)]
 struct CheckpointRef<'a, E: Serialize> {
@@ -222,6 +221,7 @@ struct CheckpointRef<'a, E: Serialize> {
     pending: &'a [PendingBatch],
 }
 
+/// A row for an output topic: (record timestamp ms, JSON row, headers).
 type TopicRow = (i64, String, Vec<(String, String)>);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

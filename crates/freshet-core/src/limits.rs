@@ -36,6 +36,11 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// and map on top of this.
 pub const MAPPED_SEGMENTS_MAX: usize = 1024;
 
+/// Memory the log keeps of recently appended bytes by default, across all
+/// partitions, to serve reads of them without touching the disk (see
+/// `[log] recent_bytes`).
+pub const RECENT_BYTES_DEFAULT: u64 = 2 << 30;
+
 /// Record bytes one Fetch response gathers, whatever its `max_bytes` asks:
 /// a partition may add one batch past its budget, and the whole response
 /// must stay within the i32 size of a Kafka frame.

@@ -16,6 +16,7 @@ mod flusher;
 mod index;
 mod partition;
 mod producers;
+mod recent;
 mod segment;
 mod stats;
 
@@ -37,6 +38,7 @@ pub use crate::producers::{ProducerError, ProducerStates, SequenceCheck};
 pub use crate::stats::{FSYNC_BUCKETS_MICROS, LogStats};
 
 use crate::flusher::Flusher;
+use crate::recent::Recent;
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 /// Locked while a process has the log open: two processes would each cut
@@ -62,6 +64,9 @@ pub struct LogOptions {
     pub clock: Arc<dyn Clock>,
     pub index_interval_bytes: u64,
     pub mapped_segments_max: usize,
+    /// Bytes of recent appends kept in memory across the log; the newest
+    /// two chunks of each active segment are kept whatever this says.
+    pub recent_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -70,6 +75,7 @@ impl Default for LogOptions {
             clock: Arc::new(SystemClock),
             index_interval_bytes: limits::INDEX_INTERVAL_BYTES,
             mapped_segments_max: limits::MAPPED_SEGMENTS_MAX,
+            recent_bytes: limits::RECENT_BYTES_DEFAULT,
         }
     }
 }
@@ -82,6 +88,7 @@ pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<LogStats>,
     pub interval_bytes: u64,
+    pub recent: Arc<Recent>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -185,6 +192,7 @@ impl Log {
             clock: options.clock,
             stats: Arc::new(LogStats::default()),
             interval_bytes: options.index_interval_bytes,
+            recent: Recent::new(options.recent_bytes),
         });
         let log = Self {
             dir: dir.clone(),

@@ -140,6 +140,7 @@ impl Partition {
                 base,
                 shared.interval_bytes,
                 Arc::clone(&shared.files),
+                &shared.recent,
                 trust_index,
             )?;
             if let Some(report) = report {
@@ -153,6 +154,7 @@ impl Partition {
                 0,
                 shared.interval_bytes,
                 Arc::clone(&shared.files),
+                &shared.recent,
             )?));
         }
         let active = segments.last().expect("at least one segment");
@@ -432,8 +434,9 @@ impl Partition {
 
     /// Reads whole batches starting with the one holding `offset`, up to
     /// `max_bytes` but at least one batch if any is there. A read stops at
-    /// the end of a segment, as a Kafka broker's does: the bytes are one
-    /// slice of that segment's mapped file.
+    /// the end of a segment, as a Kafka broker's does, and of a chunk of
+    /// recent bytes in memory: the bytes are one slice of that chunk or of
+    /// the segment's mapped file.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
         let end = self.end_offset();
         let segments = self.snapshot();
@@ -499,6 +502,7 @@ impl Partition {
             next_offset,
             self.shared.interval_bytes,
             Arc::clone(&self.shared.files),
+            &self.shared.recent,
         )?;
         segments.push(Arc::new(fresh));
         self.publish(segments);
@@ -607,7 +611,7 @@ impl Partition {
         }
         guard.closed = true;
         let active = self.active();
-        active.sync()?;
+        active.finish()?;
         active.write_index()?;
         let end = self.end_offset();
         producers::write_snapshot(&self.dir, end, &guard.producers)?;

@@ -1,11 +1,12 @@
 //! One segment: a file of record batches named by its base offset, with its
-//! sparse offset and time index. Appends are positional writes past the
-//! visible end; readers only ever see bytes the index already covers.
+//! sparse offset and time index. Appends go to the segment's newest chunk
+//! in memory and from there to the file past the visible end (see
+//! [`crate::recent`]); readers only ever see bytes the index already covers.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -14,13 +15,17 @@ use crate::batch::{self, BatchHeader, HEADER_BYTES, LEADER_EPOCH};
 use crate::error::{LogError, Result};
 use crate::files::{self, FileCache, MapSlot};
 use crate::index::SegmentIndex;
+use crate::recent::{self, BLOCK, Buffer, Chunk, Chunks, Recent};
 
 /// Bytes read at once when scanning a segment during recovery.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
-/// The smallest map of an active segment. It is made this long, or the
-/// next power of two past what is written, so that reads at the tail find
-/// it made while appends go on.
+/// The least a read from the file of an active segment asks for.
+const FILE_READ_MIN_BYTES: usize = 256 << 10;
+
+/// The smallest map of a segment written through the page cache. It is
+/// made this long, or the next power of two past what is written, so that
+/// reads at the tail find it made while appends go on.
 const ACTIVE_MAP_MIN_BYTES: usize = 64 << 20;
 
 /// Tells segments apart in the [`FileCache`], across topics and partitions
@@ -43,6 +48,58 @@ pub(crate) struct ScanReport {
     /// Bytes cut off the end because they were torn or corrupt.
     pub truncated_bytes: u64,
     pub reason: Option<String>,
+    /// Zeros after the last batch, up to a block boundary: what a direct
+    /// write leaves when the process stops before the segment is sealed.
+    pub padding_bytes: u64,
+}
+
+/// Opens the active segment's file for writing, straight to the device
+/// where the file system allows it. The flag says whether it does.
+fn open_writer(path: &Path, create: bool) -> Result<(File, bool)> {
+    let open = |direct: bool| {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        if create {
+            options.create(true).truncate(true);
+        }
+        if direct {
+            options.custom_flags(libc::O_DIRECT);
+        }
+        options.open(path)
+    };
+    match open(true) {
+        Ok(file) => Ok((file, true)),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!(path = %path.display(), "the file system refuses direct I/O; writing through the page cache");
+            Ok((open(false).map_err(LogError::io(path))?, false))
+        }
+        Err(error) => Err(LogError::Io {
+            path: path.to_path_buf(),
+            source: error,
+        }),
+    }
+}
+
+/// Bytes of a segment from file position `start` on: a slice of its map,
+/// of a chunk in memory, or of a read of the file.
+struct View {
+    bytes: Bytes,
+    start: u64,
+}
+
+impl View {
+    fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    fn from(&self, position: u64) -> &[u8] {
+        &self.bytes[(position - self.start) as usize..]
+    }
+
+    /// Whether the view holds the batch header at `position`.
+    fn holds_header(&self, position: u64) -> bool {
+        position >= self.start && position + HEADER_BYTES as u64 <= self.end()
+    }
 }
 
 #[derive(Debug)]
@@ -54,8 +111,13 @@ pub(crate) struct Segment {
     index: RwLock<SegmentIndex>,
     /// The write handle while this is the active segment.
     writer: RwLock<Option<Arc<File>>>,
-    /// The file mapped for reading: while active, ahead of its end; once
-    /// sealed, the whole file, counted in the [`FileCache`].
+    /// Whether the write handle writes straight to the device.
+    direct: AtomicBool,
+    /// The newest bytes, in memory (see [`crate::recent`]).
+    chunks: Arc<Chunks>,
+    /// The file mapped for reading: once sealed, the whole file, counted in
+    /// the [`FileCache`]; while active and written through the page cache,
+    /// ahead of its end.
     map: Arc<MapSlot>,
     /// Wall-clock time of the first append, for rolling by age.
     first_append_ms: RwLock<Option<i64>>,
@@ -69,31 +131,30 @@ impl Segment {
         base_offset: i64,
         interval_bytes: u64,
         files: Arc<FileCache>,
+        recent: &Arc<Recent>,
     ) -> Result<Self> {
         let path = log_path(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(LogError::io(&path))?;
+        let (file, direct) = open_writer(&path, true)?;
         files::sync_dir(dir)?;
-        Ok(Self::assemble(
+        let segment = Self::assemble(
             dir,
             base_offset,
             SegmentIndex::new(base_offset, interval_bytes),
-            Some(file),
             files,
-        ))
+            recent,
+        );
+        segment.direct.store(direct, Ordering::Release);
+        *segment.writer.write().expect("writer lock") = Some(Arc::new(file));
+        segment.chunks.set_active(true);
+        Ok(segment)
     }
 
     fn assemble(
         dir: &Path,
         base_offset: i64,
         index: SegmentIndex,
-        writer: Option<File>,
         files: Arc<FileCache>,
+        recent: &Arc<Recent>,
     ) -> Self {
         Self {
             id: NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed),
@@ -101,7 +162,9 @@ impl Segment {
             path: log_path(dir, base_offset),
             dir: dir.to_path_buf(),
             index: RwLock::new(index),
-            writer: RwLock::new(writer.map(Arc::new)),
+            writer: RwLock::new(None),
+            direct: AtomicBool::new(false),
+            chunks: Chunks::new(recent),
             map: Arc::new(RwLock::new(None)),
             first_append_ms: RwLock::new(None),
             files,
@@ -117,6 +180,7 @@ impl Segment {
         base_offset: i64,
         interval_bytes: u64,
         files: Arc<FileCache>,
+        recent: &Arc<Recent>,
         trust_index: bool,
     ) -> Result<(Self, Option<ScanReport>)> {
         let path = log_path(dir, base_offset);
@@ -131,7 +195,7 @@ impl Segment {
                 &offset_file,
                 &time_file,
             ) {
-                return Ok((Self::assemble(dir, base_offset, index, None, files), None));
+                return Ok((Self::assemble(dir, base_offset, index, files, recent), None));
             }
             tracing::warn!(segment = %path.display(), "index missing or damaged; rebuilding it from the segment");
         }
@@ -141,7 +205,7 @@ impl Segment {
             .open(&path)
             .map_err(LogError::io(&path))?;
         let (index, report) = scan(&file, &path, base_offset, interval_bytes, length)?;
-        if report.truncated_bytes > 0 {
+        if index.covered_bytes() < length {
             file.set_len(index.covered_bytes())
                 .map_err(LogError::io(&path))?;
             file.sync_all().map_err(LogError::io(&path))?;
@@ -151,7 +215,7 @@ impl Segment {
         let _ = fs::remove_file(offset_index_path(dir, base_offset));
         let _ = fs::remove_file(time_index_path(dir, base_offset));
         Ok((
-            Self::assemble(dir, base_offset, index, None, files),
+            Self::assemble(dir, base_offset, index, files, recent),
             Some(report),
         ))
     }
@@ -182,15 +246,17 @@ impl Segment {
 
     /// Makes this the active segment: opens its write handle.
     pub fn activate(&self) -> Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(LogError::io(&self.path))?;
+        let (file, direct) = open_writer(&self.path, false)?;
+        self.direct.store(direct, Ordering::Release);
         *self.writer.write().expect("writer lock") = Some(Arc::new(file));
         *self.map.write().expect("map lock") = None;
         self.files.forget(self.id);
+        self.chunks.set_active(true);
         Ok(())
+    }
+
+    fn is_direct(&self) -> bool {
+        self.direct.load(Ordering::Acquire)
     }
 
     /// The segment's first `end` bytes (all covered by its index), mapped
@@ -246,6 +312,95 @@ impl Segment {
         mapped.map_err(LogError::io(&self.path))
     }
 
+    /// Reads the file from `from` to `to` with the write handle; a direct
+    /// read when it writes directly, so no block of the active segment
+    /// enters the page cache.
+    fn read_file(&self, file: &File, from: u64, to: u64) -> Result<Bytes> {
+        let (start, stop) = if self.is_direct() {
+            (recent::align_down(from), recent::align_up(to))
+        } else {
+            (from, to)
+        };
+        let mut buffer = Buffer::zeroed(recent::align_up(stop - start).max(BLOCK) as usize);
+        let target = &mut buffer.as_mut_slice()[..(stop - start) as usize];
+        let mut filled = 0;
+        while filled < target.len() {
+            match file.read_at(&mut target[filled..], start + filled as u64) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(LogError::io(&self.path)(error)),
+            }
+        }
+        let needed = (to - start) as usize;
+        if filled < needed {
+            let reason = format!("the file ends before byte {to}, which its index covers");
+            return Err(self.corrupt(start + filled as u64, reason));
+        }
+        Ok(recent::into_bytes(buffer, needed).slice((from - start) as usize..))
+    }
+
+    /// Bytes from `position`, where a batch starts, on: whole batches up to
+    /// the view's end, at least the first of them. `want` is how much the
+    /// caller would like.
+    fn view(&self, position: u64, end: u64, want: usize) -> Result<View> {
+        if let Some(chunk) = self.chunks.holding(position) {
+            let to = chunk.written_end().min(end);
+            return Ok(View {
+                bytes: chunk.slice(position, to),
+                start: position,
+            });
+        }
+        let writer = self.writer.read().expect("writer lock").clone();
+        let Some(file) = writer.filter(|_| self.is_direct()) else {
+            return Ok(View {
+                bytes: self.mapped(end)?,
+                start: 0,
+            });
+        };
+        // Older bytes of the active segment: read them, up to where the
+        // chunks start.
+        let limit = self
+            .chunks
+            .first_batch()
+            .filter(|&first| first > position)
+            .map_or(end, |first| first.min(end));
+        let mut length = (want.max(FILE_READ_MIN_BYTES) as u64).min(limit.saturating_sub(position));
+        loop {
+            let bytes = self.read_file(&file, position, position + length)?;
+            let whole = batch::parse_header(&bytes).map(|h| u64::from(h.size_bytes));
+            match whole {
+                Ok(size) if size > length && position + size <= limit => length = size,
+                _ => {
+                    return Ok(View {
+                        bytes,
+                        start: position,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The chunk the append of `length` bytes at `position` goes to: the
+    /// newest if they fit, else a new one from the block holding `position`.
+    fn chunk_for(&self, file: &File, position: u64, length: usize) -> Result<Arc<Chunk>> {
+        let newest = self.chunks.newest();
+        if let Some(chunk) = &newest
+            && chunk.fits(position, length)
+        {
+            return Ok(Arc::clone(chunk));
+        }
+        let file_start = recent::align_down(position);
+        let head = match newest {
+            _ if file_start == position => Bytes::new(),
+            Some(chunk) if chunk.written_end() == position && chunk.file_start() <= file_start => {
+                Bytes::copy_from_slice(chunk.block_range(file_start, position))
+            }
+            _ => self.read_file(file, file_start, position)?,
+        };
+        Ok(self.chunks.start(file_start, position, &head, length))
+    }
+
     /// Appends already-validated batches (offsets assigned) at the end.
     /// The caller serialises appends to one partition.
     pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<()> {
@@ -256,9 +411,37 @@ impl Segment {
             .clone()
             .expect("append to the active segment only");
         let position = self.size_bytes();
-        writer
-            .write_all_at(bytes, position)
-            .map_err(LogError::io(&self.path))?;
+        let end = position + bytes.len() as u64;
+        let chunk = self.chunk_for(&writer, position, bytes.len())?;
+        // SAFETY: appends to a segment are serialised by the caller, and
+        // readers see the bytes only once published below.
+        unsafe { chunk.write(position, bytes) };
+        if self.is_direct() {
+            // The block holding `position` is written again, whole.
+            let from = recent::align_down(position);
+            let to = recent::align_up(end);
+            match writer.write_all_at(chunk.block_range(from, to), from) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
+                    let buffered = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&self.path)
+                        .map_err(LogError::io(&self.path))?;
+                    buffered
+                        .write_all_at(bytes, position)
+                        .map_err(LogError::io(&self.path))?;
+                    *self.writer.write().expect("writer lock") = Some(Arc::new(buffered));
+                    self.direct.store(false, Ordering::Release);
+                }
+                written => written.map_err(LogError::io(&self.path))?,
+            }
+        } else {
+            writer
+                .write_all_at(bytes, position)
+                .map_err(LogError::io(&self.path))?;
+        }
+        chunk.published(end);
         let mut first = self.first_append_ms.write().expect("first append lock");
         first.get_or_insert(now_ms);
         drop(first);
@@ -279,6 +462,20 @@ impl Segment {
         Ok(())
     }
 
+    /// Cuts the zeros a direct write leaves after the last batch, then
+    /// flushes: the file is then exactly what the index covers.
+    pub fn finish(&self) -> Result<()> {
+        if let Some(writer) = self.writer.read().expect("writer lock").clone() {
+            let covered = self.size_bytes();
+            let length = writer.metadata().map_err(LogError::io(&self.path))?.len();
+            if length > covered {
+                writer.set_len(covered).map_err(LogError::io(&self.path))?;
+            }
+            writer.sync_data().map_err(LogError::io(&self.path))?;
+        }
+        Ok(())
+    }
+
     /// Writes the index files describing the segment as it is now.
     pub fn write_index(&self) -> Result<()> {
         let (offsets, times) = self.index.read().expect("index lock").encode();
@@ -288,11 +485,13 @@ impl Segment {
     }
 
     /// Seals the segment: no more appends; its data is synced and its index
-    /// written, and the next read maps the sealed file.
+    /// written, and the next read of bytes no longer in memory maps the
+    /// sealed file.
     pub fn seal(&self) -> Result<()> {
-        self.sync()?;
+        self.finish()?;
         self.write_index()?;
         *self.writer.write().expect("writer lock") = None;
+        self.chunks.set_active(false);
         // The next read maps the sealed file as it is.
         *self.map.write().expect("map lock") = None;
         Ok(())
@@ -301,6 +500,7 @@ impl Segment {
     /// Deletes the segment's files. Readers holding its handle finish.
     pub fn delete(&self) -> Result<()> {
         self.files.forget(self.id);
+        self.chunks.clear();
         for path in [
             self.path.clone(),
             offset_index_path(&self.dir, self.base_offset),
@@ -323,7 +523,8 @@ impl Segment {
     /// Whole batches starting with the one that holds `offset`, up to
     /// `max_bytes` (but at least one batch), each checked, and the offset
     /// after the last; `None` when the segment holds nothing at or after
-    /// `offset`. The bytes are a slice of the mapped file, not a copy.
+    /// `offset`. The bytes are a slice of memory the log holds anyway (a
+    /// chunk, the mapped file), not a copy, unless they had to be read.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<(Bytes, i64)>> {
         let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
@@ -333,38 +534,40 @@ impl Segment {
             let (position, base) = index.position_for_offset(offset);
             (position, base, index.covered_bytes())
         };
-        let map = self.mapped(end)?;
+        let mut view = self.view(position, end, max_bytes)?;
         // Skip batches that end before `offset` (at most one index interval),
         // checking that offsets run on without a gap.
         let first = loop {
             if position >= end {
                 return Ok(None);
             }
-            let header = self.read_header(&map, position, end, expected_base)?;
+            let header = self.header_at(&mut view, position, end, expected_base, max_bytes)?;
             if header.last_offset() >= offset {
                 break header;
             }
             position += u64::from(header.size_bytes);
             expected_base = header.last_offset() + 1;
         };
+        if position < view.start || position + u64::from(first.size_bytes) > view.end() {
+            view = self.view(position, end, max_bytes)?;
+        }
         let start = position;
-        let limit = start + (max_bytes.max(first.size_bytes as usize) as u64).min(end - start);
+        let available = view.end() - start;
+        let limit = start + (max_bytes.max(first.size_bytes as usize) as u64).min(available);
         // Whole batches only, each checked before it is served.
-        while position < limit {
-            let header = self.read_header(&map, position, end, expected_base)?;
+        while position < limit && view.holds_header(position) {
+            let header = self.read_header(&view, position, end, expected_base)?;
             let next = position + u64::from(header.size_bytes);
             if next > limit {
                 break;
             }
-            batch::validate(&map[position as usize..next as usize])
+            batch::validate(&view.from(position)[..header.size_bytes as usize])
                 .map_err(|e| self.corrupt(position, e.to_string()))?;
             expected_base = header.last_offset() + 1;
             position = next;
         }
-        Ok(Some((
-            map.slice(start as usize..position as usize),
-            expected_base,
-        )))
+        let slice = (start - view.start) as usize..(position - view.start) as usize;
+        Ok(Some((view.bytes.slice(slice), expected_base)))
     }
 
     /// Appends to `headers` those of the batches from the one holding
@@ -376,9 +579,10 @@ impl Segment {
             let (position, base) = index.position_for_offset(offset);
             (position, base, index.covered_bytes())
         };
-        let map = self.mapped(end)?;
+        let mut view = self.view(position, end, SCAN_CHUNK_BYTES)?;
         while position < end {
-            let header = self.read_header(&map, position, end, expected_base)?;
+            let header =
+                self.header_at(&mut view, position, end, expected_base, SCAN_CHUNK_BYTES)?;
             if header.last_offset() >= offset {
                 headers.push(header);
             }
@@ -399,9 +603,10 @@ impl Segment {
             let (position, base) = index.position_for_timestamp(timestamp);
             (position, base, index.covered_bytes())
         };
-        let map = self.mapped(end)?;
+        let mut view = self.view(position, end, SCAN_CHUNK_BYTES)?;
         while position < end {
-            let header = self.read_header(&map, position, end, expected_base)?;
+            let header =
+                self.header_at(&mut view, position, end, expected_base, SCAN_CHUNK_BYTES)?;
             if header.max_timestamp >= timestamp {
                 return Ok(Some((header.base_offset, header.max_timestamp)));
             }
@@ -411,16 +616,33 @@ impl Segment {
         Ok(None)
     }
 
+    /// The batch header at `position`, moving `view` there first if it does
+    /// not hold it.
+    fn header_at(
+        &self,
+        view: &mut View,
+        position: u64,
+        end: u64,
+        expected_base: i64,
+        want: usize,
+    ) -> Result<BatchHeader> {
+        if !view.holds_header(position) {
+            *view = self.view(position, end, want)?;
+        }
+        self.read_header(view, position, end, expected_base)
+    }
+
     /// Reads the batch header at `position`, which must carry `expected_base`
-    /// and the log's leader epoch (fields the CRC does not cover).
+    /// and the log's leader epoch (fields the CRC does not cover). `end` is
+    /// where the segment's batches end.
     fn read_header(
         &self,
-        map: &[u8],
+        view: &View,
         position: u64,
         end: u64,
         expected_base: i64,
     ) -> Result<BatchHeader> {
-        let header = batch::parse_header(&map[position as usize..end as usize])
+        let header = batch::parse_header(view.from(position))
             .map_err(|e| self.corrupt(position, e.to_string()))?;
         if header.base_offset != expected_base || header.leader_epoch != LEADER_EPOCH {
             let reason = format!(
@@ -529,7 +751,17 @@ fn scan(
         index.observe(position, &checked);
         position += size as u64;
     }
-    let truncated_bytes = length - index.covered_bytes();
+    let mut padding_bytes = 0;
+    if reason.is_some() && length - position < BLOCK {
+        let mut rest = vec![0u8; (length - position) as usize];
+        file.read_exact_at(&mut rest, position)
+            .map_err(LogError::io(path))?;
+        if rest.iter().all(|&byte| byte == 0) {
+            padding_bytes = rest.len() as u64;
+            reason = None;
+        }
+    }
+    let truncated_bytes = length - index.covered_bytes() - padding_bytes;
     if let Some(reason) = &reason {
         tracing::warn!(segment = %path.display(), truncated_bytes, %reason, "truncating segment before a torn or corrupt batch");
     }
@@ -538,6 +770,7 @@ fn scan(
         ScanReport {
             truncated_bytes,
             reason,
+            padding_bytes,
         },
     ))
 }

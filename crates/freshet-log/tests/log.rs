@@ -608,3 +608,102 @@ fn one_process_at_a_time_opens_a_data_directory() {
     log.close().unwrap();
     Log::open(dir.path(), options).unwrap().close().unwrap();
 }
+
+#[test]
+fn appends_beyond_the_memory_budget_read_back_from_the_file_before_and_after_an_unclean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(0);
+    let options = LogOptions {
+        clock: Arc::new(clock.clone()),
+        // Only the newest two chunks of the active segment stay in memory.
+        recent_bytes: 1,
+        ..LogOptions::default()
+    };
+    let config = TopicConfig {
+        partitions: 1,
+        segment_bytes: 64 << 20,
+        max_message_bytes: 1 << 20,
+        ..TopicConfig::default()
+    };
+    let mut sent = Vec::new();
+    let mut written = 0u64;
+    {
+        let log = Log::open(dir.path(), options.clone()).unwrap();
+        let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
+        // About 24 MiB in batches of odd sizes: three chunks and more, with
+        // block boundaries inside batches.
+        for i in 0..300u64 {
+            let bytes = batch_of(
+                7 + (i as usize % 13),
+                10_000 + (i as usize * 37) % 3_000,
+                i as i64,
+                i,
+            );
+            written += bytes.len() as u64;
+            let info = partition.append(bytes.clone()).unwrap();
+            sent.push((info.base_offset, bytes));
+        }
+        assert_eq!(partition.segment_count(), 1);
+        let read_all = |partition: &freshet_log::Partition| {
+            let mut offset = 0;
+            let mut got = Vec::new();
+            while offset < partition.end_offset() {
+                let read = partition.read(offset, 1 << 20).unwrap();
+                assert!(!read.bytes.is_empty());
+                for (header, bytes) in batches(&read.bytes) {
+                    offset = header.last_offset() + 1;
+                    got.push((header.base_offset, bytes));
+                }
+            }
+            got
+        };
+        let got = read_all(&partition);
+        assert_eq!(got.len(), sent.len());
+        for ((base, sent_bytes), (got_base, got_bytes)) in sent.iter().zip(&got) {
+            assert_eq!(base, got_base);
+            assert_eq!(&sent_bytes[8..], &got_bytes[8..]);
+        }
+        // A read from inside the oldest bytes, no longer in memory.
+        let inside = partition.read(sent[3].0 + 1, 100).unwrap();
+        assert_eq!(batches(&inside.bytes)[0].0.base_offset, sent[3].0);
+        // Dropped without close: an unclean stop, as after kill -9.
+    }
+    let segment = dir.path().join("log/t/0/00000000000000000000.log");
+    let length = std::fs::metadata(&segment).unwrap().len();
+    assert!(
+        length == written || (length.is_multiple_of(4096) && length - written < 4096),
+        "the file ends at the last batch or the block holding it: {length} for {written}"
+    );
+    let log = Log::open(dir.path(), options).unwrap();
+    assert!(!log.recovered_cleanly());
+    let partition = log.partition("t", 0).unwrap();
+    let records: i64 = (0..300).map(|i| 7 + i % 13).sum();
+    assert_eq!(partition.end_offset(), records, "nothing was cut");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        written,
+        "recovery cuts the zeros after the last batch"
+    );
+    let next = partition.append(batch_of(3, 100, 0, 999)).unwrap();
+    assert_eq!(next.base_offset, partition.end_offset() - 3);
+    let mut offset = 0;
+    let mut count = 0;
+    while offset < partition.end_offset() {
+        let read = partition.read(offset, 1 << 20).unwrap();
+        for (header, bytes) in batches(&read.bytes) {
+            if let Some((base, sent_bytes)) = sent.get(count) {
+                assert_eq!(header.base_offset, *base);
+                assert_eq!(&sent_bytes[8..], &bytes[8..]);
+            }
+            offset = header.last_offset() + 1;
+            count += 1;
+        }
+    }
+    assert_eq!(count, sent.len() + 1);
+    log.close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        written + batch_of(3, 100, 0, 999).len() as u64,
+        "a clean close leaves exactly the batches"
+    );
+}

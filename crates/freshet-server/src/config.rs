@@ -159,6 +159,8 @@ struct RawServer {
     default_partitions: Option<u32>,
     /// How often segment rolling by age and retention run.
     retention_check_interval_ms: Option<u64>,
+    /// Memory for the log's recent appends, across every partition.
+    recent_log_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +315,7 @@ pub struct ServerConfig {
     pub auto_create_topics: bool,
     pub default_partitions: u32,
     pub retention_check_interval_ms: u64,
+    pub recent_log_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -325,6 +328,7 @@ impl Default for ServerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             retention_check_interval_ms: 30_000,
+            recent_log_bytes: freshet_core::limits::RECENT_BYTES_DEFAULT,
         }
     }
 }
@@ -365,6 +369,10 @@ impl Config {
                 .server
                 .retention_check_interval_ms
                 .unwrap_or(defaults.retention_check_interval_ms),
+            recent_log_bytes: raw
+                .server
+                .recent_log_bytes
+                .unwrap_or(defaults.recent_log_bytes),
         };
         let server_error = |message: String| ConfigError {
             file: file.to_string(),

@@ -46,7 +46,11 @@ impl Server {
     /// the declared topics and starts every listener.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let data_dir: PathBuf = config.server.data_dir.clone();
-        let log = tokio::task::spawn_blocking(move || Log::open(&data_dir, LogOptions::default()))
+        let options = LogOptions {
+            recent_bytes: config.server.recent_log_bytes,
+            ..LogOptions::default()
+        };
+        let log = tokio::task::spawn_blocking(move || Log::open(&data_dir, options))
             .await?
             .with_context(|| format!("opening the log in {}", config.server.data_dir.display()))?;
         let log = Arc::new(log);

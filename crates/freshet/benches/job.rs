@@ -164,7 +164,9 @@ fn main() {
         .into();
     println!("events per case: {count}; one job, one input partition, events read from the log");
     println!();
-    println!("| case | events | MB | events/s (wall) | events per job-thread CPU second | job thread busy |");
+    println!(
+        "| case | events | MB | events/s (wall) | events per job-thread CPU second | job thread busy |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for case in cases().into_iter().filter(|case| case.name.contains(&only)) {
         let dir = root.join(case.name.split(' ').collect::<Vec<_>>().join("-"));
@@ -179,7 +181,11 @@ fn main() {
              [[job]]\nname = \"bench\"\nquery = '''\n{}\n'''\nlate_arrival = \"1000d\"\n\n\
              [[job.output]]\nname = \"rows\"\n{}",
             case.query,
-            if case.to_topic { "topic = \"out\"\n" } else { "" }
+            if case.to_topic {
+                "topic = \"out\"\n"
+            } else {
+                ""
+            }
         );
         let server = start_server(&dir, Some(&config));
         let started = Instant::now();

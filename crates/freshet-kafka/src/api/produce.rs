@@ -16,6 +16,17 @@ use kafka_protocol::protocol::StrBytes;
 use super::{Reply, Request};
 use crate::errors;
 
+/// Runs an append, which waits for the device (segments are written
+/// straight to it), letting the runtime move this worker's other tasks to
+/// another thread meanwhile, where the runtime has more than one.
+fn blocking<T>(append: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(append),
+        _ => append(),
+    }
+}
+
 pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
     let broker = Arc::clone(&request.broker);
     let acks = body.acks;
@@ -48,7 +59,7 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                     .as_ref()
                     .map(|r| r.to_vec())
                     .unwrap_or_default();
-                let info = partition.append(records)?;
+                let info = blocking(|| partition.append(records))?;
                 Ok::<_, LogError>((partition, info))
             })();
             match appended {

@@ -28,6 +28,8 @@ pub fn open(dir: &Path, clock: &ManualClock, interval_bytes: u64) -> Log {
         clock: Arc::new(clock.clone()),
         index_interval_bytes: interval_bytes,
         mapped_segments_max: 8,
+        // Small, so reads of older bytes go to the files.
+        recent_bytes: 16 << 20,
     };
     Log::open(dir, options).expect("open log")
 }

@@ -341,7 +341,11 @@ fn main() {
 
     let disk_before = fio_mb_s(&dir, mib);
     let loopback = iperf3_mb_s();
-    let server = start_server(&dir, None);
+    // The log's memory for recent appends (`[server] recent_log_bytes`).
+    let config = std::env::var("FRESHET_BENCH_RECENT_LOG_BYTES")
+        .ok()
+        .map(|bytes| format!("[server]\nrecent_log_bytes = {bytes}\n"));
+    let server = start_server(&dir, config.as_deref());
     let admin: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &server.kafka)
         .create()

@@ -1,9 +1,9 @@
 //! Fetch (key 1): whole record batches from each requested partition,
 //! long-polling until `min_bytes` are there or `max_wait_ms` passes.
 //!
-//! The record batches are slices of the log's mapped segment files and go
-//! into the response frame as pieces of their own (`frame`): from the page
-//! cache to the socket with no copy in between.
+//! The record batches are slices of the log's memory of recent appends or
+//! of its mapped segment files, and go into the response frame as pieces
+//! of their own (`frame`): to the socket with no copy in between.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Response frames as pieces written one after another: the encoded fields,
-//! and record batches that stay the log's own bytes (slices of its mapped
-//! segment files) instead of being copied into the frame. A Fetch response
+//! and record batches that stay the log's own bytes (slices of its memory
+//! or its mapped segment files) instead of being copied into the frame. A Fetch response
 //! is almost all record batches, so this is one full copy per fetch less.
 //!
 //! `kafka-protocol` encodes into any [`ByteBufMut`] and puts a `records`

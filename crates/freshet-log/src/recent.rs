@@ -11,8 +11,8 @@
 //! chunks, whole batches only, since an append never spans two chunks.
 //!
 //! Chunks are kept up to a budget shared by the whole log and dropped
-//! oldest first, but never the newest two of an active segment: the
-//! block they share may still be written. Older bytes are read from the
+//! oldest first, but never the newest of an active segment, which is
+//! being written. Older bytes are read from the
 //! file: direct reads while the segment is active, so the page cache never
 //! holds a block that a direct write changes, and a map once it is sealed.
 
@@ -27,8 +27,13 @@ use bytes::Bytes;
 /// suits devices with 512-byte and 4 KiB logical blocks alike.
 pub(crate) const BLOCK: u64 = 4096;
 
-/// The usual chunk; an append larger than this gets a chunk of its own size.
+/// The largest usual chunk; an append larger than this gets a chunk of its
+/// own size.
 pub(crate) const CHUNK_BYTES: usize = 8 << 20;
+
+/// A segment's first chunk; each next one is twice as large, up to
+/// [`CHUNK_BYTES`], so quiet partitions hold little.
+const FIRST_CHUNK_BYTES: usize = 64 << 10;
 
 /// Free chunk buffers kept for reuse, so that memory once touched is what
 /// the next chunk writes to.
@@ -175,7 +180,11 @@ impl Chunk {
     /// The chunk's bytes from `from` to `to`, both within the block-aligned
     /// range that holds the written bytes (padding past the written end
     /// included, which is zeros).
-    pub fn block_range(&self, from: u64, to: u64) -> &[u8] {
+    ///
+    /// # Safety
+    /// Only the appender calls this, and drops the slice before its next
+    /// [`Chunk::write`]: the bytes past the written end are its to change.
+    pub unsafe fn block_range(&self, from: u64, to: u64) -> &[u8] {
         assert!(from >= self.file_start && from <= to && to <= self.end_of_capacity());
         // SAFETY: the appender, the only caller, writes these bytes itself
         // (`Chunk::write`) or they are written bytes, never written again.
@@ -223,7 +232,7 @@ impl AsRef<[u8]> for ChunkSlice {
 #[derive(Debug)]
 pub(crate) struct Chunks {
     list: RwLock<VecDeque<Arc<Chunk>>>,
-    /// While set, the newest two chunks are kept whatever the budget.
+    /// While set, the newest chunk is kept whatever the budget.
     active: AtomicBool,
     recent: Arc<Recent>,
 }
@@ -276,7 +285,10 @@ impl Chunks {
         assert_eq!(file_start % BLOCK, 0);
         assert_eq!(first_batch - file_start, head.len() as u64);
         let needed = align_up(first_batch - file_start + length as u64) as usize;
-        let mut buffer = self.recent.take(needed.max(CHUNK_BYTES));
+        let usual = self.newest().map_or(FIRST_CHUNK_BYTES, |newest| {
+            (newest.capacity() as usize * 2).clamp(FIRST_CHUNK_BYTES, CHUNK_BYTES)
+        });
+        let mut buffer = self.recent.take(needed.max(usual));
         buffer.as_mut_slice()[..head.len()].copy_from_slice(head);
         let chunk = Arc::new(Chunk {
             buffer: Some(buffer),
@@ -294,15 +306,14 @@ impl Chunks {
         chunk
     }
 
-    /// Drops the oldest chunk unless it is one of the newest two of an
-    /// active segment; returns the bytes freed.
+    /// Drops the oldest chunk unless it is the newest of an active
+    /// segment; returns the bytes freed. Bytes the dropped chunk shared a
+    /// block with are in the next chunk's head too, and are read from the
+    /// file from then on: a direct read racing the direct write of that
+    /// block gets each sector old or new, the same bytes below the end.
     fn drop_oldest(&self) -> Option<u64> {
         let mut list = self.list.write().expect("chunks lock");
-        let kept = if self.active.load(Ordering::Acquire) {
-            2
-        } else {
-            0
-        };
+        let kept = usize::from(self.active.load(Ordering::Acquire));
         if list.len() <= kept {
             return None;
         }
@@ -448,27 +459,45 @@ mod tests {
         unsafe { chunk.write(4100, b"0123456789") };
         chunk.published(4110);
         assert_eq!(&chunk.slice(4100, 4110)[..], b"0123456789");
-        let block = chunk.block_range(4096, 8192);
+        // SAFETY: the only writer, between writes.
+        let block = unsafe { chunk.block_range(4096, 8192) };
         assert_eq!(&block[..14], b"head0123456789");
         assert!(block[14..].iter().all(|&b| b == 0));
         assert!(chunks.holding(4100).is_some());
         assert!(chunks.holding(4110).is_none(), "nothing written there yet");
         assert!(chunks.holding(4099).is_none(), "before the first batch");
-        assert!(chunk.fits(4110, CHUNK_BYTES - 14));
-        assert!(!chunk.fits(4110, CHUNK_BYTES - 13));
+        assert!(chunk.fits(4110, FIRST_CHUNK_BYTES - 14));
+        assert!(!chunk.fits(4110, FIRST_CHUNK_BYTES - 13));
+        let next = chunks.start(
+            4096 + FIRST_CHUNK_BYTES as u64,
+            4096 + FIRST_CHUNK_BYTES as u64,
+            &[],
+            1,
+        );
+        assert_eq!(next.capacity(), 2 * FIRST_CHUNK_BYTES as u64, "chunks grow");
     }
 
     #[test]
-    fn the_budget_drops_oldest_chunks_but_keeps_the_active_segments_newest_two() {
+    fn the_budget_drops_oldest_chunks_but_keeps_the_active_segments_newest() {
         let recent = Recent::new(3 * CHUNK_BYTES as u64);
         let sealed = Chunks::new(&recent);
         let active = Chunks::new(&recent);
         active.set_active(true);
         for i in 0..2u64 {
-            sealed.start(i * CHUNK_BYTES as u64, i * CHUNK_BYTES as u64, &[], 1);
+            sealed.start(
+                i * CHUNK_BYTES as u64,
+                i * CHUNK_BYTES as u64,
+                &[],
+                CHUNK_BYTES,
+            );
         }
         for i in 0..4u64 {
-            active.start(i * CHUNK_BYTES as u64, i * CHUNK_BYTES as u64, &[], 1);
+            active.start(
+                i * CHUNK_BYTES as u64,
+                i * CHUNK_BYTES as u64,
+                &[],
+                CHUNK_BYTES,
+            );
             assert!(recent.held() <= 3 * CHUNK_BYTES as u64);
         }
         assert!(
@@ -476,13 +505,14 @@ mod tests {
             "the sealed segment's went first"
         );
         assert_eq!(active.first_batch(), Some(CHUNK_BYTES as u64));
-        // Over the budget rather than drop what may still be written.
+        // Over the budget rather than drop what is being written.
         let small = Recent::new(1);
         let only = Chunks::new(&small);
         only.set_active(true);
         only.start(0, 0, &[], 1);
-        only.start(CHUNK_BYTES as u64, CHUNK_BYTES as u64, &[], 1);
         assert_eq!(only.first_batch(), Some(0));
+        only.start(FIRST_CHUNK_BYTES as u64, FIRST_CHUNK_BYTES as u64, &[], 1);
+        assert_eq!(only.first_batch(), Some(FIRST_CHUNK_BYTES as u64));
         drop(only);
         assert_eq!(small.held(), 0, "a segment dropped gives its chunks back");
     }

@@ -394,7 +394,8 @@ impl Segment {
         let head = match newest {
             _ if file_start == position => Bytes::new(),
             Some(chunk) if chunk.written_end() == position && chunk.file_start() <= file_start => {
-                Bytes::copy_from_slice(chunk.block_range(file_start, position))
+                // SAFETY: the appender (the caller), before its next write.
+                Bytes::copy_from_slice(unsafe { chunk.block_range(file_start, position) })
             }
             _ => self.read_file(file, file_start, position)?,
         };
@@ -420,7 +421,9 @@ impl Segment {
             // The block holding `position` is written again, whole.
             let from = recent::align_down(position);
             let to = recent::align_up(end);
-            match writer.write_all_at(chunk.block_range(from, to), from) {
+            // SAFETY: the appender, which wrote these bytes just now.
+            let block = unsafe { chunk.block_range(from, to) };
+            match writer.write_all_at(block, from) {
                 Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
                     tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
                     let buffered = OpenOptions::new()

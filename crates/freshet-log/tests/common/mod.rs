@@ -29,7 +29,7 @@ pub fn open(dir: &Path, clock: &ManualClock, interval_bytes: u64) -> Log {
         index_interval_bytes: interval_bytes,
         mapped_segments_max: 8,
         // Small, so reads of older bytes go to the files.
-        recent_bytes: 16 << 20,
+        recent_bytes: 1 << 20,
     };
     Log::open(dir, options).expect("open log")
 }

@@ -67,6 +67,9 @@ pub struct LogOptions {
     /// Bytes of recent appends kept in memory across the log; the newest
     /// two chunks of each active segment are kept whatever this says.
     pub recent_bytes: u64,
+    /// Write active segments straight to the device from chunks of memory
+    /// that also serve recent reads, instead of through the page cache.
+    pub direct_writes: bool,
 }
 
 impl Default for LogOptions {
@@ -76,6 +79,7 @@ impl Default for LogOptions {
             index_interval_bytes: limits::INDEX_INTERVAL_BYTES,
             mapped_segments_max: limits::MAPPED_SEGMENTS_MAX,
             recent_bytes: limits::RECENT_BYTES_DEFAULT,
+            direct_writes: false,
         }
     }
 }
@@ -192,7 +196,7 @@ impl Log {
             clock: options.clock,
             stats: Arc::new(LogStats::default()),
             interval_bytes: options.index_interval_bytes,
-            recent: Recent::new(options.recent_bytes),
+            recent: Recent::new(options.recent_bytes, options.direct_writes),
         });
         let log = Self {
             dir: dir.clone(),

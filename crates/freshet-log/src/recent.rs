@@ -246,6 +246,11 @@ impl Chunks {
         })
     }
 
+    /// Whether the log writes active segments straight to the device.
+    pub fn direct_writes(&self) -> bool {
+        self.recent.direct_writes()
+    }
+
     pub fn set_active(&self, active: bool) {
         self.active.store(active, Ordering::Release);
     }
@@ -350,6 +355,9 @@ impl Drop for Chunks {
 #[derive(Debug)]
 pub(crate) struct Recent {
     budget: u64,
+    /// Whether active segments are written straight to the device, from
+    /// chunks; if not, through the page cache, and no chunks are made.
+    direct_writes: bool,
     state: Mutex<RecentState>,
     pool: Mutex<Vec<Buffer>>,
 }
@@ -362,12 +370,18 @@ struct RecentState {
 }
 
 impl Recent {
-    pub fn new(budget: u64) -> Arc<Self> {
+    pub fn new(budget: u64, direct_writes: bool) -> Arc<Self> {
         Arc::new(Self {
             budget,
+            direct_writes,
             state: Mutex::new(RecentState::default()),
             pool: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether the log writes active segments straight to the device.
+    pub fn direct_writes(&self) -> bool {
+        self.direct_writes
     }
 
     /// Bytes of chunks held now.
@@ -452,7 +466,7 @@ mod tests {
 
     #[test]
     fn chunks_serve_written_bytes_and_zero_the_block_after_them() {
-        let recent = Recent::new(1 << 30);
+        let recent = Recent::new(1 << 30, true);
         let chunks = Chunks::new(&recent);
         let chunk = chunks.start(4096, 4100, b"head", 10);
         // SAFETY: the only writer, before publishing.
@@ -479,7 +493,7 @@ mod tests {
 
     #[test]
     fn the_budget_drops_oldest_chunks_but_keeps_the_active_segments_newest() {
-        let recent = Recent::new(3 * CHUNK_BYTES as u64);
+        let recent = Recent::new(3 * CHUNK_BYTES as u64, true);
         let sealed = Chunks::new(&recent);
         let active = Chunks::new(&recent);
         active.set_active(true);
@@ -506,7 +520,7 @@ mod tests {
         );
         assert_eq!(active.first_batch(), Some(CHUNK_BYTES as u64));
         // Over the budget rather than drop what is being written.
-        let small = Recent::new(1);
+        let small = Recent::new(1, true);
         let only = Chunks::new(&small);
         only.set_active(true);
         only.start(0, 0, &[], 1);
@@ -519,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_slice_outlives_its_chunk_being_dropped() {
-        let recent = Recent::new(1);
+        let recent = Recent::new(1, true);
         let chunks = Chunks::new(&recent);
         let chunk = chunks.start(0, 0, &[], 3);
         // SAFETY: the only writer, before publishing.

@@ -53,9 +53,9 @@ pub(crate) struct ScanReport {
     pub padding_bytes: u64,
 }
 
-/// Opens the active segment's file for writing, straight to the device
-/// where the file system allows it. The flag says whether it does.
-fn open_writer(path: &Path, create: bool) -> Result<(File, bool)> {
+/// Opens the active segment's file for writing, straight to the device if
+/// `direct` and the file system allows it. The flag says whether it does.
+fn open_writer(path: &Path, create: bool, direct: bool) -> Result<(File, bool)> {
     let open = |direct: bool| {
         let mut options = OpenOptions::new();
         options.read(true).write(true);
@@ -67,6 +67,9 @@ fn open_writer(path: &Path, create: bool) -> Result<(File, bool)> {
         }
         options.open(path)
     };
+    if !direct {
+        return Ok((open(false).map_err(LogError::io(path))?, false));
+    }
     match open(true) {
         Ok(file) => Ok((file, true)),
         Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
@@ -134,7 +137,7 @@ impl Segment {
         recent: &Arc<Recent>,
     ) -> Result<Self> {
         let path = log_path(dir, base_offset);
-        let (file, direct) = open_writer(&path, true)?;
+        let (file, direct) = open_writer(&path, true, recent.direct_writes())?;
         files::sync_dir(dir)?;
         let segment = Self::assemble(
             dir,
@@ -246,7 +249,7 @@ impl Segment {
 
     /// Makes this the active segment: opens its write handle.
     pub fn activate(&self) -> Result<()> {
-        let (file, direct) = open_writer(&self.path, false)?;
+        let (file, direct) = open_writer(&self.path, false, self.chunks.direct_writes())?;
         self.direct.store(direct, Ordering::Release);
         *self.writer.write().expect("writer lock") = Some(Arc::new(file));
         *self.map.write().expect("map lock") = None;
@@ -412,39 +415,13 @@ impl Segment {
             .clone()
             .expect("append to the active segment only");
         let position = self.size_bytes();
-        let end = position + bytes.len() as u64;
-        let chunk = self.chunk_for(&writer, position, bytes.len())?;
-        // SAFETY: appends to a segment are serialised by the caller, and
-        // readers see the bytes only once published below.
-        unsafe { chunk.write(position, bytes) };
         if self.is_direct() {
-            // The block holding `position` is written again, whole.
-            let from = recent::align_down(position);
-            let to = recent::align_up(end);
-            // SAFETY: the appender, which wrote these bytes just now.
-            let block = unsafe { chunk.block_range(from, to) };
-            match writer.write_all_at(block, from) {
-                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                    tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
-                    let buffered = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(&self.path)
-                        .map_err(LogError::io(&self.path))?;
-                    buffered
-                        .write_all_at(bytes, position)
-                        .map_err(LogError::io(&self.path))?;
-                    *self.writer.write().expect("writer lock") = Some(Arc::new(buffered));
-                    self.direct.store(false, Ordering::Release);
-                }
-                written => written.map_err(LogError::io(&self.path))?,
-            }
+            self.append_direct(&writer, bytes, position)?;
         } else {
             writer
                 .write_all_at(bytes, position)
                 .map_err(LogError::io(&self.path))?;
         }
-        chunk.published(end);
         let mut first = self.first_append_ms.write().expect("first append lock");
         first.get_or_insert(now_ms);
         drop(first);
@@ -454,6 +431,39 @@ impl Segment {
             index.observe(at, header);
             at += u64::from(header.size_bytes);
         }
+        Ok(())
+    }
+
+    /// Copies `bytes` into the newest chunk and writes the blocks they
+    /// touch from there to the device, then makes them readable there.
+    fn append_direct(&self, writer: &File, bytes: &[u8], position: u64) -> Result<()> {
+        let end = position + bytes.len() as u64;
+        let chunk = self.chunk_for(writer, position, bytes.len())?;
+        // SAFETY: appends to a segment are serialised by the caller, and
+        // readers see the bytes only once published below.
+        unsafe { chunk.write(position, bytes) };
+        // The block holding `position` is written again, whole.
+        let from = recent::align_down(position);
+        let to = recent::align_up(end);
+        // SAFETY: the appender, which wrote these bytes just now.
+        let block = unsafe { chunk.block_range(from, to) };
+        match writer.write_all_at(block, from) {
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
+                let buffered = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(LogError::io(&self.path))?;
+                buffered
+                    .write_all_at(bytes, position)
+                    .map_err(LogError::io(&self.path))?;
+                *self.writer.write().expect("writer lock") = Some(Arc::new(buffered));
+                self.direct.store(false, Ordering::Release);
+            }
+            written => written.map_err(LogError::io(&self.path))?,
+        }
+        chunk.published(end);
         Ok(())
     }
 

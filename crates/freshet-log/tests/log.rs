@@ -419,6 +419,8 @@ async fn acks_all_waits_for_the_fsync_under_each_policy() {
             .unwrap()
             .partition(0)
             .unwrap();
+        // A flush the previous topic still had scheduled lands before this.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let before = log
             .stats()
             .fsyncs
@@ -615,8 +617,9 @@ fn appends_beyond_the_memory_budget_read_back_from_the_file_before_and_after_an_
     let clock = ManualClock::new(0);
     let options = LogOptions {
         clock: Arc::new(clock.clone()),
-        // Only the newest two chunks of the active segment stay in memory.
+        // Only the chunk being written stays in memory.
         recent_bytes: 1,
+        direct_writes: true,
         ..LogOptions::default()
     };
     let config = TopicConfig {

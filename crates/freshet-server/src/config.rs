@@ -161,6 +161,8 @@ struct RawServer {
     retention_check_interval_ms: Option<u64>,
     /// Memory for the log's recent appends, across every partition.
     recent_log_bytes: Option<u64>,
+    /// Write the log's active segments straight to the device (`O_DIRECT`).
+    direct_log_writes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,6 +318,7 @@ pub struct ServerConfig {
     pub default_partitions: u32,
     pub retention_check_interval_ms: u64,
     pub recent_log_bytes: u64,
+    pub direct_log_writes: bool,
 }
 
 impl Default for ServerConfig {
@@ -329,6 +332,7 @@ impl Default for ServerConfig {
             default_partitions: 1,
             retention_check_interval_ms: 30_000,
             recent_log_bytes: freshet_core::limits::RECENT_BYTES_DEFAULT,
+            direct_log_writes: false,
         }
     }
 }
@@ -373,6 +377,10 @@ impl Config {
                 .server
                 .recent_log_bytes
                 .unwrap_or(defaults.recent_log_bytes),
+            direct_log_writes: raw
+                .server
+                .direct_log_writes
+                .unwrap_or(defaults.direct_log_writes),
         };
         let server_error = |message: String| ConfigError {
             file: file.to_string(),

@@ -48,6 +48,7 @@ impl Server {
         let data_dir: PathBuf = config.server.data_dir.clone();
         let options = LogOptions {
             recent_bytes: config.server.recent_log_bytes,
+            direct_writes: config.server.direct_log_writes,
             ..LogOptions::default()
         };
         let log = tokio::task::spawn_blocking(move || Log::open(&data_dir, options))

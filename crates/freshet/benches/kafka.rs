@@ -341,10 +341,16 @@ fn main() {
 
     let disk_before = fio_mb_s(&dir, mib);
     let loopback = iperf3_mb_s();
-    // The log's memory for recent appends (`[server] recent_log_bytes`).
-    let config = std::env::var("FRESHET_BENCH_RECENT_LOG_BYTES")
-        .ok()
-        .map(|bytes| format!("[server]\nrecent_log_bytes = {bytes}\n"));
+    // Direct writes of the log and its memory for recent appends
+    // (`[server] direct_log_writes`, `recent_log_bytes`).
+    let direct = std::env::var("FRESHET_BENCH_DIRECT_WRITES").as_deref() == Ok("true");
+    let config = direct.then(|| {
+        let mut config = "[server]\ndirect_log_writes = true\n".to_string();
+        if let Ok(bytes) = std::env::var("FRESHET_BENCH_RECENT_LOG_BYTES") {
+            config.push_str(&format!("recent_log_bytes = {bytes}\n"));
+        }
+        config
+    });
     let server = start_server(&dir, config.as_deref());
     let admin: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &server.kafka)

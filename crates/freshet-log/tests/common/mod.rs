@@ -30,6 +30,7 @@ pub fn open(dir: &Path, clock: &ManualClock, interval_bytes: u64) -> Log {
         mapped_segments_max: 8,
         // Small, so reads of older bytes go to the files.
         recent_bytes: 1 << 20,
+        direct_writes: true,
     };
     Log::open(dir, options).expect("open log")
 }

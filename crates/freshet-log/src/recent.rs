@@ -63,13 +63,13 @@ unsafe impl Send for Buffer {}
 unsafe impl Sync for Buffer {}
 
 impl Buffer {
-    /// `capacity` is a positive multiple of [`BLOCK`].
-    pub fn zeroed(capacity: usize) -> Self {
+    /// `capacity` is a positive multiple of [`BLOCK`]. Fails when the
+    /// system has no memory to map.
+    pub fn zeroed(capacity: usize) -> std::io::Result<Self> {
         assert!(capacity > 0 && capacity.is_multiple_of(BLOCK as usize));
-        let mut map = memmap2::MmapMut::map_anon(capacity)
-            .unwrap_or_else(|error| panic!("cannot map {capacity} bytes of memory: {error}"));
+        let mut map = memmap2::MmapMut::map_anon(capacity)?;
         let pointer = NonNull::new(map.as_mut_ptr()).expect("a map is never at address 0");
-        Self { map, pointer }
+        Ok(Self { map, pointer })
     }
 
     pub fn capacity(&self) -> usize {
@@ -286,14 +286,14 @@ impl Chunks {
         first_batch: u64,
         head: &[u8],
         length: usize,
-    ) -> Arc<Chunk> {
+    ) -> std::io::Result<Arc<Chunk>> {
         assert_eq!(file_start % BLOCK, 0);
         assert_eq!(first_batch - file_start, head.len() as u64);
         let needed = align_up(first_batch - file_start + length as u64) as usize;
         let usual = self.newest().map_or(FIRST_CHUNK_BYTES, |newest| {
             (newest.capacity() as usize * 2).clamp(FIRST_CHUNK_BYTES, CHUNK_BYTES)
         });
-        let mut buffer = self.recent.take(needed.max(usual));
+        let mut buffer = self.recent.take(needed.max(usual))?;
         buffer.as_mut_slice()[..head.len()].copy_from_slice(head);
         let chunk = Arc::new(Chunk {
             buffer: Some(buffer),
@@ -308,7 +308,7 @@ impl Chunks {
             .expect("chunks lock")
             .push_back(Arc::clone(&chunk));
         self.recent.admit(self, capacity);
-        chunk
+        Ok(chunk)
     }
 
     /// Drops the oldest chunk unless it is the newest of an active
@@ -390,11 +390,11 @@ impl Recent {
         self.state.lock().expect("recent lock").held
     }
 
-    fn take(&self, capacity: usize) -> Buffer {
+    fn take(&self, capacity: usize) -> std::io::Result<Buffer> {
         if capacity == CHUNK_BYTES
             && let Some(buffer) = self.pool.lock().expect("pool lock").pop()
         {
-            return buffer;
+            return Ok(buffer);
         }
         Buffer::zeroed(capacity)
     }
@@ -468,7 +468,7 @@ mod tests {
     fn chunks_serve_written_bytes_and_zero_the_block_after_them() {
         let recent = Recent::new(1 << 30, true);
         let chunks = Chunks::new(&recent);
-        let chunk = chunks.start(4096, 4100, b"head", 10);
+        let chunk = chunks.start(4096, 4100, b"head", 10).unwrap();
         // SAFETY: the only writer, before publishing.
         unsafe { chunk.write(4100, b"0123456789") };
         chunk.published(4110);
@@ -482,12 +482,14 @@ mod tests {
         assert!(chunks.holding(4099).is_none(), "before the first batch");
         assert!(chunk.fits(4110, FIRST_CHUNK_BYTES - 14));
         assert!(!chunk.fits(4110, FIRST_CHUNK_BYTES - 13));
-        let next = chunks.start(
-            4096 + FIRST_CHUNK_BYTES as u64,
-            4096 + FIRST_CHUNK_BYTES as u64,
-            &[],
-            1,
-        );
+        let next = chunks
+            .start(
+                4096 + FIRST_CHUNK_BYTES as u64,
+                4096 + FIRST_CHUNK_BYTES as u64,
+                &[],
+                1,
+            )
+            .unwrap();
         assert_eq!(next.capacity(), 2 * FIRST_CHUNK_BYTES as u64, "chunks grow");
     }
 
@@ -498,20 +500,24 @@ mod tests {
         let active = Chunks::new(&recent);
         active.set_active(true);
         for i in 0..2u64 {
-            sealed.start(
-                i * CHUNK_BYTES as u64,
-                i * CHUNK_BYTES as u64,
-                &[],
-                CHUNK_BYTES,
-            );
+            sealed
+                .start(
+                    i * CHUNK_BYTES as u64,
+                    i * CHUNK_BYTES as u64,
+                    &[],
+                    CHUNK_BYTES,
+                )
+                .unwrap();
         }
         for i in 0..4u64 {
-            active.start(
-                i * CHUNK_BYTES as u64,
-                i * CHUNK_BYTES as u64,
-                &[],
-                CHUNK_BYTES,
-            );
+            active
+                .start(
+                    i * CHUNK_BYTES as u64,
+                    i * CHUNK_BYTES as u64,
+                    &[],
+                    CHUNK_BYTES,
+                )
+                .unwrap();
             assert!(recent.held() <= 3 * CHUNK_BYTES as u64);
         }
         assert!(
@@ -523,9 +529,10 @@ mod tests {
         let small = Recent::new(1, true);
         let only = Chunks::new(&small);
         only.set_active(true);
-        only.start(0, 0, &[], 1);
+        only.start(0, 0, &[], 1).unwrap();
         assert_eq!(only.first_batch(), Some(0));
-        only.start(FIRST_CHUNK_BYTES as u64, FIRST_CHUNK_BYTES as u64, &[], 1);
+        only.start(FIRST_CHUNK_BYTES as u64, FIRST_CHUNK_BYTES as u64, &[], 1)
+            .unwrap();
         assert_eq!(only.first_batch(), Some(FIRST_CHUNK_BYTES as u64));
         drop(only);
         assert_eq!(small.held(), 0, "a segment dropped gives its chunks back");
@@ -535,7 +542,7 @@ mod tests {
     fn a_slice_outlives_its_chunk_being_dropped() {
         let recent = Recent::new(1, true);
         let chunks = Chunks::new(&recent);
-        let chunk = chunks.start(0, 0, &[], 3);
+        let chunk = chunks.start(0, 0, &[], 3).unwrap();
         // SAFETY: the only writer, before publishing.
         unsafe { chunk.write(0, b"abc") };
         chunk.published(3);

@@ -315,23 +315,28 @@ impl Segment {
         mapped.map_err(LogError::io(&self.path))
     }
 
-    /// Reads the file from `from` to `to` with the write handle; a direct
-    /// read when it writes directly, so no block of the active segment
-    /// enters the page cache.
+    /// Reads the file from `from` to `to` with the write handle, in whole
+    /// blocks into block-aligned memory: a direct read when the handle
+    /// writes directly, so no block of the active segment enters the page
+    /// cache. A direct read the device refuses is made through the page
+    /// cache instead.
     fn read_file(&self, file: &File, from: u64, to: u64) -> Result<Bytes> {
-        let (start, stop) = if self.is_direct() {
-            (recent::align_down(from), recent::align_up(to))
-        } else {
-            (from, to)
-        };
-        let mut buffer = Buffer::zeroed(recent::align_up(stop - start).max(BLOCK) as usize);
+        let (start, stop) = (recent::align_down(from), recent::align_up(to));
+        let mut buffer = Buffer::zeroed(recent::align_up(stop - start).max(BLOCK) as usize)
+            .map_err(LogError::io(&self.path))?;
         let target = &mut buffer.as_mut_slice()[..(stop - start) as usize];
+        let mut buffered = None;
         let mut filled = 0;
         while filled < target.len() {
-            match file.read_at(&mut target[filled..], start + filled as u64) {
+            let handle = buffered.as_ref().unwrap_or(file);
+            match handle.read_at(&mut target[filled..], start + filled as u64) {
                 Ok(0) => break,
                 Ok(read) => filled += read,
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) && buffered.is_none() => {
+                    tracing::warn!(segment = %self.path.display(), %error, "direct read refused; reading through the page cache");
+                    buffered = Some(File::open(&self.path).map_err(LogError::io(&self.path))?);
+                }
                 Err(error) => return Err(LogError::io(&self.path)(error)),
             }
         }
@@ -402,7 +407,9 @@ impl Segment {
             }
             _ => self.read_file(file, file_start, position)?,
         };
-        Ok(self.chunks.start(file_start, position, &head, length))
+        self.chunks
+            .start(file_start, position, &head, length)
+            .map_err(LogError::io(&self.path))
     }
 
     /// Appends already-validated batches (offsets assigned) at the end.

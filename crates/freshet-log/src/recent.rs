@@ -499,25 +499,16 @@ mod tests {
         let sealed = Chunks::new(&recent);
         let active = Chunks::new(&recent);
         active.set_active(true);
+        // The `i`th full-sized chunk of a segment.
+        let full = |chunks: &Arc<Chunks>, i: u64| {
+            let at = i * CHUNK_BYTES as u64;
+            chunks.start(at, at, &[], CHUNK_BYTES).unwrap();
+        };
         for i in 0..2u64 {
-            sealed
-                .start(
-                    i * CHUNK_BYTES as u64,
-                    i * CHUNK_BYTES as u64,
-                    &[],
-                    CHUNK_BYTES,
-                )
-                .unwrap();
+            full(&sealed, i);
         }
         for i in 0..4u64 {
-            active
-                .start(
-                    i * CHUNK_BYTES as u64,
-                    i * CHUNK_BYTES as u64,
-                    &[],
-                    CHUNK_BYTES,
-                )
-                .unwrap();
+            full(&active, i);
             assert!(recent.held() <= 3 * CHUNK_BYTES as u64);
         }
         assert!(

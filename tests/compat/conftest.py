@@ -71,10 +71,20 @@ class Freshet:
 
 @pytest.fixture
 def freshet():
+    yield from serve("")
+
+
+@pytest.fixture
+def freshet_direct():
+    """The server writing its log straight to the device, from memory."""
+    yield from serve("[server]\ndirect_log_writes = true\n")
+
+
+def serve(config: str):
     if not BINARY.exists():
         subprocess.run(["cargo", "build", "-p", "freshet"], cwd=ROOT, check=True)
     data_dir = Path(tempfile.mkdtemp(prefix="freshet-compat-"))
-    server = Freshet(data_dir)
+    server = Freshet(data_dir, config)
     server.start()
     yield server
     try:

@@ -1,5 +1,7 @@
 //! Group commit: one thread fsyncs dirty partitions, each at most once per
-//! its flush interval, and releases every append the fsync covered.
+//! its flush interval, and releases every append the fsync covered. With
+//! direct writes, a second thread of the same kind writes appended bytes
+//! from memory to the files, as soon as they are appended.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -13,25 +15,44 @@ struct Queue {
     stopping: bool,
 }
 
-#[derive(Debug, Default)]
+/// What the thread does to a partition that is due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Job {
+    /// Fsync it ([`Partition::flush`]).
+    Flush,
+    /// Write its appended bytes to the file ([`Partition::write`]).
+    Write,
+}
+
+#[derive(Debug)]
 pub(crate) struct Flusher {
+    job: Job,
     queue: Mutex<Queue>,
     wake: Condvar,
 }
 
 impl Flusher {
-    pub fn start() -> (Arc<Self>, JoinHandle<()>) {
-        let flusher = Arc::new(Self::default());
+    pub fn start(job: Job) -> (Arc<Self>, JoinHandle<()>) {
+        let flusher = Arc::new(Self {
+            job,
+            queue: Mutex::default(),
+            wake: Condvar::new(),
+        });
         let worker = Arc::clone(&flusher);
+        let name = match job {
+            Job::Flush => "freshet-log-flusher",
+            Job::Write => "freshet-log-writer",
+        };
         let thread = std::thread::Builder::new()
-            .name("freshet-log-flusher".into())
+            .name(name.into())
             .spawn(move || worker.run())
-            .expect("spawn the log flusher thread");
+            .expect("spawn a log thread");
         (flusher, thread)
     }
 
-    /// Asks for `partition` to be fsynced no earlier than `due`. Each
-    /// partition is queued at most once at a time (it tracks that itself).
+    /// Asks for `partition` to be fsynced (or written) no earlier than
+    /// `due`. Each partition is queued at most once at a time (it tracks
+    /// that itself).
     pub fn schedule(&self, partition: Arc<Partition>, due: Instant) {
         let mut queue = self.queue.lock().expect("flush queue lock");
         queue.pending.push((due, partition));
@@ -77,9 +98,14 @@ impl Flusher {
             queue.pending = later;
             drop(queue);
             for (_, partition) in due {
-                if let Err(error) = partition.flush() {
-                    // acks=all appends stay waiting; the next append retries.
-                    tracing::error!(topic = partition.topic(), partition = partition.id(), %error, "fsync failed");
+                let (done, what) = match self.job {
+                    Job::Flush => (partition.flush(), "fsync failed"),
+                    Job::Write => (partition.write(), "write to the segment file failed"),
+                };
+                if let Err(error) = done {
+                    // Appends waiting for it stay waiting; the next append
+                    // retries.
+                    tracing::error!(topic = partition.topic(), partition = partition.id(), %error, "{what}");
                 }
             }
             queue = self.queue.lock().expect("flush queue lock");

@@ -37,7 +37,7 @@ pub use crate::partition::{AppendInfo, Partition, PartitionRecovery, ReadResult}
 pub use crate::producers::{ProducerError, ProducerStates, SequenceCheck};
 pub use crate::stats::{FSYNC_BUCKETS_MICROS, LogStats};
 
-use crate::flusher::Flusher;
+use crate::flusher::{Flusher, Job};
 use crate::recent::Recent;
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
@@ -89,6 +89,8 @@ impl Default for LogOptions {
 pub(crate) struct Shared {
     pub files: Arc<FileCache>,
     pub flusher: Arc<Flusher>,
+    /// Writes appended bytes to the files, with direct writes.
+    pub writer: Arc<Flusher>,
     pub clock: Arc<dyn Clock>,
     pub stats: Arc<LogStats>,
     pub interval_bytes: u64,
@@ -150,7 +152,8 @@ pub struct Log {
     dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     shared: Arc<Shared>,
-    flusher_thread: Mutex<Option<JoinHandle<()>>>,
+    /// The flusher's and the writer's.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     recovered_cleanly: bool,
     producer_ids: Mutex<ProducerIds>,
     /// Holds the data directory's lock until the log is closed or dropped.
@@ -189,10 +192,12 @@ impl Log {
             .ok()
             .and_then(|t| t.trim().parse::<i64>().ok())
             .unwrap_or(0);
-        let (flusher, thread) = Flusher::start();
+        let (flusher, flusher_thread) = Flusher::start(Job::Flush);
+        let (writer, writer_thread) = Flusher::start(Job::Write);
         let shared = Arc::new(Shared {
             files: Arc::new(FileCache::new(options.mapped_segments_max)),
             flusher,
+            writer,
             clock: options.clock,
             stats: Arc::new(LogStats::default()),
             interval_bytes: options.index_interval_bytes,
@@ -202,7 +207,7 @@ impl Log {
             dir: dir.clone(),
             topics: RwLock::new(BTreeMap::new()),
             shared,
-            flusher_thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![flusher_thread, writer_thread]),
             recovered_cleanly: clean,
             lock: Mutex::new(Some(lock)),
             producer_ids: Mutex::new(ProducerIds {
@@ -430,22 +435,15 @@ impl Log {
     }
 
     /// Flushes every partition, writes indexes and the clean-shutdown
-    /// marker, and stops the flusher. Appends after this fail.
+    /// marker, and stops the flusher and writer threads. Appends after this
+    /// fail.
     pub fn close(&self) -> Result<()> {
         for topic in self.topics() {
             for partition in topic.partitions() {
                 partition.close()?;
             }
         }
-        self.shared.flusher.stop();
-        if let Some(thread) = self
-            .flusher_thread
-            .lock()
-            .expect("flusher thread lock")
-            .take()
-        {
-            let _ = thread.join();
-        }
+        self.stop_threads();
         files::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         self.lock.lock().expect("lock file lock").take();
         tracing::info!(dir = %self.dir.display(), "log closed cleanly");
@@ -456,14 +454,17 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         // Without `close` this is an unclean stop, as after a crash; only
-        // the flusher thread is ended.
+        // the flusher and writer threads are ended.
+        self.stop_threads();
+    }
+}
+
+impl Log {
+    /// Ends the flusher and writer threads, after what they have queued.
+    fn stop_threads(&self) {
+        self.shared.writer.stop();
         self.shared.flusher.stop();
-        if let Some(thread) = self
-            .flusher_thread
-            .lock()
-            .expect("flusher thread lock")
-            .take()
-        {
+        for thread in self.threads.lock().expect("threads lock").drain(..) {
             let _ = thread.join();
         }
     }

@@ -74,6 +74,7 @@ pub struct Partition {
     end_offset: watch::Sender<i64>,
     durable_offset: watch::Sender<i64>,
     flush_scheduled: AtomicBool,
+    write_scheduled: AtomicBool,
     last_sync: Mutex<Instant>,
     waiting_readers: AtomicUsize,
     shared: Arc<Shared>,
@@ -180,6 +181,7 @@ impl Partition {
             end_offset: watch::Sender::new(end),
             durable_offset: watch::Sender::new(end),
             flush_scheduled: AtomicBool::new(false),
+            write_scheduled: AtomicBool::new(false),
             last_sync: Mutex::new(Instant::now()),
             waiting_readers: AtomicUsize::new(0),
             shared,
@@ -199,8 +201,11 @@ impl Partition {
         self.log_start_offset.load(Ordering::Acquire)
     }
 
-    /// One past the last appended offset (Kafka's log end offset; with a
-    /// single replica also the high watermark).
+    /// One past the last offset appended and in the file: what readers
+    /// see, and what a kill of the process keeps (Kafka's log end offset;
+    /// with a single replica also the high watermark). With direct writes
+    /// an append is in memory first and reaches the file, and this, an
+    /// instant later (see [`Partition::wait_written`]).
     pub fn end_offset(&self) -> i64 {
         *self.end_offset.borrow()
     }
@@ -318,11 +323,16 @@ impl Partition {
             next_offset += header.offset_count();
             at += header.size_bytes as usize;
         }
-        active.append(&bytes, &headers, now_ms)?;
+        let in_file = active.append(&bytes, &headers, now_ms)?;
         for header in &headers {
             guard.producers.record(header);
         }
-        self.end_offset.send_replace(next_offset);
+        if !in_file && config.durability == Durability::EveryBatch {
+            active.write_behind(active.size_bytes())?;
+        }
+        if in_file || config.durability == Durability::EveryBatch {
+            advance(&self.end_offset, next_offset);
+        }
         let stats = &self.shared.stats;
         stats
             .batches_appended
@@ -335,12 +345,16 @@ impl Partition {
                 self.sync_timed(&active)?;
                 self.durable_offset.send_replace(next_offset);
             }
-            Durability::None => {
+            // Without fsyncs, written is as durable as it gets.
+            Durability::None if in_file => {
                 self.durable_offset.send_replace(next_offset);
             }
-            Durability::GroupCommit => {}
+            Durability::None | Durability::GroupCommit => {}
         }
         drop(guard);
+        if !in_file && config.durability != Durability::EveryBatch {
+            self.schedule_write();
+        }
         if config.durability == Durability::GroupCommit {
             self.schedule_flush(config.flush_interval_ms);
         }
@@ -371,23 +385,61 @@ impl Partition {
             .schedule(Arc::clone(self), earliest.max(Instant::now()));
     }
 
-    /// Called by the flusher: fsync what has been appended so far and
-    /// release every append it covers.
+    fn schedule_write(self: &Arc<Self>) {
+        if self.write_scheduled.swap(true, Ordering::AcqRel) {
+            return; // the pending write will take this append too
+        }
+        self.shared
+            .writer
+            .schedule(Arc::clone(self), Instant::now());
+    }
+
+    /// The active segment, how far it is appended and the offset after
+    /// that, as one appender left them.
+    fn appended(&self) -> (Arc<Segment>, u64, i64) {
+        let _guard = self.writer.lock().expect("writer lock");
+        let active = self.active();
+        let (size, next) = (active.size_bytes(), active.next_offset());
+        (active, size, next)
+    }
+
+    /// Called by the writer thread: writes what has been appended to the
+    /// file and makes it readable (direct writes; see [`crate::recent`]).
+    pub(crate) fn write(&self) -> Result<()> {
+        self.write_scheduled.store(false, Ordering::Release);
+        let (active, size, next) = self.appended();
+        active.write_behind(size)?;
+        advance(&self.end_offset, next);
+        let durability = self.config.read().expect("config lock").durability;
+        if durability == Durability::None {
+            advance(&self.durable_offset, next);
+        }
+        Ok(())
+    }
+
+    /// Called by the flusher: writes and fsyncs what has been appended so
+    /// far and releases every append it covers.
     pub(crate) fn flush(&self) -> Result<()> {
         self.flush_scheduled.store(false, Ordering::Release);
-        let (active, end) = {
-            let _guard = self.writer.lock().expect("writer lock");
-            (self.active(), self.end_offset())
-        };
+        let (active, size, next) = self.appended();
+        active.write_behind(size)?;
+        advance(&self.end_offset, next);
         // The interval runs from the start of one fsync to the next.
         *self.last_sync.lock().expect("last sync lock") = Instant::now();
         self.sync_timed(&active)?;
-        self.durable_offset.send_if_modified(|durable| {
-            let advanced = end > *durable;
-            *durable = (*durable).max(end);
-            advanced
-        });
+        advance(&self.durable_offset, next);
         Ok(())
+    }
+
+    /// Waits until everything before `offset` is in the file, so readable
+    /// and kept by a kill of the process (for `acks=1`). Returns at once
+    /// unless the log writes directly, behind the appends.
+    pub async fn wait_written(&self, offset: i64) -> Result<()> {
+        let mut end = self.end_offset.subscribe();
+        end.wait_for(|&end| end >= offset)
+            .await
+            .map(|_| ())
+            .map_err(|_| LogError::ShuttingDown)
     }
 
     /// Waits until everything before `offset` is on stable storage (for
@@ -511,11 +563,8 @@ impl Partition {
             &self.dir.join(RECOVERY_POINT_FILE),
             next_offset.to_string().as_bytes(),
         )?;
-        self.durable_offset.send_if_modified(|durable| {
-            let advanced = next_offset > *durable;
-            *durable = (*durable).max(next_offset);
-            advanced
-        });
+        advance(&self.end_offset, next_offset);
+        advance(&self.durable_offset, next_offset);
         self.shared
             .stats
             .segments_rolled
@@ -613,7 +662,8 @@ impl Partition {
         let active = self.active();
         active.finish()?;
         active.write_index()?;
-        let end = self.end_offset();
+        let end = active.next_offset();
+        advance(&self.end_offset, end);
         producers::write_snapshot(&self.dir, end, &guard.producers)?;
         files::write_atomically(
             &self.dir.join(RECOVERY_POINT_FILE),
@@ -653,6 +703,15 @@ fn recover_producers(
         }
     }
     Ok(states)
+}
+
+/// Moves `offset` forward to `to`, waking its waiters, unless it is there.
+fn advance(offset: &watch::Sender<i64>, to: i64) {
+    offset.send_if_modified(|at| {
+        let advanced = to > *at;
+        *at = (*at).max(to);
+        advanced
+    });
 }
 
 fn read_recovery_point(dir: &Path) -> i64 {

@@ -2,9 +2,9 @@
 //!
 //! An append is copied into a chunk: block-aligned memory standing for a
 //! block-aligned range of the segment file. The active segment is written
-//! from there straight to the device (`O_DIRECT`): the block holding the
-//! end is written whole, its unused part zeros, and written again by the
-//! next append. The page cache is never filled with the log's writes, which
+//! from there straight to the device (`O_DIRECT`), behind the appends, by
+//! the log's writer thread: the block holding the end is written whole,
+//! its unused part zeros, and written again by the next write. The page cache is never filled with the log's writes, which
 //! costs a copy into fresh kernel pages per byte (on a virtual machine whose
 //! host takes freed guest memory back, a fault per page too); the chunks'
 //! memory is reused instead. Readers of recent bytes get slices of the
@@ -17,6 +17,8 @@
 //! holds a block that a direct write changes, and a map once it is sealed.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -30,6 +32,10 @@ pub(crate) const BLOCK: u64 = 4096;
 /// The largest usual chunk; an append larger than this gets a chunk of its
 /// own size.
 pub(crate) const CHUNK_BYTES: usize = 8 << 20;
+
+/// The most one `pwrite` of a chunk hands the kernel, a multiple of
+/// [`BLOCK`].
+const WRITE_MAX_BYTES: usize = 1 << 30;
 
 /// A segment's first chunk; each next one is twice as large, up to
 /// [`CHUNK_BYTES`], so quiet partitions hold little.
@@ -108,12 +114,14 @@ pub(crate) fn into_bytes(buffer: Buffer, length: usize) -> Bytes {
 }
 
 /// The bytes of the file from `file_start` (block-aligned) on, as far as
-/// they are written. Whole batches start at `first_batch`.
+/// they are appended. Whole batches start at `first_batch`. Bytes up to
+/// `written_end` are also in the file, and readable here.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     buffer: Option<Buffer>,
     file_start: u64,
     first_batch: u64,
+    appended_end: AtomicU64,
     written_end: AtomicU64,
     recent: Arc<Recent>,
 }
@@ -127,6 +135,10 @@ impl Chunk {
         self.written_end.load(Ordering::Acquire)
     }
 
+    pub fn appended_end(&self) -> u64 {
+        self.appended_end.load(Ordering::Acquire)
+    }
+
     fn capacity(&self) -> u64 {
         self.buffer().capacity() as u64
     }
@@ -137,9 +149,9 @@ impl Chunk {
             .expect("a chunk holds its buffer until dropped")
     }
 
-    /// Whether `length` more bytes at `position` (the written end) fit.
+    /// Whether `length` more bytes at `position` (the appended end) fit.
     pub fn fits(&self, position: u64, length: usize) -> bool {
-        position == self.written_end() && position + length as u64 <= self.end_of_capacity()
+        position == self.appended_end() && position + length as u64 <= self.end_of_capacity()
     }
 
     fn end_of_capacity(&self) -> u64 {
@@ -156,39 +168,76 @@ impl Chunk {
         }
     }
 
-    /// Copies `bytes` in at file position `position`, the written end, and
-    /// zeros what follows up to the next block boundary.
+    /// Copies `bytes` in at file position `position`, the appended end,
+    /// and zeros what follows up to the next block boundary.
     ///
     /// # Safety
     /// Only the one appender of the segment calls this, and no reader is
     /// handed bytes at or past the written end until [`Chunk::published`].
+    /// The writer thread may be copying the block that holds `position`
+    /// to the device meanwhile (see [`Chunk::write_blocks`]).
     pub unsafe fn write(&self, position: u64, bytes: &[u8]) {
         let end = position + bytes.len() as u64;
-        assert!(position == self.written_end() && align_up(end) <= self.end_of_capacity());
-        // SAFETY: in bounds (asserted); nobody reads these bytes yet.
+        assert!(position == self.appended_end() && align_up(end) <= self.end_of_capacity());
+        // SAFETY: in bounds (asserted); no reader is handed these bytes yet.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.pointer(position), bytes.len());
             std::ptr::write_bytes(self.pointer(end), 0, (align_up(end) - end) as usize);
         }
+        self.appended_end.store(end, Ordering::Release);
     }
 
-    /// Makes the bytes up to `end` readable.
+    /// Makes the bytes up to `end` readable: they are in the file.
     pub fn published(&self, end: u64) {
-        self.written_end.store(end, Ordering::Release);
+        self.written_end.fetch_max(end, Ordering::AcqRel);
     }
 
-    /// The chunk's bytes from `from` to `to`, both within the block-aligned
-    /// range that holds the written bytes (padding past the written end
-    /// included, which is zeros).
-    ///
-    /// # Safety
-    /// Only the appender calls this, and drops the slice before its next
-    /// [`Chunk::write`]: the bytes past the written end are its to change.
-    pub unsafe fn block_range(&self, from: u64, to: u64) -> &[u8] {
-        assert!(from >= self.file_start && from <= to && to <= self.end_of_capacity());
-        // SAFETY: the appender, the only caller, writes these bytes itself
-        // (`Chunk::write`) or they are written bytes, never written again.
+    /// Appended bytes from `from` to `to`: they are never changed again.
+    pub fn appended(&self, from: u64, to: u64) -> &[u8] {
+        assert!(from >= self.file_start && from <= to && to <= self.appended_end());
+        // SAFETY: in bounds (asserted); bytes below the appended end are
+        // written once, before that end moved past them.
         unsafe { std::slice::from_raw_parts(self.pointer(from), (to - from) as usize) }
+    }
+
+    /// Writes the chunk's blocks from `from` to `to` (block-aligned, within
+    /// its capacity) to `file` at the same positions, with one `pwrite`
+    /// per call the kernel makes of it. The last block may be changing
+    /// as this runs: past the appended end the appender may be copying a
+    /// next batch in. The kernel then takes each of those bytes old or
+    /// new; either way the file holds the appended bytes below that end,
+    /// and the next write of the block, which every later append brings,
+    /// writes it again. The memory is handed to the kernel as a raw
+    /// pointer: no reference to bytes being changed is ever made.
+    pub fn write_blocks(&self, file: &File, from: u64, to: u64) -> std::io::Result<()> {
+        assert!(from.is_multiple_of(BLOCK) && to.is_multiple_of(BLOCK));
+        assert!(from >= self.file_start && from <= to && to <= self.end_of_capacity());
+        let mut at = from;
+        while at < to {
+            let length = ((to - at) as usize).min(WRITE_MAX_BYTES);
+            // SAFETY: the pointer and length are inside the chunk's buffer
+            // (asserted), which lives as long as `self`.
+            let written = unsafe {
+                libc::pwrite(
+                    file.as_raw_fd(),
+                    self.pointer(at).cast(),
+                    length,
+                    at as libc::off_t,
+                )
+            };
+            match written {
+                -1 => {
+                    let error = std::io::Error::last_os_error();
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(error);
+                    }
+                }
+                0 => return Err(std::io::ErrorKind::WriteZero.into()),
+                // A direct write stops short on a block boundary, if at all.
+                written => at += written as u64,
+            }
+        }
+        Ok(())
     }
 
     /// Written bytes from `from` to `to`, as a `Bytes` that keeps the chunk.
@@ -268,6 +317,31 @@ impl Chunks {
         (position < chunk.written_end()).then(|| Arc::clone(chunk))
     }
 
+    /// The chunks that hold the file's blocks from `from` to `to` (both
+    /// block-aligned), each with the part of the range it holds the newest
+    /// bytes of (a block two chunks share is the next one's head); `None`
+    /// if some block of the range is in none of them.
+    pub fn covering(&self, from: u64, to: u64) -> Option<Vec<(Arc<Chunk>, u64, u64)>> {
+        let list = self.list.read().expect("chunks lock");
+        let mut parts = Vec::new();
+        let mut at = from;
+        for (i, chunk) in list.iter().enumerate() {
+            let end = list
+                .get(i + 1)
+                .map_or_else(|| align_up(chunk.appended_end()), |next| next.file_start);
+            let (low, high) = (at.max(chunk.file_start), to.min(end));
+            if low >= high {
+                continue;
+            }
+            if low > at {
+                return None;
+            }
+            parts.push((Arc::clone(chunk), low, high));
+            at = high;
+        }
+        (at >= to).then_some(parts)
+    }
+
     /// Where the bytes in memory start; `None` if there are none.
     pub fn first_batch(&self) -> Option<u64> {
         self.list
@@ -299,6 +373,7 @@ impl Chunks {
             buffer: Some(buffer),
             file_start,
             first_batch,
+            appended_end: AtomicU64::new(first_batch),
             written_end: AtomicU64::new(first_batch),
             recent: Arc::clone(&self.recent),
         });
@@ -311,15 +386,16 @@ impl Chunks {
         Ok(chunk)
     }
 
-    /// Drops the oldest chunk unless it is the newest of an active
-    /// segment; returns the bytes freed. Bytes the dropped chunk shared a
+    /// Drops the oldest chunk unless it is the newest of an active segment
+    /// or holds bytes not yet in the file; returns the bytes freed. Bytes the dropped chunk shared a
     /// block with are in the next chunk's head too, and are read from the
     /// file from then on: a direct read racing the direct write of that
     /// block gets each sector old or new, the same bytes below the end.
     fn drop_oldest(&self) -> Option<u64> {
         let mut list = self.list.write().expect("chunks lock");
         let kept = usize::from(self.active.load(Ordering::Acquire));
-        if list.len() <= kept {
+        let unwritten = |chunk: &Arc<Chunk>| chunk.written_end() < chunk.appended_end();
+        if list.len() <= kept || list.front().is_some_and(unwritten) {
             return None;
         }
         list.pop_front().map(|chunk| chunk.capacity())
@@ -473,10 +549,13 @@ mod tests {
         unsafe { chunk.write(4100, b"0123456789") };
         chunk.published(4110);
         assert_eq!(&chunk.slice(4100, 4110)[..], b"0123456789");
-        // SAFETY: the only writer, between writes.
-        let block = unsafe { chunk.block_range(4096, 8192) };
+        assert_eq!(chunk.appended(4096, 4110), b"head0123456789");
+        let file = tempfile::tempfile().unwrap();
+        chunk.write_blocks(&file, 4096, 8192).unwrap();
+        let mut block = vec![1u8; 4096];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut block, 4096).unwrap();
         assert_eq!(&block[..14], b"head0123456789");
-        assert!(block[14..].iter().all(|&b| b == 0));
+        assert!(block[14..].iter().all(|&b| b == 0), "zeros after the end");
         assert!(chunks.holding(4100).is_some());
         assert!(chunks.holding(4110).is_none(), "nothing written there yet");
         assert!(chunks.holding(4099).is_none(), "before the first batch");
@@ -527,6 +606,37 @@ mod tests {
         assert_eq!(only.first_batch(), Some(FIRST_CHUNK_BYTES as u64));
         drop(only);
         assert_eq!(small.held(), 0, "a segment dropped gives its chunks back");
+    }
+
+    #[test]
+    fn each_block_is_written_from_the_newest_chunk_that_holds_it_and_only_written_chunks_go() {
+        let recent = Recent::new(1, true);
+        let chunks = Chunks::new(&recent);
+        chunks.set_active(true);
+        let first = chunks.start(0, 0, &[], 100).unwrap();
+        // SAFETY: the only writer, before publishing.
+        unsafe { first.write(0, &[7; 100]) };
+        // The next chunk starts in the block the first ends in, with its head.
+        let second = chunks.start(0, 100, first.appended(0, 100), 5000).unwrap();
+        // SAFETY: the only writer, before publishing.
+        unsafe { second.write(100, &[8; 5000]) };
+        let parts = chunks.covering(0, 8192).unwrap();
+        let ranges: Vec<_> = parts.iter().map(|(_, low, high)| (*low, *high)).collect();
+        assert_eq!(ranges, [(0, 8192)], "the shared block from the newer chunk");
+        assert!(Arc::ptr_eq(&parts[0].0, &second));
+        assert!(chunks.covering(0, 12288).is_none(), "past what is appended");
+        // Over the budget, but nothing is in the file yet: both are kept.
+        let third = chunks.start(8192, 8192, &[], 1).unwrap();
+        assert_eq!(chunks.first_batch(), Some(0));
+        first.published(100);
+        second.published(5100);
+        drop(third);
+        chunks.start(16384, 16384, &[], 1).unwrap();
+        assert_eq!(
+            chunks.first_batch(),
+            Some(16384),
+            "written (or empty) chunks go, the newest stays"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
@@ -116,6 +116,11 @@ pub(crate) struct Segment {
     writer: RwLock<Option<Arc<File>>>,
     /// Whether the write handle writes straight to the device.
     direct: AtomicBool,
+    /// How far the file holds what was appended; writes to the file
+    /// happen under this lock, and the write handle is swapped under it.
+    written: Mutex<u64>,
+    /// The same, for readers, who never look past it.
+    written_bytes: AtomicU64,
     /// The newest bytes, in memory (see [`crate::recent`]).
     chunks: Arc<Chunks>,
     /// The file mapped for reading: once sealed, the whole file, counted in
@@ -159,6 +164,7 @@ impl Segment {
         files: Arc<FileCache>,
         recent: &Arc<Recent>,
     ) -> Self {
+        let covered = index.covered_bytes();
         Self {
             id: NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed),
             base_offset,
@@ -167,6 +173,8 @@ impl Segment {
             index: RwLock::new(index),
             writer: RwLock::new(None),
             direct: AtomicBool::new(false),
+            written: Mutex::new(covered),
+            written_bytes: AtomicU64::new(covered),
             chunks: Chunks::new(recent),
             map: Arc::new(RwLock::new(None)),
             first_append_ms: RwLock::new(None),
@@ -233,6 +241,13 @@ impl Segment {
 
     pub fn size_bytes(&self) -> u64 {
         self.index.read().expect("index lock").covered_bytes()
+    }
+
+    /// How far readers may read: what the index covers and the file holds.
+    fn readable(&self, index: &SegmentIndex) -> u64 {
+        index
+            .covered_bytes()
+            .min(self.written_bytes.load(Ordering::Acquire))
     }
 
     pub fn max_timestamp(&self) -> i64 {
@@ -391,7 +406,7 @@ impl Segment {
 
     /// The chunk the append of `length` bytes at `position` goes to: the
     /// newest if they fit, else a new one from the block holding `position`.
-    fn chunk_for(&self, file: &File, position: u64, length: usize) -> Result<Arc<Chunk>> {
+    fn chunk_for(&self, position: u64, length: usize) -> Result<Arc<Chunk>> {
         let newest = self.chunks.newest();
         if let Some(chunk) = &newest
             && chunk.fits(position, length)
@@ -401,34 +416,55 @@ impl Segment {
         let file_start = recent::align_down(position);
         let head = match newest {
             _ if file_start == position => Bytes::new(),
-            Some(chunk) if chunk.written_end() == position && chunk.file_start() <= file_start => {
-                // SAFETY: the appender (the caller), before its next write.
-                Bytes::copy_from_slice(unsafe { chunk.block_range(file_start, position) })
+            Some(chunk) if chunk.appended_end() == position && chunk.file_start() <= file_start => {
+                Bytes::copy_from_slice(chunk.appended(file_start, position))
             }
-            _ => self.read_file(file, file_start, position)?,
+            _ => {
+                // No chunk ends here (the segment was opened from its
+                // file): the file holds what comes before.
+                self.write_behind(position)?;
+                let file = self.writer_handle();
+                self.read_file(&file, file_start, position)?
+            }
         };
         self.chunks
             .start(file_start, position, &head, length)
             .map_err(LogError::io(&self.path))
     }
 
-    /// Appends already-validated batches (offsets assigned) at the end.
-    /// The caller serialises appends to one partition.
-    pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<()> {
-        let writer = self
-            .writer
+    fn writer_handle(&self) -> Arc<File> {
+        self.writer
             .read()
             .expect("writer lock")
             .clone()
-            .expect("append to the active segment only");
+            .expect("append to the active segment only")
+    }
+
+    /// Appends already-validated batches (offsets assigned) at the end.
+    /// The caller serialises appends to one partition. Returns whether the
+    /// bytes are in the file already; if not (direct writes), they are in
+    /// memory and [`Segment::write_behind`] takes them there.
+    pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<bool> {
         let position = self.size_bytes();
-        if self.is_direct() {
-            self.append_direct(&writer, bytes, position)?;
+        let end = position + bytes.len() as u64;
+        let in_file = if self.is_direct() {
+            let chunk = self.chunk_for(position, bytes.len())?;
+            // SAFETY: appends to a segment are serialised by the caller, and
+            // readers see the bytes only once written and published.
+            unsafe { chunk.write(position, bytes) };
+            false
         } else {
+            let mut written = self.written.lock().expect("written lock");
+            // Under the lock, the handle is the one writes use now.
+            let writer = self.writer_handle();
+            self.write_pending(&writer, &mut written, position)?;
             writer
                 .write_all_at(bytes, position)
                 .map_err(LogError::io(&self.path))?;
-        }
+            *written = end;
+            self.written_bytes.store(end, Ordering::Release);
+            true
+        };
         let mut first = self.first_append_ms.write().expect("first append lock");
         first.get_or_insert(now_ms);
         drop(first);
@@ -438,39 +474,73 @@ impl Segment {
             index.observe(at, header);
             at += u64::from(header.size_bytes);
         }
-        Ok(())
+        Ok(in_file)
     }
 
-    /// Copies `bytes` into the newest chunk and writes the blocks they
-    /// touch from there to the device, then makes them readable there.
-    fn append_direct(&self, writer: &File, bytes: &[u8], position: u64) -> Result<()> {
-        let end = position + bytes.len() as u64;
-        let chunk = self.chunk_for(writer, position, bytes.len())?;
-        // SAFETY: appends to a segment are serialised by the caller, and
-        // readers see the bytes only once published below.
-        unsafe { chunk.write(position, bytes) };
-        // The block holding `position` is written again, whole.
-        let from = recent::align_down(position);
-        let to = recent::align_up(end);
-        // SAFETY: the appender, which wrote these bytes just now.
-        let block = unsafe { chunk.block_range(from, to) };
-        match writer.write_all_at(block, from) {
-            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
-                tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
-                let buffered = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(LogError::io(&self.path))?;
-                buffered
-                    .write_all_at(bytes, position)
-                    .map_err(LogError::io(&self.path))?;
-                *self.writer.write().expect("writer lock") = Some(Arc::new(buffered));
-                self.direct.store(false, Ordering::Release);
-            }
-            written => written.map_err(LogError::io(&self.path))?,
+    /// Writes what was appended up to `upto` from the chunks to the file,
+    /// if it is not there yet, and makes it readable.
+    pub fn write_behind(&self, upto: u64) -> Result<()> {
+        let mut written = self.written.lock().expect("written lock");
+        if *written >= upto {
+            return Ok(());
         }
-        chunk.published(end);
+        let Some(writer) = self.writer.read().expect("writer lock").clone() else {
+            // A sealed segment's bytes were all written before the seal.
+            return Ok(());
+        };
+        self.write_pending(&writer, &mut written, upto)
+    }
+
+    /// Writes the appended bytes from `*written` to `upto` from the chunks
+    /// to the file, as `writer` writes: the blocks they touch whole,
+    /// straight to the device, or just those bytes through the page cache.
+    /// A direct write the file system refuses is made through the page
+    /// cache, which the segment then keeps to.
+    fn write_pending(&self, writer: &File, written: &mut u64, upto: u64) -> Result<()> {
+        if *written >= upto {
+            return Ok(());
+        }
+        let (from, to) = (recent::align_down(*written), recent::align_up(upto));
+        let parts = self.chunks.covering(from, to).ok_or_else(|| {
+            let reason = format!("appended bytes {from}..{to} are no longer in memory");
+            self.corrupt(from, reason)
+        })?;
+        let mut refused = !self.is_direct();
+        for (chunk, low, high) in &parts {
+            if refused {
+                break;
+            }
+            match chunk.write_blocks(writer, *low, *high) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::warn!(segment = %self.path.display(), %error, "direct write refused; writing through the page cache");
+                    let buffered = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&self.path)
+                        .map_err(LogError::io(&self.path))?;
+                    *self.writer.write().expect("writer lock") = Some(Arc::new(buffered));
+                    self.direct.store(false, Ordering::Release);
+                    refused = true;
+                }
+                done => done.map_err(LogError::io(&self.path))?,
+            }
+        }
+        if refused {
+            let writer = self.writer_handle();
+            for (chunk, low, high) in &parts {
+                let (low, high) = ((*low).max(*written), (*high).min(upto));
+                if low < high {
+                    writer
+                        .write_all_at(chunk.appended(low, high), low)
+                        .map_err(LogError::io(&self.path))?;
+                }
+            }
+        }
+        for (chunk, _, _) in &parts {
+            chunk.published(upto.min(chunk.appended_end()));
+        }
+        *written = upto;
+        self.written_bytes.store(upto, Ordering::Release);
         Ok(())
     }
 
@@ -485,6 +555,7 @@ impl Segment {
     /// Cuts the zeros a direct write leaves after the last batch, then
     /// flushes: the file is then exactly what the index covers.
     pub fn finish(&self) -> Result<()> {
+        self.write_behind(self.size_bytes())?;
         if let Some(writer) = self.writer.read().expect("writer lock").clone() {
             let covered = self.size_bytes();
             let length = writer.metadata().map_err(LogError::io(&self.path))?.len();
@@ -552,7 +623,7 @@ impl Segment {
                 return Ok(None);
             }
             let (position, base) = index.position_for_offset(offset);
-            (position, base, index.covered_bytes())
+            (position, base, self.readable(&index))
         };
         let mut view = self.view(position, end, max_bytes)?;
         // Skip batches that end before `offset` (at most one index interval),
@@ -597,7 +668,7 @@ impl Segment {
         let (mut position, mut expected_base, end) = {
             let index = self.index.read().expect("index lock");
             let (position, base) = index.position_for_offset(offset);
-            (position, base, index.covered_bytes())
+            (position, base, self.readable(&index))
         };
         let mut view = self.view(position, end, SCAN_CHUNK_BYTES)?;
         while position < end {
@@ -621,7 +692,7 @@ impl Segment {
                 return Ok(None);
             }
             let (position, base) = index.position_for_timestamp(timestamp);
-            (position, base, index.covered_bytes())
+            (position, base, self.readable(&index))
         };
         let mut view = self.view(position, end, SCAN_CHUNK_BYTES)?;
         while position < end {

@@ -1,7 +1,9 @@
 //! Kafka produce and consume throughput and end-to-end latency against the
 //! real `freshet` binary with librdkafka (the `rdkafka` crate: producer
-//! threads, one consumer thread per partition), next to the disk (`fio`)
-//! and loopback (`iperf3`) limits measured in the same run.
+//! threads, one consumer thread per partition) and with produce requests
+//! encoded once and sent over plain sockets, next to the disk (`fio`,
+//! through the page cache and direct) and loopback (`iperf3`) limits
+//! measured in the same run.
 //!
 //! Run: `cargo bench -p freshet --bench kafka`
 //! Options (environment): `FRESHET_BENCH_DIR` (data directory, default
@@ -13,7 +15,10 @@
 //! the last), `FRESHET_BENCH_PRODUCERS` (producer threads, default 2),
 //! `FRESHET_BENCH_BATCH_BYTES` (the producers' `batch.size`, default
 //! 1,000,000), `FRESHET_BENCH_CLIENT_NICE` (run the producers at this nice
-//! value).
+//! value), `FRESHET_BENCH_DIRECT_WRITES=true` and
+//! `FRESHET_BENCH_RECENT_LOG_BYTES` (the server's `direct_log_writes` and
+//! `recent_log_bytes`), `FRESHET_BENCH_WIRE_CONNECTIONS`, `_WINDOW` and
+//! `_BATCH_BYTES` (the case of requests encoded once, `kafka/wire.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,6 +32,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "kafka/wire.rs"]
+mod wire;
 use common::{send_waiting, start_server};
 
 const PARTITIONS: i32 = 4;
@@ -250,9 +257,12 @@ fn latency(bootstrap: &str, topic: &str, rate: usize, seconds: u64) -> (f64, f64
     (at(0.5), at(0.99), at(0.999))
 }
 
-fn fio_mb_s(dir: &Path, mib: usize) -> Option<f64> {
+/// fio's sequential write of `mib` MiB in 1 MiB writes, then an fsync:
+/// through the page cache, or with `direct` straight to the device.
+fn fio_mb_s(dir: &Path, mib: usize, direct: bool) -> Option<f64> {
     let file = dir.join("fio.dat");
     let output = Command::new("fio")
+        .arg(format!("--direct={}", u8::from(direct)))
         .args([
             "--name=seq",
             "--rw=write",
@@ -339,7 +349,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
 
-    let disk_before = fio_mb_s(&dir, mib);
+    let disk_before = [fio_mb_s(&dir, mib, false), fio_mb_s(&dir, mib, true)];
     let loopback = iperf3_mb_s();
     // Direct writes of the log and its memory for recent appends
     // (`[server] direct_log_writes`, `recent_log_bytes`).
@@ -369,84 +379,96 @@ fn main() {
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(1);
     let mut commits = Vec::new();
-    for size in [100usize, 1024] {
-        for acks in ["1", "all"] {
-            if !format!("{size} B, acks={acks}").contains(&only) {
-                continue;
-            }
-            let topic = format!("bench-{size}-{acks}");
-            let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
-                .args([
-                    "topic",
-                    "create",
-                    &topic,
-                    "-p",
-                    &PARTITIONS.to_string(),
-                    "-c",
-                    &format!("max.message.bytes={}", batch_bytes().max(1_048_588)),
-                    "-b",
-                    &server.kafka,
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                create.status.success(),
-                "{}",
-                String::from_utf8_lossy(&create.stderr)
-            );
-            let count = (mib << 20) / size;
-            let cpu_before = server.cpu_seconds();
-            let commits_before = GroupCommits::read(&server.http);
-            let seconds = produce(&server.kafka, &topic, acks, size, count);
-            let cpu_produced = server.cpu_seconds();
-            commits.push((
-                size,
-                acks,
-                (count * size) as f64,
-                GroupCommits::read(&server.http).since(&commits_before),
-            ));
-            // FRESHET_BENCH_CONSUME_ROUNDS: extra reads of the same
-            // records from page cache before the one the table shows.
-            for round in 1..consume_rounds {
-                let cpu_start = server.cpu_seconds();
-                let consumed = consume(&server.kafka, &topic, count);
-                println!(
-                    "{size} B, acks={acks}: consume round {round}: {:.0} MB/s (streaming {:.0}), server cores {:.2}",
-                    consumed.bytes as f64 / 1e6 / consumed.seconds,
-                    consumed.bytes as f64 / 1e6 / consumed.streaming_seconds,
-                    (server.cpu_seconds() - cpu_start) / consumed.seconds
-                );
-            }
-            let cpu_consume_start = server.cpu_seconds();
-            let consumed = consume(&server.kafka, &topic, count);
-            let (consume_seconds, consumed_bytes) = (consumed.seconds, consumed.bytes);
-            let cpu_consumed = server.cpu_seconds();
-            let produce_mb_s = (count * size) as f64 / 1e6 / seconds;
-            let consume_mb_s = consumed_bytes as f64 / 1e6 / consume_seconds;
-            // The server's share of the two cores, and what it would move
-            // per second of its own CPU time.
-            let (produce_cpu, consume_cpu) =
-                (cpu_produced - cpu_before, cpu_consumed - cpu_consume_start);
-            println!(
-                "| {size} B, acks={acks} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} / {:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
-                count as f64 / seconds,
-                consumed_bytes as f64 / 1e6 / consumed.streaming_seconds,
-                produce_cpu / seconds,
-                consume_cpu / consume_seconds,
-                (count * size) as f64 / 1e6 / produce_cpu,
-                consumed_bytes as f64 / 1e6 / consume_cpu,
-            );
-            rows.push((size, acks, produce_mb_s, consume_mb_s));
+    // The librdkafka cases, then produce requests encoded once
+    // (`wire.rs`): the server's own bound, its clients next to free.
+    let wire_load = wire::Load::from_env();
+    let cases = [100usize, 1024]
+        .into_iter()
+        .flat_map(|size| [(size, "1", false), (size, "all", false)])
+        .chain([(1024, "all", true)]);
+    for (size, acks, wire) in cases {
+        let case = format!("{size} B, acks={acks}{}", if wire { ", wire" } else { "" });
+        if !case.contains(&only) {
+            continue;
         }
+        let topic = format!("bench-{size}-{acks}{}", if wire { "-wire" } else { "" });
+        let create = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args([
+                "topic",
+                "create",
+                &topic,
+                "-p",
+                &PARTITIONS.to_string(),
+                "-c",
+                &format!("max.message.bytes={}", batch_bytes().max(1_048_588)),
+                "-b",
+                &server.kafka,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            create.status.success(),
+            "{}",
+            String::from_utf8_lossy(&create.stderr)
+        );
+        let mut count = (mib << 20) / size;
+        let cpu_before = server.cpu_seconds();
+        let commits_before = GroupCommits::read(&server.http);
+        let seconds = if wire {
+            let (seconds, acknowledged) =
+                wire::produce(&server.kafka, &topic, PARTITIONS, size, count, &wire_load);
+            count = acknowledged;
+            seconds
+        } else {
+            produce(&server.kafka, &topic, acks, size, count)
+        };
+        let cpu_produced = server.cpu_seconds();
+        commits.push((
+            case.clone(),
+            (count * size) as f64,
+            GroupCommits::read(&server.http).since(&commits_before),
+        ));
+        // FRESHET_BENCH_CONSUME_ROUNDS: extra reads of the same
+        // records from page cache before the one the table shows.
+        for round in 1..consume_rounds {
+            let cpu_start = server.cpu_seconds();
+            let consumed = consume(&server.kafka, &topic, count);
+            println!(
+                "{case}: consume round {round}: {:.0} MB/s (streaming {:.0}), server cores {:.2}",
+                consumed.bytes as f64 / 1e6 / consumed.seconds,
+                consumed.bytes as f64 / 1e6 / consumed.streaming_seconds,
+                (server.cpu_seconds() - cpu_start) / consumed.seconds
+            );
+        }
+        let cpu_consume_start = server.cpu_seconds();
+        let consumed = consume(&server.kafka, &topic, count);
+        let (consume_seconds, consumed_bytes) = (consumed.seconds, consumed.bytes);
+        let cpu_consumed = server.cpu_seconds();
+        let produce_mb_s = (count * size) as f64 / 1e6 / seconds;
+        let consume_mb_s = consumed_bytes as f64 / 1e6 / consume_seconds;
+        // The server's share of the two cores, and what it would move
+        // per second of its own CPU time.
+        let (produce_cpu, consume_cpu) =
+            (cpu_produced - cpu_before, cpu_consumed - cpu_consume_start);
+        println!(
+            "| {case} | {count} | {seconds:.2} | {:.0} | {produce_mb_s:.0} | {consume_mb_s:.0} / {:.0} | {:.2} / {:.2} | {:.0} / {:.0} |",
+            count as f64 / seconds,
+            consumed_bytes as f64 / 1e6 / consumed.streaming_seconds,
+            produce_cpu / seconds,
+            consume_cpu / consume_seconds,
+            (count * size) as f64 / 1e6 / produce_cpu,
+            consumed_bytes as f64 / 1e6 / consume_cpu,
+        );
+        rows.push((case, produce_mb_s, consume_mb_s));
     }
     println!();
     println!(
         "| case | produce requests | mean request | mean request time | fsyncs | mean fsync | bytes per fsync |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (size, acks, bytes, commits) in commits {
+    for (case, bytes, commits) in commits {
         println!(
-            "| {size} B, acks={acks} | {:.0} | {:.0} KB | {:.2} ms | {:.0} | {:.2} ms | {:.0} KB |",
+            "| {case} | {:.0} | {:.0} KB | {:.2} ms | {:.0} | {:.2} ms | {:.0} KB |",
             commits.produce_requests,
             bytes / commits.produce_requests.max(1.0) / 1e3,
             commits.produce_seconds / commits.produce_requests.max(1.0) * 1e3,
@@ -470,12 +492,19 @@ fn main() {
     assert!(create.status.success());
     let (p50, p99, p999) = latency(&server.kafka, "latency", 5_000, 10);
     drop(server);
-    let disk_after = fio_mb_s(&dir, mib);
+    let disk_after = [fio_mb_s(&dir, mib, false), fio_mb_s(&dir, mib, true)];
     let _ = std::fs::remove_dir_all(&dir);
 
     let fmt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.0}"));
-    let disk = match (disk_before, disk_after) {
+    let mean = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (a, b) => a.or(b),
+    };
+    let buffered = mean(disk_before[0], disk_after[0]);
+    let direct_disk = mean(disk_before[1], disk_after[1]);
+    // The disk's bandwidth: the faster of the two ways to write it.
+    let disk = match (buffered, direct_disk) {
+        (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
     println!();
@@ -486,20 +515,27 @@ fn main() {
     println!("| limit (same run) | MB/s |");
     println!("|---|---|");
     println!(
-        "| fio sequential write 1 MiB, fsync at end: before {} / after {} | {} |",
-        fmt(disk_before),
-        fmt(disk_after),
-        fmt(disk)
+        "| fio sequential write 1 MiB, page cache, fsync at end: before {} / after {} | {} |",
+        fmt(disk_before[0]),
+        fmt(disk_after[0]),
+        fmt(buffered)
     );
+    println!(
+        "| fio sequential write 1 MiB, direct, fsync at end: before {} / after {} | {} |",
+        fmt(disk_before[1]),
+        fmt(disk_after[1]),
+        fmt(direct_disk)
+    );
+    println!("| disk (the faster) | {} |", fmt(disk));
     println!("| iperf3 loopback TCP | {} |", fmt(loopback));
     println!();
     println!("| case | produce / disk | consume / loopback |");
     println!("|---|---|---|");
-    for (size, acks, produce_mb_s, consume_mb_s) in rows {
+    for (case, produce_mb_s, consume_mb_s) in rows {
         let ratio =
             |v: f64, limit: Option<f64>| limit.map_or("n/a".into(), |l| format!("{:.2}", v / l));
         println!(
-            "| {size} B, acks={acks} | {} | {} |",
+            "| {case} | {} | {} |",
             ratio(produce_mb_s, disk),
             ratio(consume_mb_s, loopback)
         );

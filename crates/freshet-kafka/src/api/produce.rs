@@ -32,8 +32,9 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
     let acks = body.acks;
     let version = request.version;
     let mut response = ProduceResponse::default();
-    // (topic index, partition index, partition, offset that must be durable)
-    let mut durable_waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // (topic index, partition index, partition, the offset to wait for:
+    // durable with acks=all, in the file with acks=1)
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     for (topic_index, topic_data) in body.topic_data.into_iter().enumerate() {
         let name = topic_data.name.0.to_string();
         let topic = broker.topic(&name, true);
@@ -74,8 +75,8 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                     }
                     partition_response.base_offset = info.base_offset;
                     partition_response.log_start_offset = info.log_start_offset;
-                    if acks == -1 {
-                        durable_waits.push((
+                    if acks != 0 {
+                        waits.push((
                             topic_index,
                             partition_index,
                             partition,
@@ -104,8 +105,18 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
     }
     let timeout = Duration::from_millis(u64::try_from(body.timeout_ms).unwrap_or(0).max(1));
     Box::pin(async move {
-        for (topic_index, partition_index, partition, offset) in durable_waits {
-            let outcome = tokio::time::timeout(timeout, partition.wait_durable(offset)).await;
+        for (topic_index, partition_index, partition, offset) in waits {
+            // acks=all: on stable storage; acks=1: in the file, which a
+            // kill of the process keeps (with direct writes an append
+            // reaches it from memory an instant later).
+            let written = async {
+                if acks == -1 {
+                    partition.wait_durable(offset).await
+                } else {
+                    partition.wait_written(offset).await
+                }
+            };
+            let outcome = tokio::time::timeout(timeout, written).await;
             let code = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => errors::code(&error),

@@ -3,10 +3,38 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use freshet_core::ManualClock;
 use freshet_log::batch::{self, ProducerStamp, Record};
-use freshet_log::{Log, LogOptions, TopicConfig};
+use freshet_log::{AppendInfo, Log, LogOptions, Partition, TopicConfig};
+
+/// Appends that return once the bytes are in the file. The tests' log
+/// writes directly, from memory, behind the appends (`direct_writes`):
+/// an append reaches the file, and readers, an instant after it returns.
+pub trait AppendWritten {
+    fn append_written(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo>;
+}
+
+impl AppendWritten for Arc<Partition> {
+    fn append_written(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo> {
+        let info = self.append(bytes)?;
+        wait_written(self, info.last_offset + 1);
+        Ok(info)
+    }
+}
+
+/// Waits until `partition` holds everything before `offset` in its file.
+pub fn wait_written(partition: &Partition, offset: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while partition.end_offset() < offset {
+        assert!(
+            Instant::now() < deadline,
+            "an append never reached the file"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
 
 pub fn batch_of(count: usize, value_bytes: usize, timestamp: i64, tag: u64) -> Vec<u8> {
     let records: Vec<Record> = (0..count)

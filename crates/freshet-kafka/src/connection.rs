@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -30,9 +30,10 @@ pub(crate) async fn run(
     let (replies, mut queued) = mpsc::channel::<Reply>(IN_FLIGHT_REQUESTS_PER_CONNECTION_MAX);
     let reading = tokio::spawn(async move {
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        let mut buffer = BytesMut::new();
         loop {
             let frame = tokio::select! {
-                frame = read_frame(&mut reader) => frame,
+                frame = read_frame(&mut reader, &mut buffer) => frame,
                 _ = stopped.changed() => return,
             };
             let frame = match frame {
@@ -137,8 +138,17 @@ async fn write_pieces<W: AsyncWriteExt + Unpin>(
     Ok(())
 }
 
-/// Reads one size-prefixed frame; `None` at a clean end of stream.
-async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Option<Bytes>, String> {
+/// The largest frame read into a connection's own buffer, whose memory
+/// the next frame reuses once this one is dropped; a larger one gets
+/// memory of its own, so no connection keeps more than this.
+const FRAME_BUFFER_KEPT_BYTES: usize = 8 << 20;
+
+/// Reads one size-prefixed frame, into `buffer` if it is small enough;
+/// `None` at a clean end of stream.
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+    buffer: &mut BytesMut,
+) -> Result<Option<Bytes>, String> {
     let size = match reader.read_i32().await {
         Ok(size) => size,
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -150,12 +160,32 @@ async fn read_frame<R: AsyncReadExt + Unpin>(reader: &mut R) -> Result<Option<By
             "frame of {size} bytes is outside 8..={REQUEST_FRAME_BYTES_MAX}"
         ));
     }
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader
-        .read_exact(&mut frame)
-        .await
-        .map_err(|error| format!("truncated frame of {size} bytes: {error}"))?;
-    Ok(Some(frame.freeze()))
+    // Read into memory not zeroed first, and used before if it can be
+    // (fresh memory is zeroed by the kernel): a produce request is
+    // megabytes.
+    let size = size as usize;
+    let mut own = BytesMut::new();
+    let frame = if size <= FRAME_BUFFER_KEPT_BYTES {
+        buffer
+    } else {
+        &mut own
+    };
+    frame.clear();
+    frame.reserve(size);
+    while frame.len() < size {
+        let remaining = size - frame.len();
+        let read = reader
+            .read_buf(&mut (&mut *frame).limit(remaining))
+            .await
+            .map_err(|error| format!("truncated frame of {size} bytes: {error}"))?;
+        if read == 0 {
+            let got = frame.len();
+            return Err(format!(
+                "truncated frame of {size} bytes: the stream ended after {got}"
+            ));
+        }
+    }
+    Ok(Some(frame.split_to(size).freeze()))
 }
 
 #[cfg(test)]

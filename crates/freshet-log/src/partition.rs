@@ -244,9 +244,10 @@ impl Partition {
     /// Validates and appends one or more record batches (a produce
     /// request's record set), assigning offsets. Batches are stored as the
     /// bytes given, but for the base offset and leader epoch.
-    pub fn append(self: &Arc<Self>, mut bytes: Vec<u8>) -> Result<AppendInfo> {
+    pub fn append(self: &Arc<Self>, bytes: impl AsRef<[u8]>) -> Result<AppendInfo> {
+        let bytes = bytes.as_ref();
         let config = *self.config.read().expect("config lock");
-        let mut headers: Vec<BatchHeader> = batch::split(&bytes)?
+        let mut headers: Vec<BatchHeader> = batch::split(bytes)?
             .into_iter()
             .map(|(header, _)| header)
             .collect();
@@ -315,15 +316,12 @@ impl Partition {
         }
         let base_offset = active.next_offset();
         let mut next_offset = base_offset;
-        let mut at = 0usize;
         for header in &mut headers {
-            batch::assign_offset(&mut bytes[at..], next_offset);
             header.base_offset = next_offset;
             header.leader_epoch = batch::LEADER_EPOCH;
             next_offset += header.offset_count();
-            at += header.size_bytes as usize;
         }
-        let in_file = active.append(&bytes, &headers, now_ms)?;
+        let in_file = active.append(bytes, &headers, now_ms)?;
         for header in &headers {
             guard.producers.record(header);
         }

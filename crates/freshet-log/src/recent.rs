@@ -169,19 +169,26 @@ impl Chunk {
     }
 
     /// Copies `bytes` in at file position `position`, the appended end,
-    /// and zeros what follows up to the next block boundary.
+    /// lets `stamp` change the copy, and zeros what follows up to the next
+    /// block boundary.
     ///
     /// # Safety
     /// Only the one appender of the segment calls this, and no reader is
     /// handed bytes at or past the written end until [`Chunk::published`].
     /// The writer thread may be copying the block that holds `position`
     /// to the device meanwhile (see [`Chunk::write_blocks`]).
-    pub unsafe fn write(&self, position: u64, bytes: &[u8]) {
+    pub unsafe fn write(&self, position: u64, bytes: &[u8], stamp: impl FnOnce(&mut [u8])) {
         let end = position + bytes.len() as u64;
         assert!(position == self.appended_end() && align_up(end) <= self.end_of_capacity());
-        // SAFETY: in bounds (asserted); no reader is handed these bytes yet.
+        // SAFETY: in bounds (asserted); no reader is handed these bytes yet,
+        // and the writer thread copies none of them before the appended end
+        // passes them (below).
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.pointer(position), bytes.len());
+            stamp(std::slice::from_raw_parts_mut(
+                self.pointer(position),
+                bytes.len(),
+            ));
             std::ptr::write_bytes(self.pointer(end), 0, (align_up(end) - end) as usize);
         }
         self.appended_end.store(end, Ordering::Release);
@@ -546,7 +553,7 @@ mod tests {
         let chunks = Chunks::new(&recent);
         let chunk = chunks.start(4096, 4100, b"head", 10).unwrap();
         // SAFETY: the only writer, before publishing.
-        unsafe { chunk.write(4100, b"0123456789") };
+        unsafe { chunk.write(4100, b"0123456789", |_| {}) };
         chunk.published(4110);
         assert_eq!(&chunk.slice(4100, 4110)[..], b"0123456789");
         assert_eq!(chunk.appended(4096, 4110), b"head0123456789");
@@ -615,11 +622,11 @@ mod tests {
         chunks.set_active(true);
         let first = chunks.start(0, 0, &[], 100).unwrap();
         // SAFETY: the only writer, before publishing.
-        unsafe { first.write(0, &[7; 100]) };
+        unsafe { first.write(0, &[7; 100], |_| {}) };
         // The next chunk starts in the block the first ends in, with its head.
         let second = chunks.start(0, 100, first.appended(0, 100), 5000).unwrap();
         // SAFETY: the only writer, before publishing.
-        unsafe { second.write(100, &[8; 5000]) };
+        unsafe { second.write(100, &[8; 5000], |_| {}) };
         let parts = chunks.covering(0, 8192).unwrap();
         let ranges: Vec<_> = parts.iter().map(|(_, low, high)| (*low, *high)).collect();
         assert_eq!(ranges, [(0, 8192)], "the shared block from the newer chunk");
@@ -645,7 +652,7 @@ mod tests {
         let chunks = Chunks::new(&recent);
         let chunk = chunks.start(0, 0, &[], 3).unwrap();
         // SAFETY: the only writer, before publishing.
-        unsafe { chunk.write(0, b"abc") };
+        unsafe { chunk.write(0, b"abc", |_| {}) };
         chunk.published(3);
         let slice = chunk.slice(0, 3);
         drop(chunk);

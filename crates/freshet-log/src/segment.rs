@@ -17,6 +17,16 @@ use crate::files::{self, FileCache, MapSlot};
 use crate::index::SegmentIndex;
 use crate::recent::{self, BLOCK, Buffer, Chunk, Chunks, Recent};
 
+/// Writes each batch's base offset and leader epoch from `headers` into
+/// `bytes`, the batches they describe.
+fn stamp(bytes: &mut [u8], headers: &[BatchHeader]) {
+    let mut at = 0;
+    for header in headers {
+        batch::assign_offset(&mut bytes[at..], header.base_offset);
+        at += header.size_bytes as usize;
+    }
+}
+
 /// Bytes read at once when scanning a segment during recovery.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
@@ -440,8 +450,9 @@ impl Segment {
             .expect("append to the active segment only")
     }
 
-    /// Appends already-validated batches (offsets assigned) at the end.
-    /// The caller serialises appends to one partition. Returns whether the
+    /// Appends already-validated batches at the end, each stamped with the
+    /// base offset and leader epoch of its header in `headers`. The caller
+    /// serialises appends to one partition. Returns whether the
     /// bytes are in the file already; if not (direct writes), they are in
     /// memory and [`Segment::write_behind`] takes them there.
     pub fn append(&self, bytes: &[u8], headers: &[BatchHeader], now_ms: i64) -> Result<bool> {
@@ -451,15 +462,17 @@ impl Segment {
             let chunk = self.chunk_for(position, bytes.len())?;
             // SAFETY: appends to a segment are serialised by the caller, and
             // readers see the bytes only once written and published.
-            unsafe { chunk.write(position, bytes) };
+            unsafe { chunk.write(position, bytes, |copy| stamp(copy, headers)) };
             false
         } else {
             let mut written = self.written.lock().expect("written lock");
             // Under the lock, the handle is the one writes use now.
             let writer = self.writer_handle();
             self.write_pending(&writer, &mut written, position)?;
+            let mut stamped = bytes.to_vec();
+            stamp(&mut stamped, headers);
             writer
-                .write_all_at(bytes, position)
+                .write_all_at(&stamped, position)
                 .map_err(LogError::io(&self.path))?;
             *written = end;
             self.written_bytes.store(end, Ordering::Release);

@@ -55,11 +55,7 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                     partition: u32::MAX,
                 })?;
                 let partition = topic.partition(id)?;
-                let records = data
-                    .records
-                    .as_ref()
-                    .map(|r| r.to_vec())
-                    .unwrap_or_default();
+                let records = data.records.as_deref().unwrap_or_default();
                 let info = blocking(|| partition.append(records))?;
                 Ok::<_, LogError>((partition, info))
             })();

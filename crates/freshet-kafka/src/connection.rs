@@ -138,9 +138,12 @@ async fn write_pieces<W: AsyncWriteExt + Unpin>(
     Ok(())
 }
 
-/// The largest frame read into a connection's own buffer, whose memory
-/// the next frame reuses once this one is dropped; a larger one gets
-/// memory of its own, so no connection keeps more than this.
+/// Frames from this size up to [`FRAME_BUFFER_KEPT_BYTES`] are read into
+/// a buffer the connection keeps, whose memory the next such frame reuses
+/// once this one is dropped. Others get memory of their own: a small
+/// request may leave parts of it held (a group member's metadata), which
+/// must not hold the buffer; a larger one must not grow it.
+const FRAME_BUFFER_MIN_BYTES: usize = 64 << 10;
 const FRAME_BUFFER_KEPT_BYTES: usize = 8 << 20;
 
 /// Reads one size-prefixed frame, into `buffer` if it is small enough;
@@ -165,7 +168,7 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
     // megabytes.
     let size = size as usize;
     let mut own = BytesMut::new();
-    let frame = if size <= FRAME_BUFFER_KEPT_BYTES {
+    let frame = if (FRAME_BUFFER_MIN_BYTES..=FRAME_BUFFER_KEPT_BYTES).contains(&size) {
         buffer
     } else {
         &mut own

@@ -5,14 +5,19 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::partition::Partition;
+
+/// How long after a failed fsync or write it is tried again.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 struct Queue {
     pending: Vec<(Instant, Arc<Partition>)>,
     stopping: bool,
+    /// The thread has ended.
+    done: bool,
 }
 
 /// What the thread does to a partition that is due.
@@ -53,10 +58,15 @@ impl Flusher {
     /// Asks for `partition` to be fsynced (or written) no earlier than
     /// `due`. Each partition is queued at most once at a time (it tracks
     /// that itself).
-    pub fn schedule(&self, partition: Arc<Partition>, due: Instant) {
+    /// Returns `false`, queueing nothing, once the thread has ended.
+    pub fn schedule(&self, partition: Arc<Partition>, due: Instant) -> bool {
         let mut queue = self.queue.lock().expect("flush queue lock");
+        if queue.done {
+            return false;
+        }
         queue.pending.push((due, partition));
         self.wake.notify_one();
+        true
     }
 
     /// Flushes everything still queued, then ends the thread.
@@ -66,10 +76,12 @@ impl Flusher {
     }
 
     fn run(&self) {
+        let mut retry = Vec::new();
         let mut queue = self.queue.lock().expect("flush queue lock");
         loop {
             if queue.pending.is_empty() {
                 if queue.stopping {
+                    queue.done = true;
                     return;
                 }
                 queue = self.wake.wait(queue).expect("flush queue lock");
@@ -103,12 +115,17 @@ impl Flusher {
                     Job::Write => (partition.write(), "write to the segment file failed"),
                 };
                 if let Err(error) = done {
-                    // Appends waiting for it stay waiting; the next append
-                    // retries.
+                    // Appends waiting for it stay waiting, and it is tried
+                    // again: after a while, or at the next append.
                     tracing::error!(topic = partition.topic(), partition = partition.id(), %error, "{what}");
+                    retry.push((Instant::now() + RETRY_AFTER, partition));
                 }
             }
             queue = self.queue.lock().expect("flush queue lock");
+            if !queue.stopping {
+                queue.pending.append(&mut retry);
+            }
+            retry.clear();
         }
     }
 }

@@ -365,6 +365,17 @@ impl Partition {
         })
     }
 
+    /// Appends as [`Partition::append`] does, then writes the append to
+    /// the file before returning, if the writer thread has not yet: for
+    /// appenders in the process that go on as if it were kept by a kill.
+    pub fn append_written(self: &Arc<Self>, bytes: impl AsRef<[u8]>) -> Result<AppendInfo> {
+        let info = self.append(bytes)?;
+        if self.end_offset() <= info.last_offset {
+            self.write()?;
+        }
+        Ok(info)
+    }
+
     fn sync_timed(&self, segment: &Segment) -> Result<()> {
         let started = Instant::now();
         segment.sync()?;
@@ -378,18 +389,31 @@ impl Partition {
         }
         let earliest =
             *self.last_sync.lock().expect("last sync lock") + Duration::from_millis(interval_ms);
-        self.shared
+        if !self
+            .shared
             .flusher
-            .schedule(Arc::clone(self), earliest.max(Instant::now()));
+            .schedule(Arc::clone(self), earliest.max(Instant::now()))
+            && let Err(error) = self.flush()
+        {
+            tracing::error!(topic = %self.topic, partition = self.id, %error, "fsync failed");
+        }
     }
 
     fn schedule_write(self: &Arc<Self>) {
         if self.write_scheduled.swap(true, Ordering::AcqRel) {
             return; // the pending write will take this append too
         }
-        self.shared
+        if !self
+            .shared
             .writer
-            .schedule(Arc::clone(self), Instant::now());
+            .schedule(Arc::clone(self), Instant::now())
+        {
+            // The writer thread has ended (the log is going away): write
+            // here instead.
+            if let Err(error) = self.write() {
+                tracing::error!(topic = %self.topic, partition = self.id, %error, "write to the segment file failed");
+            }
+        }
     }
 
     /// The active segment, how far it is appended and the offset after

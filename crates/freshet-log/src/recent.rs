@@ -349,6 +349,13 @@ impl Chunks {
         (at >= to).then_some(parts)
     }
 
+    /// Makes every chunk's bytes below `end`, now in the file, readable.
+    pub fn published_up_to(&self, end: u64) {
+        for chunk in self.list.read().expect("chunks lock").iter() {
+            chunk.published(end.min(chunk.appended_end()));
+        }
+    }
+
     /// Where the bytes in memory start; `None` if there are none.
     pub fn first_batch(&self) -> Option<u64> {
         self.list
@@ -635,8 +642,10 @@ mod tests {
         // Over the budget, but nothing is in the file yet: both are kept.
         let third = chunks.start(8192, 8192, &[], 1).unwrap();
         assert_eq!(chunks.first_batch(), Some(0));
-        first.published(100);
-        second.published(5100);
+        // The first chunk's bytes went out as the second's head.
+        chunks.published_up_to(5100);
+        assert_eq!(first.written_end(), 100);
+        assert_eq!(second.written_end(), 5100);
         drop(third);
         chunks.start(16384, 16384, &[], 1).unwrap();
         assert_eq!(

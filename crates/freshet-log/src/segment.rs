@@ -549,9 +549,9 @@ impl Segment {
                 }
             }
         }
-        for (chunk, _, _) in &parts {
-            chunk.published(upto.min(chunk.appended_end()));
-        }
+        // Every chunk, not only those written from: a chunk's last bytes
+        // may have gone out as the head of the next one.
+        self.chunks.published_up_to(upto);
         *written = upto;
         self.written_bytes.store(upto, Ordering::Release);
         Ok(())

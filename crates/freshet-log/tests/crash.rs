@@ -97,7 +97,7 @@ proptest! {
             let half = batch_sizes.len() / 2;
             for (i, &(count, value_bytes)) in batch_sizes[..half].iter().enumerate() {
                 let bytes = batch_of(count, value_bytes, i as i64, i as u64);
-                sent.push((partition.append_written(bytes.clone()).unwrap().base_offset, bytes));
+                sent.push((partition.append_and_wait(bytes.clone()).unwrap().base_offset, bytes));
             }
             if close_cleanly_before_more_appends {
                 log.close().unwrap();
@@ -106,13 +106,13 @@ proptest! {
                 let partition = log.partition("t", 0).unwrap();
                 for (i, &(count, value_bytes)) in batch_sizes[half..].iter().enumerate() {
                     let bytes = batch_of(count, value_bytes, (half + i) as i64, (half + i) as u64);
-                    sent.push((partition.append_written(bytes.clone()).unwrap().base_offset, bytes));
+                    sent.push((partition.append_and_wait(bytes.clone()).unwrap().base_offset, bytes));
                 }
                 // Dropped without close: an unclean stop, as after kill -9.
             } else {
                 for (i, &(count, value_bytes)) in batch_sizes[half..].iter().enumerate() {
                     let bytes = batch_of(count, value_bytes, (half + i) as i64, (half + i) as u64);
-                    sent.push((partition.append_written(bytes.clone()).unwrap().base_offset, bytes));
+                    sent.push((partition.append_and_wait(bytes.clone()).unwrap().base_offset, bytes));
                 }
             }
         }
@@ -163,7 +163,7 @@ proptest! {
         }
         if !stopped_by_corruption {
             // Offsets continue right after the kept prefix.
-            let next = partition.append_written(batch_of(1, 5, 0, 999)).unwrap().base_offset;
+            let next = partition.append_and_wait(batch_of(1, 5, 0, 999)).unwrap().base_offset;
             prop_assert_eq!(next, sent.get(served).map_or(offset, |(base, _)| *base));
         }
     }
@@ -183,7 +183,7 @@ fn an_untouched_unclean_stop_keeps_everything() {
         let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
         for i in 0..100 {
             partition
-                .append_written(batch_of(2, 50, i, i as u64))
+                .append_and_wait(batch_of(2, 50, i, i as u64))
                 .unwrap();
         }
     }

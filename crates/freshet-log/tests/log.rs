@@ -21,7 +21,7 @@ fn appended_batches_read_back_byte_for_byte_with_assigned_offsets() {
     let mut sent = Vec::new();
     for i in 0..200u64 {
         let bytes = batch_of(1 + (i as usize % 5), 40, 1_000_000 + i as i64, i);
-        let info = partition.append_written(bytes.clone()).unwrap();
+        let info = partition.append_and_wait(bytes.clone()).unwrap();
         sent.push((info.base_offset, bytes));
     }
     assert!(partition.segment_count() > 3, "small segments roll");
@@ -56,7 +56,7 @@ fn a_read_from_inside_a_batch_returns_the_whole_batch() {
         .unwrap();
     for i in 0..50 {
         partition
-            .append_written(batch_of(10, 20, i, i as u64))
+            .append_and_wait(batch_of(10, 20, i, i as u64))
             .unwrap();
     }
     for offset in [0, 5, 9, 10, 255, 499] {
@@ -89,7 +89,7 @@ fn reads_stop_at_a_batch_boundary_within_max_bytes() {
         .unwrap();
     let batch_bytes = batch_of(1, 100, 0, 0).len();
     for i in 0..20 {
-        partition.append_written(batch_of(1, 100, 0, i)).unwrap();
+        partition.append_and_wait(batch_of(1, 100, 0, i)).unwrap();
     }
     let read = partition
         .read(0, batch_bytes * 3 + batch_bytes / 2)
@@ -112,7 +112,7 @@ fn lookup_by_timestamp_finds_the_first_batch_at_or_after_it() {
     for i in 0..300i64 {
         let timestamp = if i % 17 == 5 { i * 10 - 95 } else { i * 10 };
         let info = partition
-            .append_written(batch_of(2, 30, timestamp, i as u64))
+            .append_and_wait(batch_of(2, 30, timestamp, i as u64))
             .unwrap();
         expected.push((info.base_offset, timestamp));
     }
@@ -138,20 +138,20 @@ fn oversized_and_corrupt_batches_are_rejected_and_store_nothing() {
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     let large = batch_of(20, 100, 0, 0);
     assert!(matches!(
-        partition.append_written(large),
+        partition.append_and_wait(large),
         Err(LogError::BatchTooLarge { .. })
     ));
     let mut corrupt = batch_of(1, 10, 0, 0);
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     assert!(matches!(
-        partition.append_written(corrupt),
+        partition.append_and_wait(corrupt),
         Err(LogError::InvalidBatch(
             freshet_log::BatchError::CrcMismatch { .. }
         ))
     ));
     assert!(matches!(
-        partition.append_written(vec![1, 2, 3]),
+        partition.append_and_wait(vec![1, 2, 3]),
         Err(LogError::InvalidBatch(_))
     ));
     assert_eq!(partition.end_offset(), 0);
@@ -175,7 +175,7 @@ fn retention_by_time_and_size_deletes_whole_segments_and_ages_roll() {
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     for i in 0..40 {
         partition
-            .append_written(batch_of(1, 100, start_ms + i, i as u64))
+            .append_and_wait(batch_of(1, 100, start_ms + i, i as u64))
             .unwrap();
     }
     let segments = partition.segment_count();
@@ -201,7 +201,7 @@ fn retention_by_time_and_size_deletes_whole_segments_and_ages_roll() {
     // New data after retention continues the offsets.
     assert_eq!(
         partition
-            .append_written(batch_of(1, 10, start_ms + 61_000, 99))
+            .append_and_wait(batch_of(1, 10, start_ms + 61_000, 99))
             .unwrap()
             .base_offset,
         40
@@ -220,7 +220,7 @@ fn the_active_segment_rolls_by_age() {
         ..TopicConfig::default()
     };
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
-    partition.append_written(batch_of(1, 10, 0, 0)).unwrap();
+    partition.append_and_wait(batch_of(1, 10, 0, 0)).unwrap();
     clock.advance_ms(999);
     log.enforce_retention().unwrap();
     assert_eq!(partition.segment_count(), 1);
@@ -238,9 +238,9 @@ fn the_active_segment_rolls_by_age() {
         "an empty active segment does not roll"
     );
     // Appending to an aged segment rolls it first, too.
-    partition.append_written(batch_of(1, 10, 0, 1)).unwrap();
+    partition.append_and_wait(batch_of(1, 10, 0, 1)).unwrap();
     clock.advance_ms(1_000);
-    partition.append_written(batch_of(1, 10, 0, 2)).unwrap();
+    partition.append_and_wait(batch_of(1, 10, 0, 2)).unwrap();
     assert_eq!(partition.segment_count(), 3);
 }
 
@@ -259,7 +259,7 @@ fn retention_by_size_keeps_at_most_the_limit_plus_the_active_segment() {
     let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
     for i in 0..100 {
         partition
-            .append_written(batch_of(1, 150, i, i as u64))
+            .append_and_wait(batch_of(1, 150, i, i as u64))
             .unwrap();
     }
     log.enforce_retention().unwrap();
@@ -290,7 +290,7 @@ fn mapped_segments_stay_bounded() {
         .unwrap();
     for i in 0..200 {
         partition
-            .append_written(batch_of(1, 200, i, i as u64))
+            .append_and_wait(batch_of(1, 200, i, i as u64))
             .unwrap();
     }
     assert!(partition.segment_count() > 50);
@@ -316,12 +316,12 @@ fn a_clean_close_reopens_without_scanning_and_continues_offsets() {
             .unwrap();
         for i in 0..100 {
             partition
-                .append_written(batch_of(2, 50, i, i as u64))
+                .append_and_wait(batch_of(2, 50, i, i as u64))
                 .unwrap();
         }
         log.close().unwrap();
         assert!(matches!(
-            partition.append_written(batch_of(1, 1, 0, 0)),
+            partition.append_and_wait(batch_of(1, 1, 0, 0)),
             Err(LogError::ShuttingDown)
         ));
     }
@@ -333,7 +333,7 @@ fn a_clean_close_reopens_without_scanning_and_continues_offsets() {
     assert_eq!(partition.end_offset(), 200);
     assert_eq!(
         partition
-            .append_written(batch_of(1, 1, 0, 0))
+            .append_and_wait(batch_of(1, 1, 0, 0))
             .unwrap()
             .base_offset,
         200
@@ -374,7 +374,7 @@ fn topics_are_created_altered_and_deleted() {
     );
     log.partition("t", 2)
         .unwrap()
-        .append_written(batch_of(1, 1, 0, 0))
+        .append_and_wait(batch_of(1, 1, 0, 0))
         .unwrap();
     log.delete_topic("t").unwrap();
     assert!(matches!(log.topic("t"), Err(LogError::UnknownTopic(_))));
@@ -405,7 +405,7 @@ async fn readers_wait_for_new_data_and_wake_on_append() {
     while partition.waiting_readers() == 0 {
         tokio::task::yield_now().await;
     }
-    partition.append_written(batch_of(1, 1, 0, 0)).unwrap();
+    partition.append_and_wait(batch_of(1, 1, 0, 0)).unwrap();
     assert!(waiter.await.unwrap());
     assert_eq!(partition.waiting_readers(), 0);
 }
@@ -439,7 +439,7 @@ async fn acks_all_waits_for_the_fsync_under_each_policy() {
         let mut last = 0;
         for i in 0..50 {
             last = partition
-                .append_written(batch_of(3, 10, 0, i))
+                .append_and_wait(batch_of(3, 10, 0, i))
                 .unwrap()
                 .last_offset;
         }
@@ -481,7 +481,7 @@ proptest! {
         let mut sent = Vec::new();
         for (i, (count, value_bytes)) in sizes.into_iter().enumerate() {
             let bytes = batch_of(count, value_bytes, i as i64, i as u64);
-            match partition.append_written(bytes.clone()) {
+            match partition.append_and_wait(bytes.clone()) {
                 Ok(info) => sent.push((info.base_offset, info.last_offset, bytes)),
                 Err(LogError::BatchTooLarge { .. }) => prop_assert!(bytes.len() > 1_024),
                 Err(error) => panic!("{error}"),
@@ -550,17 +550,17 @@ fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
         let partition = log.create_topic("t", config).unwrap().partition(0).unwrap();
         for i in 0..20 {
             let info = partition
-                .append_written(idempotent_batch(producer_id, 0, i * 2, 2, i as u64))
+                .append_and_wait(idempotent_batch(producer_id, 0, i * 2, 2, i as u64))
                 .unwrap();
             assert!(!info.duplicate);
         }
         let retry = partition
-            .append_written(idempotent_batch(producer_id, 0, 38, 2, 19))
+            .append_and_wait(idempotent_batch(producer_id, 0, 38, 2, 19))
             .unwrap();
         assert!(retry.duplicate);
         assert_eq!((retry.base_offset, retry.last_offset), (38, 39));
         assert_eq!(partition.end_offset(), 40, "a retry writes nothing");
-        let gap = partition.append_written(idempotent_batch(producer_id, 0, 45, 1, 99));
+        let gap = partition.append_and_wait(idempotent_batch(producer_id, 0, 45, 1, 99));
         assert!(matches!(
             gap,
             Err(LogError::Producer(
@@ -578,13 +578,13 @@ fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
         let partition = log.partition("t", 0).unwrap();
         assert!(
             partition
-                .append_written(idempotent_batch(producer_id, 0, 36, 2, 18))
+                .append_and_wait(idempotent_batch(producer_id, 0, 36, 2, 18))
                 .unwrap()
                 .duplicate
         );
         assert!(
             !partition
-                .append_written(idempotent_batch(producer_id, 0, 40, 2, 20))
+                .append_and_wait(idempotent_batch(producer_id, 0, 40, 2, 20))
                 .unwrap()
                 .duplicate
         );
@@ -593,7 +593,7 @@ fn idempotent_retries_are_deduplicated_across_clean_and_unclean_restarts() {
     let log = open(dir.path(), &clock, 256);
     let partition = log.partition("t", 0).unwrap();
     let retry = partition
-        .append_written(idempotent_batch(producer_id, 0, 40, 2, 20))
+        .append_and_wait(idempotent_batch(producer_id, 0, 40, 2, 20))
         .unwrap();
     assert!(
         retry.duplicate,
@@ -657,7 +657,7 @@ fn appends_beyond_the_memory_budget_read_back_from_the_file_before_and_after_an_
                 i,
             );
             written += bytes.len() as u64;
-            let info = partition.append_written(bytes.clone()).unwrap();
+            let info = partition.append_and_wait(bytes.clone()).unwrap();
             sent.push((info.base_offset, bytes));
         }
         assert_eq!(partition.segment_count(), 1);
@@ -701,7 +701,7 @@ fn appends_beyond_the_memory_budget_read_back_from_the_file_before_and_after_an_
         written,
         "recovery cuts the zeros after the last batch"
     );
-    let next = partition.append_written(batch_of(3, 100, 0, 999)).unwrap();
+    let next = partition.append_and_wait(batch_of(3, 100, 0, 999)).unwrap();
     assert_eq!(next.base_offset, partition.end_offset() - 3);
     let mut offset = 0;
     let mut count = 0;

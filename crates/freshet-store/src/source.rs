@@ -236,7 +236,7 @@ impl DeadLetterSink for EmbeddedDeadLetters {
             .collect();
         for chunk in records.chunks(1000) {
             partition
-                .append(batch::encode(chunk, ProducerStamp::none()))
+                .append_written(batch::encode(chunk, ProducerStamp::none()))
                 .map_err(|e| {
                     SourceError::Other(format!("dead-letter topic '{}': {e}", self.topic))
                 })?;

@@ -27,6 +27,10 @@ fn blocking<T>(append: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The longest an `acks=1` reply waits for its batches to be in the file
+/// before it says REQUEST_TIMED_OUT: only a failing device takes this long.
+const WRITTEN_WAIT_MAX: Duration = Duration::from_secs(30);
+
 pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
     let broker = Arc::clone(&request.broker);
     let acks = body.acks;
@@ -112,7 +116,15 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                     partition.wait_written(offset).await
                 }
             };
-            let outcome = tokio::time::timeout(timeout, written).await;
+            // The request's timeout is for acks=all, as in Kafka; acks=1
+            // waits for the writer thread only, which a timeout as short
+            // as a client may set would turn into needless retries.
+            let limit = if acks == -1 {
+                timeout
+            } else {
+                timeout.max(WRITTEN_WAIT_MAX)
+            };
+            let outcome = tokio::time::timeout(limit, written).await;
             let code = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => errors::code(&error),

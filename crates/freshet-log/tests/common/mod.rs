@@ -9,15 +9,16 @@ use freshet_core::ManualClock;
 use freshet_log::batch::{self, ProducerStamp, Record};
 use freshet_log::{AppendInfo, Log, LogOptions, Partition, TopicConfig};
 
-/// Appends that return once the bytes are in the file. The tests' log
-/// writes directly, from memory, behind the appends (`direct_writes`):
-/// an append reaches the file, and readers, an instant after it returns.
-pub trait AppendWritten {
-    fn append_written(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo>;
+/// Appends that return once the writer thread has put the bytes in the
+/// file. The tests' log writes directly, from memory, behind the appends
+/// (`direct_writes`): an append reaches the file, and readers, an instant
+/// after it returns.
+pub trait AppendAndWait {
+    fn append_and_wait(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo>;
 }
 
-impl AppendWritten for Arc<Partition> {
-    fn append_written(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo> {
+impl AppendAndWait for Arc<Partition> {
+    fn append_and_wait(&self, bytes: Vec<u8>) -> freshet_log::Result<AppendInfo> {
         let info = self.append(bytes)?;
         wait_written(self, info.last_offset + 1);
         Ok(info)

@@ -118,7 +118,10 @@ impl Flusher {
                     // Appends waiting for it stay waiting, and it is tried
                     // again: after a while, or at the next append.
                     tracing::error!(topic = partition.topic(), partition = partition.id(), %error, "{what}");
-                    retry.push((Instant::now() + RETRY_AFTER, partition));
+                    // Unless an append has queued it again meanwhile.
+                    if partition.claim(self.job) {
+                        retry.push((Instant::now() + RETRY_AFTER, partition));
+                    }
                 }
             }
             queue = self.queue.lock().expect("flush queue lock");

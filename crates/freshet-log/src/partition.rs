@@ -16,6 +16,7 @@ use crate::batch::{self, BatchHeader};
 use crate::config::{Durability, TopicConfig};
 use crate::error::{LogError, Result};
 use crate::files;
+use crate::flusher::Job;
 use crate::producers::{self, ProducerStates, SequenceCheck};
 use crate::segment::{self, Segment};
 
@@ -414,6 +415,15 @@ impl Partition {
                 tracing::error!(topic = %self.topic, partition = self.id, %error, "write to the segment file failed");
             }
         }
+    }
+
+    /// Marks the partition queued for `job`; `false` if it already was.
+    pub(crate) fn claim(&self, job: Job) -> bool {
+        let scheduled = match job {
+            Job::Flush => &self.flush_scheduled,
+            Job::Write => &self.write_scheduled,
+        };
+        !scheduled.swap(true, Ordering::AcqRel)
     }
 
     /// The active segment, how far it is appended and the offset after

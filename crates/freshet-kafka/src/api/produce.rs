@@ -104,6 +104,15 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
         return Box::pin(async { None });
     }
     let timeout = Duration::from_millis(u64::try_from(body.timeout_ms).unwrap_or(0).max(1));
+    // The request's timeout is for acks=all, as in Kafka; acks=1 waits for
+    // the writer thread only, which a timeout as short as a client may set
+    // would turn into needless retries. One deadline for the whole request.
+    let limit = if acks == -1 {
+        timeout
+    } else {
+        timeout.max(WRITTEN_WAIT_MAX)
+    };
+    let deadline = tokio::time::Instant::now() + limit;
     Box::pin(async move {
         for (topic_index, partition_index, partition, offset) in waits {
             // acks=all: on stable storage; acks=1: in the file, which a
@@ -116,15 +125,7 @@ pub(crate) fn handle(request: Request, body: ProduceRequest) -> Reply {
                     partition.wait_written(offset).await
                 }
             };
-            // The request's timeout is for acks=all, as in Kafka; acks=1
-            // waits for the writer thread only, which a timeout as short
-            // as a client may set would turn into needless retries.
-            let limit = if acks == -1 {
-                timeout
-            } else {
-                timeout.max(WRITTEN_WAIT_MAX)
-            };
-            let outcome = tokio::time::timeout(limit, written).await;
+            let outcome = tokio::time::timeout_at(deadline, written).await;
             let code = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(error)) => errors::code(&error),
